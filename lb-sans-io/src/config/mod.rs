@@ -1,0 +1,424 @@
+//! The config file: its serde types, its defaults, and validation whose every error names
+//! the field at fault (`backends[1].address: invalid socket address "localhost"`).
+//!
+//! Parsing is pure: host names in backend addresses are kept as written and resolved by
+//! the driver at load time.
+
+mod address;
+mod duration;
+
+pub use address::BackendAddress;
+pub use duration::ConfigDuration;
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Largest accepted backend weight.
+pub const MAX_WEIGHT: u32 = 1000;
+/// Largest accepted `retries`.
+pub const MAX_RETRIES: u32 = 100;
+/// Largest accepted `rise` / `fall`.
+pub const MAX_RISE_FALL: u32 = 100;
+
+/// The whole config file. Only `backends` is required.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address the load balancer listens on. Default `127.0.0.1:8080`.
+    #[serde(default = "default_listen", with = "address::socket_addr")]
+    pub listen: SocketAddr,
+    /// How a backend is chosen for each new connection. Default `round_robin`.
+    #[serde(default)]
+    pub algorithm: Algorithm,
+    /// The backends, in order; a backend's index is its [`crate::BackendId`].
+    pub backends: Vec<BackendConfig>,
+    /// Active health checks.
+    #[serde(default)]
+    pub health_check: HealthCheckConfig,
+    /// Connection timeouts.
+    #[serde(default)]
+    pub timeouts: TimeoutsConfig,
+    /// How many other backends a client's connection is tried on after a failed connect.
+    /// Default 2.
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    /// Most client connections open at once; past it new clients are closed at once.
+    /// Default 10000.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+    /// Address of the admin HTTP endpoint; absent disables it.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "address::opt_socket_addr"
+    )]
+    pub admin: Option<SocketAddr>,
+}
+
+/// Selection algorithms named by `"algorithm"`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Algorithm {
+    /// Equal turns in configured order, weights ignored.
+    #[default]
+    RoundRobin,
+    /// Smooth weighted round robin as nginx does it.
+    WeightedRoundRobin,
+    /// Fewest active connections relative to weight.
+    LeastConnections,
+    /// Lowest peak-EWMA latency times (active + 1).
+    LeastResponseTime,
+    /// Maglev consistent hashing of the client IP.
+    Hash,
+    /// Uniformly random.
+    Random,
+    /// Two random picks, fewer active connections relative to weight wins.
+    PowerOfTwo,
+}
+
+impl Algorithm {
+    /// The config name of the algorithm.
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::RoundRobin => "round_robin",
+            Algorithm::WeightedRoundRobin => "weighted_round_robin",
+            Algorithm::LeastConnections => "least_connections",
+            Algorithm::LeastResponseTime => "least_response_time",
+            Algorithm::Hash => "hash",
+            Algorithm::Random => "random",
+            Algorithm::PowerOfTwo => "power_of_two",
+        }
+    }
+
+    /// Whether this build implements the algorithm.
+    pub fn is_available(self) -> bool {
+        matches!(self, Algorithm::RoundRobin)
+    }
+}
+
+/// One backend server.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendConfig {
+    /// Unique name used in logs and metrics. Defaults to the address as written.
+    #[serde(default)]
+    pub name: String,
+    /// `IP:PORT`, `[IPv6]:PORT` or `host:port` (resolved when the config is loaded).
+    pub address: BackendAddress,
+    /// Relative weight, 1..=1000. Default 1.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    /// Most connections open to this backend at once; absent means no per-backend limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<u32>,
+}
+
+/// Kinds of active health check.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckType {
+    /// A TCP connect that succeeds within the timeout.
+    #[default]
+    Tcp,
+}
+
+/// `health_check`: how backends are probed and when they change state.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheckConfig {
+    /// The kind of probe. Default `tcp`.
+    #[serde(rename = "type", default)]
+    pub kind: CheckType,
+    /// Time between probes of one backend. Default 1s.
+    #[serde(default = "default_interval")]
+    pub interval: ConfigDuration,
+    /// A probe that has not succeeded after this long has failed. Default 500ms.
+    #[serde(default = "default_check_timeout")]
+    pub timeout: ConfigDuration,
+    /// Consecutive successes that bring a down backend up. Default 2.
+    #[serde(default = "default_rise_fall")]
+    pub rise: u32,
+    /// Consecutive failures that take an up backend down. Default 2.
+    #[serde(default = "default_rise_fall")]
+    pub fall: u32,
+    /// Treat backends as up before their first check. Default false: a backend starts
+    /// down and its first successful check brings it up.
+    #[serde(default)]
+    pub start_up: bool,
+}
+
+/// `timeouts`: every one optional.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutsConfig {
+    /// Backend connect. Default 1s.
+    #[serde(default = "default_connect")]
+    pub connect: ConfigDuration,
+    /// No byte in either direction for this long closes the connection. Default 5m.
+    #[serde(default = "default_idle")]
+    pub idle: ConfigDuration,
+    /// After one side's FIN, how long the other direction may stay open with no traffic.
+    /// Default 1m.
+    #[serde(default = "default_half_close")]
+    pub half_close: ConfigDuration,
+    /// On SIGTERM/SIGINT, how long open connections may take to finish. Default 30s.
+    #[serde(default = "default_shutdown_grace")]
+    pub shutdown_grace: ConfigDuration,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+fn default_retries() -> u32 {
+    2
+}
+fn default_max_connections() -> u32 {
+    10_000
+}
+fn default_weight() -> u32 {
+    1
+}
+fn default_rise_fall() -> u32 {
+    2
+}
+fn default_interval() -> ConfigDuration {
+    ConfigDuration(Duration::from_secs(1))
+}
+fn default_check_timeout() -> ConfigDuration {
+    ConfigDuration(Duration::from_millis(500))
+}
+fn default_connect() -> ConfigDuration {
+    ConfigDuration(Duration::from_secs(1))
+}
+fn default_idle() -> ConfigDuration {
+    ConfigDuration(Duration::from_secs(300))
+}
+fn default_half_close() -> ConfigDuration {
+    ConfigDuration(Duration::from_secs(60))
+}
+fn default_shutdown_grace() -> ConfigDuration {
+    ConfigDuration(Duration::from_secs(30))
+}
+
+impl Default for HealthCheckConfig {
+    fn default() -> Self {
+        HealthCheckConfig {
+            kind: CheckType::Tcp,
+            interval: default_interval(),
+            timeout: default_check_timeout(),
+            rise: default_rise_fall(),
+            fall: default_rise_fall(),
+            start_up: false,
+        }
+    }
+}
+
+impl Default for TimeoutsConfig {
+    fn default() -> Self {
+        TimeoutsConfig {
+            connect: default_connect(),
+            idle: default_idle(),
+            half_close: default_half_close(),
+            shutdown_grace: default_shutdown_grace(),
+        }
+    }
+}
+
+/// Why a config was rejected.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConfigError {
+    /// The text is not valid JSON.
+    Syntax {
+        /// 1-based line of the error.
+        line: usize,
+        /// 1-based column of the error.
+        column: usize,
+        /// What the JSON parser expected.
+        message: String,
+    },
+    /// A field is missing, unknown, of the wrong type, or has a value out of range.
+    Field {
+        /// Where: `backends[1].address`, or empty for the top level.
+        path: String,
+        /// What is wrong and, where it helps, what would be right.
+        message: String,
+    },
+}
+
+impl ConfigError {
+    fn field(path: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        ConfigError::Field {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Syntax {
+                line,
+                column,
+                message,
+            } => write!(f, "invalid JSON at line {line} column {column}: {message}"),
+            ConfigError::Field { path, message } if path.is_empty() => f.write_str(message),
+            ConfigError::Field { path, message } => write!(f, "{path}: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// serde_json's messages end in " at line L column C"; the path says where already.
+fn strip_position(message: &str) -> &str {
+    match message.rfind(" at line ") {
+        Some(i) => &message[..i],
+        None => message,
+    }
+}
+
+impl Config {
+    /// Parses and validates a config file's text.
+    pub fn from_json(text: &str) -> Result<Config, ConfigError> {
+        let de = &mut serde_json::Deserializer::from_str(text);
+        let mut config: Config = match serde_path_to_error::deserialize(de) {
+            Ok(c) => c,
+            Err(e) => {
+                let path = e.path().to_string();
+                let inner = e.into_inner();
+                if inner.is_syntax() || inner.is_eof() {
+                    return Err(ConfigError::Syntax {
+                        line: inner.line(),
+                        column: inner.column(),
+                        message: strip_position(&inner.to_string()).to_string(),
+                    });
+                }
+                let path = if path == "." { String::new() } else { path };
+                return Err(ConfigError::field(
+                    path,
+                    strip_position(&inner.to_string()).to_string(),
+                ));
+            }
+        };
+        config.normalise();
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The config as pretty JSON; [`Config::from_json`] of it gives back an equal config.
+    pub fn to_json(&self) -> String {
+        // Serialising these plain types cannot fail.
+        serde_json::to_string_pretty(self).expect("config serialises")
+    }
+
+    /// Fills in derived defaults (a backend's name defaults to its address).
+    fn normalise(&mut self) {
+        for b in &mut self.backends {
+            if b.name.is_empty() {
+                b.name = b.address.to_string();
+            }
+        }
+    }
+
+    /// Checks every value's range and the constraints between fields.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !self.algorithm.is_available() {
+            return Err(ConfigError::field(
+                "algorithm",
+                format!(
+                    "\"{}\" is not available in this version (available: round_robin)",
+                    self.algorithm.name()
+                ),
+            ));
+        }
+        if self.backends.is_empty() {
+            return Err(ConfigError::field(
+                "backends",
+                "at least one backend is required",
+            ));
+        }
+        for (i, b) in self.backends.iter().enumerate() {
+            let at = |field: &str| format!("backends[{i}].{field}");
+            if let Some(j) = self.backends[..i].iter().position(|o| o.name == b.name) {
+                return Err(ConfigError::field(
+                    at("name"),
+                    format!("duplicate name \"{}\" (also backends[{j}].name)", b.name),
+                ));
+            }
+            if b.name.chars().any(|c| c.is_control() || c == '"') {
+                return Err(ConfigError::field(
+                    at("name"),
+                    "must not contain quotes or control characters",
+                ));
+            }
+            if !(1..=MAX_WEIGHT).contains(&b.weight) {
+                return Err(ConfigError::field(
+                    at("weight"),
+                    format!("must be between 1 and {MAX_WEIGHT}, got {}", b.weight),
+                ));
+            }
+            if b.max_connections == Some(0) {
+                return Err(ConfigError::field(
+                    at("max_connections"),
+                    "must be at least 1 (omit it for no limit)",
+                ));
+            }
+        }
+        let hc = &self.health_check;
+        for (name, v) in [("rise", hc.rise), ("fall", hc.fall)] {
+            if !(1..=MAX_RISE_FALL).contains(&v) {
+                return Err(ConfigError::field(
+                    format!("health_check.{name}"),
+                    format!("must be between 1 and {MAX_RISE_FALL}, got {v}"),
+                ));
+            }
+        }
+        let positive = [
+            ("health_check.interval", hc.interval),
+            ("health_check.timeout", hc.timeout),
+            ("timeouts.connect", self.timeouts.connect),
+            ("timeouts.idle", self.timeouts.idle),
+            ("timeouts.half_close", self.timeouts.half_close),
+        ];
+        for (path, d) in positive {
+            if d.0.is_zero() {
+                return Err(ConfigError::field(path, "must be greater than zero"));
+            }
+        }
+        if self.retries > MAX_RETRIES {
+            return Err(ConfigError::field(
+                "retries",
+                format!("must be at most {MAX_RETRIES}, got {}", self.retries),
+            ));
+        }
+        if self.max_connections == 0 {
+            return Err(ConfigError::field("max_connections", "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// One line for `--check` and the startup log.
+    pub fn summary(&self) -> String {
+        format!(
+            "listen {}, {} over {} backend{}, {:?} checks every {} (timeout {}, rise {}, fall {}), retries {}, max_connections {}",
+            self.listen,
+            self.algorithm.name(),
+            self.backends.len(),
+            if self.backends.len() == 1 { "" } else { "s" },
+            self.health_check.kind,
+            self.health_check.interval,
+            self.health_check.timeout,
+            self.health_check.rise,
+            self.health_check.fall,
+            self.retries,
+            self.max_connections,
+        )
+        .replace("Tcp checks", "tcp checks")
+    }
+}
+
+#[cfg(test)]
+mod tests;

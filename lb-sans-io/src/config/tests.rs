@@ -1,0 +1,100 @@
+use super::*;
+
+fn err(json: &str) -> String {
+    Config::from_json(json).unwrap_err().to_string()
+}
+
+#[test]
+fn minimal_config_gets_documented_defaults() {
+    let c = Config::from_json(r#"{"backends":[{"address":"127.0.0.1:5001"}]}"#).unwrap();
+    assert_eq!(c.listen, "127.0.0.1:8080".parse().unwrap());
+    assert_eq!(c.algorithm, Algorithm::RoundRobin);
+    assert_eq!(c.backends[0].name, "127.0.0.1:5001");
+    assert_eq!(c.backends[0].weight, 1);
+    assert_eq!(c.health_check.interval.0, Duration::from_secs(1));
+    assert_eq!(c.health_check.timeout.0, Duration::from_millis(500));
+    assert_eq!((c.health_check.rise, c.health_check.fall), (2, 2));
+    assert!(!c.health_check.start_up);
+    assert_eq!(c.timeouts.connect.0, Duration::from_secs(1));
+    assert_eq!(c.timeouts.idle.0, Duration::from_secs(300));
+    assert_eq!(c.timeouts.half_close.0, Duration::from_secs(60));
+    assert_eq!(c.timeouts.shutdown_grace.0, Duration::from_secs(30));
+    assert_eq!(c.retries, 2);
+    assert_eq!(c.max_connections, 10_000);
+    assert_eq!(c.admin, None);
+}
+
+#[test]
+fn the_repos_default_config_is_valid_and_loopback() {
+    let c = Config::from_json(include_str!("../../../config.json")).unwrap();
+    assert!(c.listen.ip().is_loopback());
+    assert_eq!(c.backends.len(), 3);
+}
+
+#[test]
+fn errors_name_the_field() {
+    let e = err(r#"{"backends":[{"address":"127.0.0.1:1"},{"address":"localhost"}]}"#);
+    assert!(
+        e.starts_with("backends[1].address: invalid socket address \"localhost\""),
+        "{e}"
+    );
+    let e = err(r#"{"backends":[{"address":"localhost:x"}]}"#);
+    assert!(e.starts_with("backends[0].address: invalid socket address"), "{e}");
+    let e = err(r#"{"backends":[{"address":"1.2.3.4:1"}],"health_check":{"interval":5}}"#);
+    assert!(e.starts_with("health_check.interval: invalid duration 5"), "{e}");
+    let e = err(r#"{"backends":[{"address":"1.2.3.4:1","wieght":2}]}"#);
+    assert!(e.starts_with("backends[0].wieght: unknown field `wieght`"), "{e}");
+    let e = err(r#"{"backends":[{"address":"1.2.3.4:1"}],"retires":1}"#);
+    assert!(e.starts_with("retires: unknown field `retires`"), "{e}");
+    let e = err(r#"{"backends":[{"address":"1.2.3.4:1","weight":0}]}"#);
+    assert!(e.starts_with("backends[0].weight: must be between 1 and 1000"), "{e}");
+    let e = err(r#"{"backends":[{"name":"a","address":"1.2.3.4:1"},{"name":"a","address":"1.2.3.4:2"}]}"#);
+    assert!(e.starts_with("backends[1].name: duplicate name \"a\""), "{e}");
+    let e = err(r#"{"backends":[]}"#);
+    assert!(e.starts_with("backends: at least one backend"), "{e}");
+    let e = err(r#"{}"#);
+    assert!(e.contains("missing field `backends`"), "{e}");
+    let e = err(r#"{"backends":[{"address":"1.2.3.4:1"}],"timeouts":{"idle":"0s"}}"#);
+    assert!(e.starts_with("timeouts.idle: must be greater than zero"), "{e}");
+    let e = err(r#"{"backends":[{"address":"1.2.3.4:1"}],"health_check":{"rise":0}}"#);
+    assert!(e.starts_with("health_check.rise: must be between 1"), "{e}");
+    let e = err(r#"{"listen":"8080","backends":[{"address":"1.2.3.4:1"}]}"#);
+    assert!(e.starts_with("listen: invalid socket address \"8080\""), "{e}");
+    let e = err(r#"{"backends":[{"address":"1.2.3.4:1"}],"algorithm":"fastest"}"#);
+    assert!(e.starts_with("algorithm: unknown variant `fastest`"), "{e}");
+}
+
+#[test]
+fn syntax_errors_give_the_position() {
+    let e = Config::from_json("{\n  \"backends\": [,]\n}").unwrap_err();
+    assert!(matches!(e, ConfigError::Syntax { line: 2, .. }), "{e:?}");
+    assert!(e.to_string().starts_with("invalid JSON at line 2"), "{e}");
+}
+
+#[test]
+fn host_names_are_kept_for_the_driver() {
+    let c = Config::from_json(r#"{"backends":[{"address":"db-1.internal:5432"}]}"#).unwrap();
+    assert_eq!(
+        c.backends[0].address,
+        BackendAddress::Host {
+            host: "db-1.internal".into(),
+            port: 5432
+        }
+    );
+    let c = Config::from_json(r#"{"backends":[{"address":"[::1]:80"}]}"#).unwrap();
+    assert_eq!(
+        c.backends[0].address,
+        BackendAddress::Socket("[::1]:80".parse().unwrap())
+    );
+}
+
+#[test]
+fn serialisation_round_trips() {
+    let c = Config::from_json(include_str!("../../../config.json")).unwrap();
+    assert_eq!(Config::from_json(&c.to_json()).unwrap(), c);
+    let c = Config::from_json(
+        r#"{"backends":[{"address":"h:1","max_connections":3}],"admin":"127.0.0.1:9000"}"#,
+    )
+    .unwrap();
+    assert_eq!(Config::from_json(&c.to_json()).unwrap(), c);
+}

@@ -1,0 +1,540 @@
+//! The flow: one client connection and its backend connection. It owns forwarding,
+//! half-close, backpressure, the connect/retry sequence and the connect, idle and
+//! half-close timeouts. It is owned by one driver task; only the connect phase and the
+//! close consult the shared [`Pool`], so forwarding bytes never takes a shared lock.
+
+use crate::config::Config;
+use crate::ids::{BackendId, FlowId, Side};
+use crate::pool::{Pool, RejectReason};
+use crate::time::Timestamp;
+use bytes::Bytes;
+use std::collections::VecDeque;
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Default high watermark: bytes read from one side and not yet written to the other
+/// beyond which reading that side pauses.
+pub const DEFAULT_HIGH_WATERMARK: usize = 256 * 1024;
+/// Default low watermark: reading resumes once the backlog is down to this.
+pub const DEFAULT_LOW_WATERMARK: usize = 64 * 1024;
+
+/// The per-flow settings, taken from the config when the flow is accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowLimits {
+    /// How long one backend connect may take.
+    pub connect_timeout: Duration,
+    /// No byte either way for this long closes the flow.
+    pub idle_timeout: Duration,
+    /// After one side's FIN, how long the other direction may stay open with no traffic.
+    pub half_close_timeout: Duration,
+    /// Backends tried after the first one fails.
+    pub retries: u32,
+    /// Backlog (bytes read from one side, not yet written to the other) that pauses reading.
+    pub high_watermark: usize,
+    /// Backlog at which reading resumes.
+    pub low_watermark: usize,
+}
+
+impl FlowLimits {
+    /// The limits a config sets, with the default watermarks.
+    pub fn from_config(config: &Config) -> FlowLimits {
+        FlowLimits {
+            connect_timeout: config.timeouts.connect.0,
+            idle_timeout: config.timeouts.idle.0,
+            half_close_timeout: config.timeouts.half_close.0,
+            retries: config.retries,
+            high_watermark: DEFAULT_HIGH_WATERMARK,
+            low_watermark: DEFAULT_LOW_WATERMARK,
+        }
+    }
+}
+
+/// How a flow ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseReason {
+    /// Both sides sent FIN and everything was delivered.
+    Completed,
+    /// This side reset its connection (or failed); the other side was reset too.
+    Reset(Side),
+    /// No byte either way for `timeouts.idle`.
+    IdleTimeout,
+    /// One side half-closed and the other sent nothing for `timeouts.half_close`.
+    HalfCloseTimeout,
+    /// Refused before any backend was tried.
+    Rejected(RejectReason),
+    /// Every backend tried (`retries` + 1 at most) failed to connect.
+    ConnectFailed {
+        /// Backends tried.
+        attempts: u32,
+    },
+    /// The driver closed it (for instance at the end of the shutdown grace period).
+    Aborted,
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CloseReason::Completed => f.write_str("completed"),
+            CloseReason::Reset(side) => write!(f, "reset by {side}"),
+            CloseReason::IdleTimeout => f.write_str("idle timeout"),
+            CloseReason::HalfCloseTimeout => f.write_str("half-close timeout"),
+            CloseReason::Rejected(r) => write!(f, "rejected ({})", r.label()),
+            CloseReason::ConnectFailed { attempts } => {
+                write!(f, "backend connect failed ({attempts} attempts)")
+            }
+            CloseReason::Aborted => f.write_str("aborted"),
+        }
+    }
+}
+
+/// What the driver must do for a flow, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FlowAction {
+    /// Open the backend connection; report the outcome with this `attempt`. A new
+    /// `Connect` abandons any earlier attempt still in progress.
+    Connect {
+        /// The chosen backend.
+        backend: BackendId,
+        /// Where it is.
+        addr: SocketAddr,
+        /// Names this attempt in [`Flow::handle_connected`] / [`Flow::handle_connect_failed`].
+        attempt: u32,
+    },
+    /// Queue these bytes for writing to `side`; report progress with [`Flow::handle_written`].
+    Write {
+        /// Where to write.
+        side: Side,
+        /// The bytes, as read from the other side (never copied).
+        data: Bytes,
+    },
+    /// After the queued writes to `side`, shut down its write half (send FIN).
+    Shutdown {
+        /// Which socket.
+        side: Side,
+    },
+    /// Stop reading `side` (its backlog is over the high watermark).
+    PauseRead {
+        /// Which socket.
+        side: Side,
+    },
+    /// Read `side` again.
+    ResumeRead {
+        /// Which socket.
+        side: Side,
+    },
+    /// The flow is over: perform any queued shutdowns, then close both sockets, with a reset
+    /// (RST) if `reset`. Then call [`Flow::release`]. No action follows.
+    Close {
+        /// Why.
+        reason: CloseReason,
+        /// Close abortively, so each peer still connected sees a reset.
+        reset: bool,
+    },
+}
+
+/// One direction of a flow, named by the side it reads from.
+#[derive(Clone, Debug, Default)]
+struct Direction {
+    /// Bytes read from the source side.
+    bytes: u64,
+    /// Bytes read and not yet reported written to the other side.
+    backlog: usize,
+    /// The source side sent FIN.
+    fin: bool,
+    /// FIN was passed on (a `Shutdown` of the other side was emitted).
+    fin_forwarded: bool,
+    /// Reading the source side is paused.
+    paused: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Connecting {
+        backend: BackendId,
+        deadline: Timestamp,
+    },
+    Established {
+        backend: BackendId,
+    },
+    Closed,
+}
+
+/// A summary of a closed flow, for the driver's one log line per connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlowSummary {
+    /// The flow.
+    pub id: FlowId,
+    /// The client's address.
+    pub client: SocketAddr,
+    /// The last backend chosen for it, if any.
+    pub backend: Option<BackendId>,
+    /// Bytes read from the client.
+    pub bytes_from_client: u64,
+    /// Bytes read from the backend.
+    pub bytes_from_backend: u64,
+    /// From accept to close.
+    pub duration: Duration,
+    /// How it ended (`None` while open).
+    pub reason: Option<CloseReason>,
+}
+
+/// The per-flow machine. See the module docs.
+///
+/// Use: create with [`Flow::accept`]; after that and after every `handle_*` call, drain
+/// [`Flow::poll_action`] until `None` and re-arm the timer from [`Flow::poll_timeout`].
+/// Events for a closed flow, stale connect attempts and reads after FIN are ignored.
+#[derive(Debug)]
+pub struct Flow {
+    id: FlowId,
+    client: SocketAddr,
+    limits: FlowLimits,
+    started: Timestamp,
+    last_now: Timestamp,
+    last_activity: Timestamp,
+    phase: Phase,
+    attempt: u32,
+    tried: Vec<BackendId>,
+    /// Client bytes read before the backend connection was up.
+    early: VecDeque<Bytes>,
+    dirs: [Direction; 2],
+    first_fin_at: Option<Timestamp>,
+    actions: VecDeque<FlowAction>,
+    reason: Option<CloseReason>,
+    released: bool,
+}
+
+impl Flow {
+    /// A client connected: asks the pool to admit it and pick a backend. The first action
+    /// is `Connect`, or `Close` when the flow is refused (connection limit, no backend up).
+    pub fn accept(
+        pool: &mut Pool,
+        id: FlowId,
+        client: SocketAddr,
+        limits: FlowLimits,
+        now: Timestamp,
+    ) -> Flow {
+        let mut flow = Flow {
+            id,
+            client,
+            limits,
+            started: now,
+            last_now: now,
+            last_activity: now,
+            phase: Phase::Closed,
+            attempt: 0,
+            tried: Vec::new(),
+            early: VecDeque::new(),
+            dirs: Default::default(),
+            first_fin_at: None,
+            actions: VecDeque::new(),
+            reason: None,
+            released: false,
+        };
+        match pool.open_flow(id, now) {
+            Ok(()) => flow.connect_next(pool, now),
+            Err(reason) => flow.close(CloseReason::Rejected(reason), false),
+        }
+        flow
+    }
+
+    // ---- getters -------------------------------------------------------------------
+
+    /// This flow's id.
+    pub fn id(&self) -> FlowId {
+        self.id
+    }
+
+    /// Whether the flow has closed (its `Close` action was emitted).
+    pub fn is_closed(&self) -> bool {
+        self.phase == Phase::Closed
+    }
+
+    /// The backend the flow is connected or connecting to.
+    pub fn backend(&self) -> Option<BackendId> {
+        match self.phase {
+            Phase::Connecting { backend, .. } | Phase::Established { backend } => Some(backend),
+            Phase::Closed => None,
+        }
+    }
+
+    /// Bytes read from `side` and not yet written to the other side.
+    pub fn backlog(&self, from: Side) -> usize {
+        self.dirs[from.index()].backlog
+    }
+
+    /// Whether reading `side` is paused.
+    pub fn is_paused(&self, side: Side) -> bool {
+        self.dirs[side.index()].paused
+    }
+
+    /// What the driver logs when the flow closes.
+    pub fn summary(&self) -> FlowSummary {
+        FlowSummary {
+            id: self.id,
+            client: self.client,
+            backend: self.tried.last().copied(),
+            bytes_from_client: self.dirs[Side::Client.index()].bytes,
+            bytes_from_backend: self.dirs[Side::Backend.index()].bytes,
+            duration: self.last_now.saturating_duration_since(self.started),
+            reason: self.reason,
+        }
+    }
+
+    // ---- events --------------------------------------------------------------------
+
+    fn observe(&mut self, now: Timestamp) -> Timestamp {
+        self.last_now = self.last_now.max(now);
+        self.last_now
+    }
+
+    /// The backend connection of `attempt` is up.
+    pub fn handle_connected(&mut self, pool: &mut Pool, attempt: u32, now: Timestamp) {
+        let now = self.observe(now);
+        let Phase::Connecting { backend, .. } = self.phase else {
+            return;
+        };
+        if attempt != self.attempt {
+            return;
+        }
+        pool.connect_succeeded(self.id, backend, now);
+        self.phase = Phase::Established { backend };
+        self.last_activity = now;
+        while let Some(data) = self.early.pop_front() {
+            self.actions.push_back(FlowAction::Write {
+                side: Side::Backend,
+                data,
+            });
+        }
+        if self.dirs[Side::Client.index()].fin {
+            self.forward_fin(Side::Client);
+        }
+        self.maybe_complete();
+    }
+
+    /// The backend connect of `attempt` failed: the flow tries another backend or closes.
+    pub fn handle_connect_failed(&mut self, pool: &mut Pool, attempt: u32, now: Timestamp) {
+        let now = self.observe(now);
+        let Phase::Connecting { backend, .. } = self.phase else {
+            return;
+        };
+        if attempt != self.attempt {
+            return;
+        }
+        pool.connect_failed(self.id, backend, now);
+        self.connect_next(pool, now);
+    }
+
+    /// Bytes were read from `side`. They are passed on to the other side untouched (or held
+    /// until the backend connection is up); past the high watermark reading `side` pauses.
+    pub fn handle_read(&mut self, side: Side, data: Bytes, now: Timestamp) {
+        let now = self.observe(now);
+        let established = match self.phase {
+            Phase::Closed => return,
+            Phase::Established { .. } => true,
+            Phase::Connecting { .. } => false,
+        };
+        let dir = &mut self.dirs[side.index()];
+        if data.is_empty() || dir.fin || (!established && side == Side::Backend) {
+            return;
+        }
+        self.last_activity = now;
+        dir.bytes += data.len() as u64;
+        dir.backlog += data.len();
+        let pause = !dir.paused && dir.backlog >= self.limits.high_watermark;
+        if pause {
+            dir.paused = true;
+        }
+        if established {
+            self.actions.push_back(FlowAction::Write {
+                side: side.other(),
+                data,
+            });
+        } else {
+            self.early.push_back(data);
+        }
+        if pause {
+            self.actions.push_back(FlowAction::PauseRead { side });
+        }
+    }
+
+    /// `n` bytes queued for `side` were written to its socket.
+    pub fn handle_written(&mut self, side: Side, n: usize, now: Timestamp) {
+        let now = self.observe(now);
+        if self.is_closed() {
+            return;
+        }
+        let from = side.other();
+        let low = self.limits.low_watermark;
+        let dir = &mut self.dirs[from.index()];
+        dir.backlog = dir.backlog.saturating_sub(n);
+        if n > 0 {
+            self.last_activity = now;
+        }
+        if dir.paused && dir.backlog <= low {
+            dir.paused = false;
+            self.actions.push_back(FlowAction::ResumeRead { side: from });
+        }
+        self.maybe_complete();
+    }
+
+    /// `side` sent FIN: it will send no more. The FIN is passed on to the other side after
+    /// the bytes before it; the other direction keeps flowing.
+    pub fn handle_eof(&mut self, side: Side, now: Timestamp) {
+        let now = self.observe(now);
+        let established = match self.phase {
+            Phase::Closed => return,
+            Phase::Established { .. } => true,
+            Phase::Connecting { .. } => false,
+        };
+        if self.dirs[side.index()].fin || (!established && side == Side::Backend) {
+            return;
+        }
+        self.dirs[side.index()].fin = true;
+        self.last_activity = now;
+        self.first_fin_at.get_or_insert(now);
+        if established {
+            self.forward_fin(side);
+        }
+        self.maybe_complete();
+    }
+
+    /// `side` was reset, or reading or writing it failed: the other side is reset too.
+    pub fn handle_reset(&mut self, side: Side, now: Timestamp) {
+        self.observe(now);
+        if self.is_closed() {
+            return;
+        }
+        self.close(CloseReason::Reset(side), true);
+    }
+
+    /// The driver gives up on the flow (shutdown grace over): close it with a reset.
+    pub fn handle_abort(&mut self, now: Timestamp) {
+        self.observe(now);
+        if !self.is_closed() {
+            self.close(CloseReason::Aborted, true);
+        }
+    }
+
+    /// Time passed: connect, idle and half-close timeouts. Harmless when early.
+    pub fn handle_timeout(&mut self, pool: &mut Pool, now: Timestamp) {
+        let now = self.observe(now);
+        match self.phase {
+            Phase::Closed => {}
+            Phase::Connecting { backend, deadline } => {
+                if now >= deadline {
+                    pool.connect_failed(self.id, backend, now);
+                    self.connect_next(pool, now);
+                }
+            }
+            Phase::Established { .. } => {
+                if now >= self.last_activity + self.limits.idle_timeout {
+                    self.close(CloseReason::IdleTimeout, false);
+                } else if self.half_close_deadline().is_some_and(|d| now >= d) {
+                    self.close(CloseReason::HalfCloseTimeout, false);
+                }
+            }
+        }
+    }
+
+    /// The next action, in order. Drain until `None` after every call into the flow.
+    #[must_use]
+    pub fn poll_action(&mut self) -> Option<FlowAction> {
+        self.actions.pop_front()
+    }
+
+    /// When [`Flow::handle_timeout`] next has work; never earlier than the latest `now`.
+    /// `None` once closed.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        let t = match self.phase {
+            Phase::Closed => return None,
+            Phase::Connecting { deadline, .. } => deadline,
+            Phase::Established { .. } => {
+                let idle = self.last_activity + self.limits.idle_timeout;
+                self.half_close_deadline().map_or(idle, |h| h.min(idle))
+            }
+        };
+        Some(t.max(self.last_now))
+    }
+
+    /// After the `Close` action: gives the flow's seat and byte counts back to the pool.
+    /// Calling it again, or on an open flow, does nothing.
+    pub fn release(&mut self, pool: &mut Pool, now: Timestamp) {
+        let now = self.observe(now);
+        if self.is_closed() && !self.released {
+            self.released = true;
+            pool.close_flow(
+                self.id,
+                self.dirs[Side::Client.index()].bytes,
+                self.dirs[Side::Backend.index()].bytes,
+                now,
+            );
+        }
+    }
+
+    // ---- internals -----------------------------------------------------------------
+
+    fn half_close_deadline(&self) -> Option<Timestamp> {
+        let first = self.first_fin_at?;
+        Some(first.max(self.last_activity) + self.limits.half_close_timeout)
+    }
+
+    fn connect_next(&mut self, pool: &mut Pool, now: Timestamp) {
+        if self.tried.len() > self.limits.retries as usize {
+            let attempts = self.tried.len() as u32;
+            return self.close(CloseReason::ConnectFailed { attempts }, false);
+        }
+        match pool.select(self.id, self.client, &self.tried, now) {
+            Some((backend, addr)) => {
+                self.attempt += 1;
+                self.tried.push(backend);
+                self.phase = Phase::Connecting {
+                    backend,
+                    deadline: now + self.limits.connect_timeout,
+                };
+                self.actions.push_back(FlowAction::Connect {
+                    backend,
+                    addr,
+                    attempt: self.attempt,
+                });
+            }
+            None if self.tried.is_empty() => {
+                self.close(CloseReason::Rejected(RejectReason::NoBackend), false)
+            }
+            None => {
+                let attempts = self.tried.len() as u32;
+                self.close(CloseReason::ConnectFailed { attempts }, false)
+            }
+        }
+    }
+
+    fn forward_fin(&mut self, from: Side) {
+        let dir = &mut self.dirs[from.index()];
+        if !dir.fin_forwarded {
+            dir.fin_forwarded = true;
+            self.actions.push_back(FlowAction::Shutdown { side: from.other() });
+        }
+    }
+
+    fn maybe_complete(&mut self) {
+        if matches!(self.phase, Phase::Established { .. })
+            && self
+                .dirs
+                .iter()
+                .all(|d| d.fin_forwarded && d.backlog == 0)
+        {
+            self.close(CloseReason::Completed, false);
+        }
+    }
+
+    fn close(&mut self, reason: CloseReason, reset: bool) {
+        self.phase = Phase::Closed;
+        self.reason = Some(reason);
+        self.early.clear();
+        self.actions.push_back(FlowAction::Close { reason, reset });
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,31 @@
+//! The load balancer's decisions as pure state machines.
+//!
+//! No sockets, no async runtime, no clock and no global randomness: events go in through
+//! `handle_*` methods that take `now`, actions come out of `poll_*` methods, and the only
+//! random generator is a seeded one the machine owns. Two machines:
+//!
+//! - [`Pool`], shared by all flows: backend state, health, selection, connection limits
+//!   and the probe schedule. Touched only at connect and close.
+//! - [`Flow`], one per client connection and owned by one task: forwarding, half-close,
+//!   backpressure, retries and timeouts. The data path runs here, free of shared locks.
+//!
+//! The rule for drivers (as in str0m): after every input, drain the outputs
+//! (`poll_action` / `poll_probe` / `poll_event`) until empty, then sleep until
+//! `poll_timeout`, before giving the machine its next input.
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod flow;
+pub mod health;
+pub mod ids;
+pub mod pool;
+pub mod rng;
+pub mod select;
+pub mod time;
+
+pub use config::{Algorithm, Config, ConfigError};
+pub use flow::{CloseReason, Flow, FlowAction, FlowLimits, FlowSummary};
+pub use ids::{BackendId, FlowId, ProbeId, Side};
+pub use pool::{BackendState, Pool, PoolEvent, ProbeRequest, RejectReason};
+pub use rng::LbRng;
+pub use time::Timestamp;

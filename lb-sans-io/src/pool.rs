@@ -1,0 +1,513 @@
+//! The pool: the one machine shared by all flows. It owns backend state (health, admin
+//! state, connection counts, counters), selection, the global and per-backend connection
+//! limits, and the schedule of health probes. Flows consult it only when they open, pick a
+//! backend, learn how their connect went, and close, so the data path never touches it.
+
+use crate::config::{CheckType, Config};
+use crate::health::{Health, HealthCounter};
+use crate::ids::{BackendId, FlowId, ProbeId};
+use crate::rng::LbRng;
+use crate::select::{selector_for, Candidate, SelectCtx, Selector};
+use crate::time::Timestamp;
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// A backend's state as users see it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum BackendState {
+    /// Receives new connections.
+    Up,
+    /// Failing its checks: no new connections.
+    Down,
+}
+
+impl fmt::Display for BackendState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            BackendState::Up => "up",
+            BackendState::Down => "down",
+        })
+    }
+}
+
+/// Why a backend's state changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StateCause {
+    /// An active health probe passed or failed.
+    Probe,
+    /// Client connections to it failed (passive health).
+    ClientConnectFailed,
+}
+
+/// Why a new client connection was refused before any backend was tried.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RejectReason {
+    /// `max_connections` client connections were already open.
+    MaxConnections,
+    /// No backend was up (or all were at their connection limit).
+    NoBackend,
+}
+
+impl RejectReason {
+    /// The label used in logs and metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            RejectReason::MaxConnections => "max_connections",
+            RejectReason::NoBackend => "no_backend",
+        }
+    }
+}
+
+/// Something the driver should know about (and log).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PoolEvent {
+    /// A backend went up or down.
+    BackendStateChanged {
+        /// The backend.
+        backend: BackendId,
+        /// Its state before.
+        from: BackendState,
+        /// Its state now.
+        to: BackendState,
+        /// What made it change.
+        cause: StateCause,
+    },
+}
+
+/// The kind of check a probe performs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProbeKind {
+    /// Connect, then close.
+    TcpConnect,
+}
+
+/// A health probe the driver must run, then report with [`Pool::handle_probe_result`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProbeRequest {
+    /// Names this probe in its result.
+    pub id: ProbeId,
+    /// The backend probed.
+    pub backend: BackendId,
+    /// Where to connect.
+    pub addr: SocketAddr,
+    /// Give up (and report failure) after this long.
+    pub timeout: Duration,
+    /// What to do once connected.
+    pub kind: ProbeKind,
+}
+
+/// Everything the pool knows about one backend.
+#[derive(Clone, Debug)]
+pub struct Backend {
+    /// Unique name from the config.
+    pub name: String,
+    /// Resolved address.
+    pub addr: SocketAddr,
+    /// Configured weight.
+    pub weight: u32,
+    /// Per-backend connection limit.
+    pub max_connections: Option<u32>,
+    health: HealthCounter,
+    /// Connections held now (connecting or established).
+    pub active: u32,
+    /// Client connections established to it since start.
+    pub connections_total: u64,
+    /// Client connects to it that failed or timed out.
+    pub connect_failures_total: u64,
+    /// Bytes of closed flows, client to backend.
+    pub bytes_to_backend: u64,
+    /// Bytes of closed flows, backend to client.
+    pub bytes_to_client: u64,
+    /// Probes that passed.
+    pub checks_passed: u64,
+    /// Probes that failed.
+    pub checks_failed: u64,
+    /// The last probe's result and when it came.
+    pub last_check: Option<(Timestamp, bool)>,
+    next_probe_at: Timestamp,
+    probe_in_flight: Option<(ProbeId, Timestamp)>,
+}
+
+impl Backend {
+    /// The state users see.
+    pub fn state(&self) -> BackendState {
+        match self.health.health() {
+            Health::Up => BackendState::Up,
+            Health::Down => BackendState::Down,
+        }
+    }
+
+    fn has_room(&self) -> bool {
+        self.max_connections.is_none_or(|m| self.active < m)
+    }
+
+    fn eligible(&self) -> bool {
+        self.state() == BackendState::Up && self.has_room()
+    }
+}
+
+/// Health check settings the pool uses.
+#[derive(Clone, Copy, Debug)]
+struct CheckSettings {
+    kind: CheckType,
+    interval: Duration,
+    timeout: Duration,
+}
+
+/// A flow's seat in the pool: which backend it holds, if any.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FlowSlot {
+    backend: Option<BackendId>,
+}
+
+/// The shared pool machine. See the module docs.
+pub struct Pool {
+    backends: Vec<Backend>,
+    selector: Box<dyn Selector>,
+    rng: LbRng,
+    checks: CheckSettings,
+    max_connections: u32,
+    flows: BTreeMap<FlowId, FlowSlot>,
+    rejected: BTreeMap<RejectReason, u64>,
+    events: VecDeque<PoolEvent>,
+    next_probe_id: u64,
+    candidates: Vec<Candidate>,
+    last_now: Timestamp,
+}
+
+impl Pool {
+    /// A pool for `config`, whose backend `i` is at `addrs[i]` (the driver resolves host
+    /// names). `seed` determines every random choice the pool makes.
+    ///
+    /// # Panics
+    /// If `addrs` and `config.backends` differ in length (a driver bug).
+    pub fn new(config: &Config, addrs: &[SocketAddr], seed: u64, now: Timestamp) -> Pool {
+        assert_eq!(addrs.len(), config.backends.len(), "one address per backend");
+        let hc = &config.health_check;
+        let mut rng = LbRng::seed(seed);
+        let interval = hc.interval.0;
+        let backends = config
+            .backends
+            .iter()
+            .zip(addrs)
+            .map(|(b, &addr)| Backend {
+                name: b.name.clone(),
+                addr,
+                weight: b.weight,
+                max_connections: b.max_connections,
+                health: HealthCounter::new(hc.rise, hc.fall, hc.start_up),
+                active: 0,
+                connections_total: 0,
+                connect_failures_total: 0,
+                bytes_to_backend: 0,
+                bytes_to_client: 0,
+                checks_passed: 0,
+                checks_failed: 0,
+                last_check: None,
+                // First probes go out at once, spread over a tenth of the interval.
+                next_probe_at: now + rng.duration_below(interval / 10),
+                probe_in_flight: None,
+            })
+            .collect::<Vec<_>>();
+        Pool {
+            selector: selector_for(config.algorithm, backends.len()),
+            candidates: Vec::with_capacity(backends.len()),
+            backends,
+            rng,
+            checks: CheckSettings {
+                kind: hc.kind,
+                interval,
+                timeout: hc.timeout.0,
+            },
+            max_connections: config.max_connections,
+            flows: BTreeMap::new(),
+            rejected: BTreeMap::new(),
+            events: VecDeque::new(),
+            next_probe_id: 0,
+            last_now: now,
+        }
+    }
+
+    // ---- getters -------------------------------------------------------------------
+
+    /// All backends, indexed by [`BackendId`].
+    pub fn backends(&self) -> &[Backend] {
+        &self.backends
+    }
+
+    /// One backend; `None` for an id the pool does not know.
+    pub fn backend(&self, id: BackendId) -> Option<&Backend> {
+        self.backends.get(id.index())
+    }
+
+    /// Client connections open now.
+    pub fn open_flows(&self) -> usize {
+        self.flows.len()
+    }
+
+    /// Client connections refused, by reason.
+    pub fn rejected(&self, reason: RejectReason) -> u64 {
+        self.rejected.get(&reason).copied().unwrap_or(0)
+    }
+
+    /// The backend a flow holds now, if any.
+    pub fn flow_backend(&self, flow: FlowId) -> Option<BackendId> {
+        self.flows.get(&flow).and_then(|s| s.backend)
+    }
+
+    // ---- flows ---------------------------------------------------------------------
+
+    fn observe(&mut self, now: Timestamp) -> Timestamp {
+        self.last_now = self.last_now.max(now);
+        self.last_now
+    }
+
+    /// A client connected: admits it, or refuses it if `max_connections` are open.
+    /// An id already open is not counted twice.
+    pub fn open_flow(&mut self, flow: FlowId, now: Timestamp) -> Result<(), RejectReason> {
+        self.observe(now);
+        if self.flows.contains_key(&flow) {
+            return Ok(());
+        }
+        if self.flows.len() >= self.max_connections as usize {
+            self.reject(RejectReason::MaxConnections);
+            return Err(RejectReason::MaxConnections);
+        }
+        self.flows.insert(flow, FlowSlot { backend: None });
+        Ok(())
+    }
+
+    fn reject(&mut self, reason: RejectReason) {
+        *self.rejected.entry(reason).or_insert(0) += 1;
+    }
+
+    /// Chooses a backend for an open flow among those up, under their connection limit and
+    /// not in `exclude` (the ones this flow already tried), and reserves a connection slot
+    /// on it. `None` when there is none, or the flow is not open.
+    pub fn select(
+        &mut self,
+        flow: FlowId,
+        client: SocketAddr,
+        exclude: &[BackendId],
+        now: Timestamp,
+    ) -> Option<(BackendId, SocketAddr)> {
+        let now = self.observe(now);
+        let slot = *self.flows.get(&flow)?;
+        if let Some(held) = slot.backend {
+            // A flow picks again only after its connect failed; release defensively.
+            self.release_slot(flow, held);
+        }
+        self.candidates.clear();
+        for (i, b) in self.backends.iter().enumerate() {
+            let id = BackendId(i as u32);
+            if b.eligible() && !exclude.contains(&id) {
+                self.candidates.push(Candidate {
+                    id,
+                    weight: b.weight,
+                    active: b.active,
+                });
+            }
+        }
+        if self.candidates.is_empty() {
+            if exclude.is_empty() {
+                self.reject(RejectReason::NoBackend);
+            }
+            return None;
+        }
+        let id = self.selector.select(SelectCtx {
+            candidates: &self.candidates,
+            backend_count: self.backends.len(),
+            client: client.ip(),
+            now,
+            rng: &mut self.rng,
+        });
+        debug_assert!(self.candidates.iter().any(|c| c.id == id), "selector went off the list");
+        let b = &mut self.backends[id.index()];
+        b.active += 1;
+        if let Some(s) = self.flows.get_mut(&flow) {
+            s.backend = Some(id);
+        }
+        Some((id, b.addr))
+    }
+
+    fn release_slot(&mut self, flow: FlowId, backend: BackendId) {
+        if let Some(s) = self.flows.get_mut(&flow) {
+            if s.backend == Some(backend) {
+                s.backend = None;
+                let b = &mut self.backends[backend.index()];
+                b.active = b.active.saturating_sub(1);
+            }
+        }
+    }
+
+    /// The flow's connect to `backend` succeeded.
+    pub fn connect_succeeded(&mut self, flow: FlowId, backend: BackendId, now: Timestamp) {
+        self.observe(now);
+        if self.flow_backend(flow) == Some(backend) {
+            self.backends[backend.index()].connections_total += 1;
+        }
+    }
+
+    /// The flow's connect to `backend` failed or timed out: releases the slot and counts a
+    /// failed check against the backend (passive health).
+    pub fn connect_failed(&mut self, flow: FlowId, backend: BackendId, now: Timestamp) {
+        self.observe(now);
+        if self.flow_backend(flow) != Some(backend) {
+            return;
+        }
+        self.release_slot(flow, backend);
+        let b = &mut self.backends[backend.index()];
+        b.connect_failures_total += 1;
+        let before = b.state();
+        if b.health.record_failure().is_some() {
+            self.push_change(backend, before, StateCause::ClientConnectFailed);
+        }
+    }
+
+    /// The flow closed: frees its seat and its backend slot and adds its bytes to the
+    /// backend's counters. Unknown or already closed flows are ignored.
+    pub fn close_flow(
+        &mut self,
+        flow: FlowId,
+        bytes_to_backend: u64,
+        bytes_to_client: u64,
+        now: Timestamp,
+    ) {
+        self.observe(now);
+        let Some(slot) = self.flows.remove(&flow) else {
+            return;
+        };
+        if let Some(id) = slot.backend {
+            let b = &mut self.backends[id.index()];
+            b.active = b.active.saturating_sub(1);
+            b.bytes_to_backend += bytes_to_backend;
+            b.bytes_to_client += bytes_to_client;
+        }
+    }
+
+    // ---- health probes -------------------------------------------------------------
+
+    /// The next probe to start now, if one is due. Call until `None` after every event.
+    #[must_use]
+    pub fn poll_probe(&mut self, now: Timestamp) -> Option<ProbeRequest> {
+        let now = self.observe(now);
+        let interval = self.checks.interval;
+        let i = self
+            .backends
+            .iter()
+            .position(|b| b.probe_in_flight.is_none() && b.next_probe_at <= now)?;
+        let id = ProbeId(self.next_probe_id);
+        self.next_probe_id += 1;
+        // Up to a tenth less than the interval, so probes of many backends (and of many
+        // load balancers) do not synchronise, and never later than the interval.
+        let jitter = self.rng.duration_below(interval / 10);
+        let b = &mut self.backends[i];
+        b.probe_in_flight = Some((id, now + self.checks.timeout));
+        b.next_probe_at = now + interval.saturating_sub(jitter);
+        Some(ProbeRequest {
+            id,
+            backend: BackendId(i as u32),
+            addr: b.addr,
+            timeout: self.checks.timeout,
+            kind: match self.checks.kind {
+                CheckType::Tcp => ProbeKind::TcpConnect,
+            },
+        })
+    }
+
+    /// A probe finished. Results of probes that are no longer current (timed out already,
+    /// or unknown) are ignored.
+    pub fn handle_probe_result(&mut self, probe: ProbeId, passed: bool, now: Timestamp) {
+        let now = self.observe(now);
+        let Some(i) = self
+            .backends
+            .iter()
+            .position(|b| b.probe_in_flight.is_some_and(|(id, _)| id == probe))
+        else {
+            return;
+        };
+        self.record_check(BackendId(i as u32), passed, now);
+    }
+
+    fn record_check(&mut self, id: BackendId, passed: bool, now: Timestamp) {
+        let b = &mut self.backends[id.index()];
+        b.probe_in_flight = None;
+        b.last_check = Some((now, passed));
+        let before = b.state();
+        let flipped = if passed {
+            b.checks_passed += 1;
+            b.health.record_success()
+        } else {
+            b.checks_failed += 1;
+            b.health.record_failure()
+        };
+        if flipped.is_some() {
+            self.push_change(id, before, StateCause::Probe);
+        }
+    }
+
+    fn push_change(&mut self, backend: BackendId, from: BackendState, cause: StateCause) {
+        let to = self.backends[backend.index()].state();
+        if from != to {
+            self.events.push_back(PoolEvent::BackendStateChanged {
+                backend,
+                from,
+                to,
+                cause,
+            });
+        }
+    }
+
+    /// Time passed: probes past their timeout count as failed. Harmless when early.
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        let now = self.observe(now);
+        for i in 0..self.backends.len() {
+            if let Some((_, deadline)) = self.backends[i].probe_in_flight {
+                if deadline <= now {
+                    self.record_check(BackendId(i as u32), false, now);
+                }
+            }
+        }
+    }
+
+    /// When [`Pool::handle_timeout`] or [`Pool::poll_probe`] next has work: the earliest
+    /// probe due or probe deadline. Never earlier than the latest `now` seen.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        self.backends
+            .iter()
+            .map(|b| match b.probe_in_flight {
+                Some((_, deadline)) => deadline,
+                None => b.next_probe_at,
+            })
+            .min()
+            .map(|t| t.max(self.last_now))
+    }
+
+    /// The next thing that happened, for the driver to log. Drain after every call.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<PoolEvent> {
+        self.events.pop_front()
+    }
+
+    /// Checks the pool's internal bookkeeping; harnesses call it after every step.
+    ///
+    /// # Panics
+    /// When the counts disagree (a bug in the pool).
+    pub fn check_invariants(&self) {
+        for (i, b) in self.backends.iter().enumerate() {
+            let held = self
+                .flows
+                .values()
+                .filter(|s| s.backend == Some(BackendId(i as u32)))
+                .count();
+            assert_eq!(b.active as usize, held, "backend {i} active count");
+        }
+        assert!(self.flows.len() <= self.max_connections as usize);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,167 @@
+use super::*;
+use crate::config::Config;
+
+fn config(n: usize, extra: &str) -> Config {
+    let backends: Vec<String> = (0..n)
+        .map(|i| format!(r#"{{"name":"b{i}","address":"127.0.0.1:{}"}}"#, 5001 + i))
+        .collect();
+    Config::from_json(&format!(
+        r#"{{"backends":[{}]{extra}}}"#,
+        backends.join(",")
+    ))
+    .unwrap()
+}
+
+fn pool(n: usize, extra: &str) -> Pool {
+    let c = config(n, extra);
+    let addrs: Vec<SocketAddr> = (0..n)
+        .map(|i| SocketAddr::from(([127, 0, 0, 1], 5001 + i as u16)))
+        .collect();
+    Pool::new(&c, &addrs, 7, Timestamp::ZERO)
+}
+
+fn at(ms: u64) -> Timestamp {
+    Timestamp::from_nanos(ms * 1_000_000)
+}
+
+const CLIENT: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 40000);
+
+/// Runs every due probe and answers it with `ok(backend)`.
+fn probe_round(p: &mut Pool, now: Timestamp, ok: impl Fn(BackendId) -> bool) -> usize {
+    let mut n = 0;
+    while let Some(req) = p.poll_probe(now) {
+        p.handle_probe_result(req.id, ok(req.backend), now);
+        n += 1;
+    }
+    n
+}
+
+fn states(p: &Pool) -> Vec<BackendState> {
+    p.backends().iter().map(|b| b.state()).collect()
+}
+
+#[test]
+fn backends_start_down_and_the_first_passing_probe_brings_them_up() {
+    let mut p = pool(3, "");
+    assert_eq!(states(&p), [BackendState::Down; 3]);
+    // First probes are due within a tenth of the interval.
+    assert!(p.poll_timeout().unwrap() <= at(100));
+    assert_eq!(probe_round(&mut p, at(100), |_| true), 3);
+    assert_eq!(states(&p), [BackendState::Up; 3]);
+    let changes: Vec<_> = std::iter::from_fn(|| p.poll_event()).collect();
+    assert_eq!(changes.len(), 3);
+}
+
+#[test]
+fn start_up_backends_are_up_before_any_check() {
+    let p = pool(2, r#","health_check":{"start_up":true}"#);
+    assert_eq!(states(&p), [BackendState::Up; 2]);
+}
+
+#[test]
+fn fall_failed_probes_take_a_backend_down_and_rise_bring_it_back() {
+    let mut p = pool(2, r#","health_check":{"rise":3,"fall":2,"interval":"1s"}"#);
+    let mut now = at(100);
+    probe_round(&mut p, now, |_| true);
+    let _ = std::iter::from_fn(|| p.poll_event()).count();
+    let mut history = Vec::new();
+    // b1 fails from the second round to the fourth, then passes.
+    for round in 1..=8u64 {
+        now = at(100 + round * 1000);
+        assert!(p.poll_timeout().unwrap() <= now, "probes come at least every interval");
+        probe_round(&mut p, now, |b| b.0 == 0 || !(1..=3).contains(&round));
+        history.push(p.backends()[1].state());
+    }
+    use BackendState::{Down, Up};
+    assert_eq!(history, [Up, Down, Down, Down, Down, Up, Up, Up]);
+    assert_eq!(p.backends()[0].state(), Up);
+}
+
+#[test]
+fn a_probe_that_never_answers_fails_at_its_timeout() {
+    let mut p = pool(1, r#","health_check":{"timeout":"300ms","fall":1,"start_up":true}"#);
+    let req = p.poll_probe(at(100)).unwrap();
+    assert_eq!(req.timeout, Duration::from_millis(300));
+    assert_eq!(p.poll_timeout(), Some(at(400)));
+    p.handle_timeout(at(399));
+    assert_eq!(p.backends()[0].state(), BackendState::Up);
+    p.handle_timeout(at(400));
+    assert_eq!(p.backends()[0].state(), BackendState::Down);
+    // The late answer of the timed-out probe is ignored.
+    p.handle_probe_result(req.id, true, at(401));
+    assert_eq!(p.backends()[0].state(), BackendState::Down);
+    assert_eq!(p.backends()[0].checks_failed, 1);
+}
+
+#[test]
+fn selection_never_returns_a_down_backend() {
+    let mut p = pool(3, "");
+    probe_round(&mut p, at(100), |b| b.0 != 1);
+    for i in 0..30 {
+        let f = FlowId(i);
+        p.open_flow(f, at(200)).unwrap();
+        let (b, _) = p.select(f, CLIENT, &[], at(200)).unwrap();
+        assert_ne!(b, BackendId(1));
+        p.close_flow(f, 0, 0, at(200));
+    }
+    p.check_invariants();
+}
+
+#[test]
+fn passive_failures_count_as_failed_checks() {
+    let mut p = pool(2, r#","health_check":{"fall":2,"start_up":true}"#);
+    for i in 0..2 {
+        let f = FlowId(i);
+        p.open_flow(f, at(0)).unwrap();
+        let (b, _) = p.select(f, CLIENT, &[BackendId(0)], at(0)).unwrap();
+        assert_eq!(b, BackendId(1));
+        p.connect_failed(f, b, at(0));
+        p.close_flow(f, 0, 0, at(0));
+    }
+    assert_eq!(p.backends()[1].state(), BackendState::Down);
+    assert_eq!(p.backends()[1].connect_failures_total, 2);
+    assert!(matches!(
+        p.poll_event(),
+        Some(PoolEvent::BackendStateChanged { cause: StateCause::ClientConnectFailed, to: BackendState::Down, .. })
+    ));
+    p.check_invariants();
+}
+
+#[test]
+fn global_and_per_backend_connection_limits() {
+    let c = Config::from_json(
+        r#"{"backends":[{"address":"127.0.0.1:1","max_connections":1},{"address":"127.0.0.1:2"}],
+            "max_connections":3,"health_check":{"start_up":true}}"#,
+    )
+    .unwrap();
+    let addrs = ["127.0.0.1:1".parse().unwrap(), "127.0.0.1:2".parse().unwrap()];
+    let mut p = Pool::new(&c, &addrs, 1, Timestamp::ZERO);
+    let mut picks = Vec::new();
+    for i in 0..3 {
+        p.open_flow(FlowId(i), at(0)).unwrap();
+        picks.push(p.select(FlowId(i), CLIENT, &[], at(0)).unwrap().0 .0);
+    }
+    assert_eq!(picks, [0, 1, 1], "backend 0 holds at most one connection");
+    assert_eq!(p.open_flow(FlowId(9), at(0)), Err(RejectReason::MaxConnections));
+    assert_eq!(p.rejected(RejectReason::MaxConnections), 1);
+    p.close_flow(FlowId(0), 10, 20, at(1));
+    assert_eq!(p.backends()[0].active, 0);
+    assert_eq!((p.backends()[0].bytes_to_backend, p.backends()[0].bytes_to_client), (10, 20));
+    p.open_flow(FlowId(9), at(1)).unwrap();
+    p.check_invariants();
+}
+
+#[test]
+fn unknown_and_repeated_events_are_ignored() {
+    let mut p = pool(2, r#","health_check":{"start_up":true}"#);
+    p.close_flow(FlowId(42), 1, 1, at(0));
+    p.connect_failed(FlowId(42), BackendId(0), at(0));
+    p.connect_succeeded(FlowId(42), BackendId(1), at(0));
+    p.handle_probe_result(ProbeId(999), false, at(0));
+    assert_eq!(p.select(FlowId(42), CLIENT, &[], at(0)), None);
+    p.open_flow(FlowId(1), at(0)).unwrap();
+    p.open_flow(FlowId(1), at(0)).unwrap();
+    assert_eq!(p.open_flows(), 1);
+    p.check_invariants();
+    assert_eq!(states(&p), [BackendState::Up; 2]);
+}
