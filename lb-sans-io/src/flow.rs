@@ -373,7 +373,8 @@ impl Flow {
         }
         if dir.paused && dir.backlog <= low {
             dir.paused = false;
-            self.actions.push_back(FlowAction::ResumeRead { side: from });
+            self.actions
+                .push_back(FlowAction::ResumeRead { side: from });
         }
         self.maybe_complete();
     }
@@ -513,16 +514,14 @@ impl Flow {
         let dir = &mut self.dirs[from.index()];
         if !dir.fin_forwarded {
             dir.fin_forwarded = true;
-            self.actions.push_back(FlowAction::Shutdown { side: from.other() });
+            self.actions
+                .push_back(FlowAction::Shutdown { side: from.other() });
         }
     }
 
     fn maybe_complete(&mut self) {
         if matches!(self.phase, Phase::Established { .. })
-            && self
-                .dirs
-                .iter()
-                .all(|d| d.fin_forwarded && d.backlog == 0)
+            && self.dirs.iter().all(|d| d.fin_forwarded && d.backlog == 0)
         {
             self.close(CloseReason::Completed, false);
         }

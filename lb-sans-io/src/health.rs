@@ -110,12 +110,20 @@ mod tests {
         assert_eq!(h.health(), Health::Up);
         assert_eq!(h.record_failure(), None);
         assert_eq!(h.record_failure(), None);
-        assert_eq!(h.record_success(), None, "a success resets the failure streak");
+        assert_eq!(
+            h.record_success(),
+            None,
+            "a success resets the failure streak"
+        );
         assert_eq!(h.record_failure(), None);
         assert_eq!(h.record_failure(), None);
         assert_eq!(h.record_failure(), Some(Health::Down));
         assert_eq!(h.record_success(), None);
-        assert_eq!(h.record_failure(), None, "a failure resets the success streak");
+        assert_eq!(
+            h.record_failure(),
+            None,
+            "a failure resets the success streak"
+        );
         assert_eq!(h.record_success(), None);
         assert_eq!(h.record_success(), Some(Health::Up));
     }

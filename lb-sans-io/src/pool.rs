@@ -184,7 +184,11 @@ impl Pool {
     /// # Panics
     /// If `addrs` and `config.backends` differ in length (a driver bug).
     pub fn new(config: &Config, addrs: &[SocketAddr], seed: u64, now: Timestamp) -> Pool {
-        assert_eq!(addrs.len(), config.backends.len(), "one address per backend");
+        assert_eq!(
+            addrs.len(),
+            config.backends.len(),
+            "one address per backend"
+        );
         let hc = &config.health_check;
         let mut rng = LbRng::seed(seed);
         let interval = hc.interval.0;
@@ -323,7 +327,10 @@ impl Pool {
             now,
             rng: &mut self.rng,
         });
-        debug_assert!(self.candidates.iter().any(|c| c.id == id), "selector went off the list");
+        debug_assert!(
+            self.candidates.iter().any(|c| c.id == id),
+            "selector went off the list"
+        );
         let b = &mut self.backends[id.index()];
         b.active += 1;
         if let Some(s) = self.flows.get_mut(&flow) {

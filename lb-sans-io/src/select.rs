@@ -65,12 +65,13 @@ impl Selector for RoundRobin {
     fn select(&mut self, ctx: SelectCtx<'_>) -> BackendId {
         let pick = match self.last {
             None => ctx.candidates[0].id,
-            Some(last) => ctx
-                .candidates
-                .iter()
-                .find(|c| c.id > last)
-                .unwrap_or(&ctx.candidates[0])
-                .id,
+            Some(last) => {
+                ctx.candidates
+                    .iter()
+                    .find(|c| c.id > last)
+                    .unwrap_or(&ctx.candidates[0])
+                    .id
+            }
         };
         self.last = Some(pick);
         pick
@@ -107,7 +108,9 @@ mod tests {
     fn round_robin_takes_equal_turns_in_order() {
         let mut rng = LbRng::seed(1);
         let mut rr = RoundRobin::new(3);
-        let got: Vec<u32> = (0..9).map(|_| pick(&mut rr, &[0, 1, 2], &mut rng)).collect();
+        let got: Vec<u32> = (0..9)
+            .map(|_| pick(&mut rr, &[0, 1, 2], &mut rng))
+            .collect();
         assert_eq!(got, [0, 1, 2, 0, 1, 2, 0, 1, 2]);
     }
 

@@ -36,7 +36,9 @@ impl ConfigDuration {
         if !ms.is_finite() || ms > 1e12 {
             return Err(format!("invalid duration \"{s}\": too large"));
         }
-        Ok(ConfigDuration(Duration::from_micros((ms * 1000.0).round() as u64)))
+        Ok(ConfigDuration(Duration::from_micros(
+            (ms * 1000.0).round() as u64
+        )))
     }
 }
 
@@ -107,9 +109,15 @@ mod tests {
         assert_eq!(ms("1.5s"), Ok(1500));
         assert_eq!(ms("5m"), Ok(300_000));
         assert_eq!(ms("1h"), Ok(3_600_000));
-        assert!(ConfigDuration::parse("5").unwrap_err().contains("missing unit"));
-        assert!(ConfigDuration::parse("5d").unwrap_err().contains("unknown unit"));
-        assert!(ConfigDuration::parse("ms").unwrap_err().contains("not a number"));
+        assert!(ConfigDuration::parse("5")
+            .unwrap_err()
+            .contains("missing unit"));
+        assert!(ConfigDuration::parse("5d")
+            .unwrap_err()
+            .contains("unknown unit"));
+        assert!(ConfigDuration::parse("ms")
+            .unwrap_err()
+            .contains("not a number"));
     }
 
     #[test]
@@ -122,7 +130,9 @@ mod tests {
 
     #[test]
     fn bare_number_is_an_error() {
-        let e = serde_json::from_str::<ConfigDuration>("5").unwrap_err().to_string();
+        let e = serde_json::from_str::<ConfigDuration>("5")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("bare number"), "{e}");
     }
 }

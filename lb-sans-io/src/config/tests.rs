@@ -39,27 +39,50 @@ fn errors_name_the_field() {
         "{e}"
     );
     let e = err(r#"{"backends":[{"address":"localhost:x"}]}"#);
-    assert!(e.starts_with("backends[0].address: invalid socket address"), "{e}");
+    assert!(
+        e.starts_with("backends[0].address: invalid socket address"),
+        "{e}"
+    );
     let e = err(r#"{"backends":[{"address":"1.2.3.4:1"}],"health_check":{"interval":5}}"#);
-    assert!(e.starts_with("health_check.interval: invalid duration 5"), "{e}");
+    assert!(
+        e.starts_with("health_check.interval: invalid duration 5"),
+        "{e}"
+    );
     let e = err(r#"{"backends":[{"address":"1.2.3.4:1","wieght":2}]}"#);
-    assert!(e.starts_with("backends[0].wieght: unknown field `wieght`"), "{e}");
+    assert!(
+        e.starts_with("backends[0].wieght: unknown field `wieght`"),
+        "{e}"
+    );
     let e = err(r#"{"backends":[{"address":"1.2.3.4:1"}],"retires":1}"#);
     assert!(e.starts_with("retires: unknown field `retires`"), "{e}");
     let e = err(r#"{"backends":[{"address":"1.2.3.4:1","weight":0}]}"#);
-    assert!(e.starts_with("backends[0].weight: must be between 1 and 1000"), "{e}");
-    let e = err(r#"{"backends":[{"name":"a","address":"1.2.3.4:1"},{"name":"a","address":"1.2.3.4:2"}]}"#);
-    assert!(e.starts_with("backends[1].name: duplicate name \"a\""), "{e}");
+    assert!(
+        e.starts_with("backends[0].weight: must be between 1 and 1000"),
+        "{e}"
+    );
+    let e = err(
+        r#"{"backends":[{"name":"a","address":"1.2.3.4:1"},{"name":"a","address":"1.2.3.4:2"}]}"#,
+    );
+    assert!(
+        e.starts_with("backends[1].name: duplicate name \"a\""),
+        "{e}"
+    );
     let e = err(r#"{"backends":[]}"#);
     assert!(e.starts_with("backends: at least one backend"), "{e}");
     let e = err(r#"{}"#);
     assert!(e.contains("missing field `backends`"), "{e}");
     let e = err(r#"{"backends":[{"address":"1.2.3.4:1"}],"timeouts":{"idle":"0s"}}"#);
-    assert!(e.starts_with("timeouts.idle: must be greater than zero"), "{e}");
+    assert!(
+        e.starts_with("timeouts.idle: must be greater than zero"),
+        "{e}"
+    );
     let e = err(r#"{"backends":[{"address":"1.2.3.4:1"}],"health_check":{"rise":0}}"#);
     assert!(e.starts_with("health_check.rise: must be between 1"), "{e}");
     let e = err(r#"{"listen":"8080","backends":[{"address":"1.2.3.4:1"}]}"#);
-    assert!(e.starts_with("listen: invalid socket address \"8080\""), "{e}");
+    assert!(
+        e.starts_with("listen: invalid socket address \"8080\""),
+        "{e}"
+    );
     let e = err(r#"{"backends":[{"address":"1.2.3.4:1"}],"algorithm":"fastest"}"#);
     assert!(e.starts_with("algorithm: unknown variant `fastest`"), "{e}");
 }

@@ -2,7 +2,8 @@ use super::*;
 use crate::config::Config;
 use crate::pool::BackendState;
 
-const CLIENT: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 40000);
+const CLIENT: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 40000);
 
 fn at(ms: u64) -> Timestamp {
     Timestamp::from_nanos(ms * 1_000_000)
@@ -111,7 +112,9 @@ fn client_bytes_sent_before_the_backend_is_up_are_delivered_first() {
         [
             write(Side::Backend, "early "),
             write(Side::Backend, "bird"),
-            FlowAction::Shutdown { side: Side::Backend },
+            FlowAction::Shutdown {
+                side: Side::Backend
+            },
         ]
     );
 }
@@ -124,7 +127,12 @@ fn client_half_close_is_passed_on_and_the_reply_keeps_flowing() {
     f.handle_eof(Side::Client, at(1));
     assert_eq!(
         drain(&mut f),
-        [write(Side::Backend, "ping"), FlowAction::Shutdown { side: Side::Backend }]
+        [
+            write(Side::Backend, "ping"),
+            FlowAction::Shutdown {
+                side: Side::Backend
+            }
+        ]
     );
     f.handle_written(Side::Backend, 4, at(2));
     f.handle_read(Side::Backend, b("pong"), at(3));
@@ -135,7 +143,10 @@ fn client_half_close_is_passed_on_and_the_reply_keeps_flowing() {
     f.handle_written(Side::Client, 4, at(5));
     assert_eq!(
         drain(&mut f),
-        [FlowAction::Close { reason: CloseReason::Completed, reset: false }]
+        [FlowAction::Close {
+            reason: CloseReason::Completed,
+            reset: false
+        }]
     );
     f.release(&mut r.pool, at(5));
     assert_eq!(r.pool.open_flows(), 0);
@@ -157,8 +168,13 @@ fn backend_half_close_is_passed_on_and_the_client_keeps_sending() {
     assert_eq!(
         drain(&mut f),
         [
-            FlowAction::Shutdown { side: Side::Backend },
-            FlowAction::Close { reason: CloseReason::Completed, reset: false },
+            FlowAction::Shutdown {
+                side: Side::Backend
+            },
+            FlowAction::Close {
+                reason: CloseReason::Completed,
+                reset: false
+            },
         ]
     );
 }
@@ -181,9 +197,16 @@ fn backpressure_pauses_at_the_high_watermark_and_resumes_at_the_low() {
     // The other direction is not affected.
     assert!(!f.is_paused(Side::Backend));
     f.handle_written(Side::Backend, 60, at(2));
-    assert_eq!(drain(&mut f), [], "60 bytes still queued: above the low watermark");
+    assert_eq!(
+        drain(&mut f),
+        [],
+        "60 bytes still queued: above the low watermark"
+    );
     f.handle_written(Side::Backend, 20, at(2));
-    assert_eq!(drain(&mut f), [FlowAction::ResumeRead { side: Side::Client }]);
+    assert_eq!(
+        drain(&mut f),
+        [FlowAction::ResumeRead { side: Side::Client }]
+    );
     assert!(!f.is_paused(Side::Client));
 }
 
@@ -195,11 +218,17 @@ fn the_backlog_before_connect_is_bounded_too() {
         panic!()
     };
     f.handle_read(Side::Client, Bytes::from(vec![0u8; 100]), at(1));
-    assert_eq!(drain(&mut f), [FlowAction::PauseRead { side: Side::Client }]);
+    assert_eq!(
+        drain(&mut f),
+        [FlowAction::PauseRead { side: Side::Client }]
+    );
     f.handle_connected(&mut r.pool, attempt, at(2));
     assert_eq!(drain(&mut f).len(), 1);
     f.handle_written(Side::Backend, 100, at(3));
-    assert_eq!(drain(&mut f), [FlowAction::ResumeRead { side: Side::Client }]);
+    assert_eq!(
+        drain(&mut f),
+        [FlowAction::ResumeRead { side: Side::Client }]
+    );
 }
 
 #[test]
@@ -215,7 +244,10 @@ fn idle_timeout_closes_a_silent_flow_and_traffic_defers_it() {
     f.handle_timeout(&mut r.pool, at(14_000));
     assert_eq!(
         drain(&mut f),
-        [FlowAction::Close { reason: CloseReason::IdleTimeout, reset: false }]
+        [FlowAction::Close {
+            reason: CloseReason::IdleTimeout,
+            reset: false
+        }]
     );
     assert_eq!(f.poll_timeout(), None);
 }
@@ -233,7 +265,10 @@ fn half_close_timeout_bounds_the_other_direction() {
     f.handle_timeout(&mut r.pool, at(8_000));
     assert_eq!(
         drain(&mut f),
-        [FlowAction::Close { reason: CloseReason::HalfCloseTimeout, reset: false }]
+        [FlowAction::Close {
+            reason: CloseReason::HalfCloseTimeout,
+            reset: false
+        }]
     );
 }
 
@@ -245,7 +280,10 @@ fn a_reset_on_one_side_resets_the_other() {
         f.handle_reset(side, at(1));
         assert_eq!(
             drain(&mut f),
-            [FlowAction::Close { reason: CloseReason::Reset(side), reset: true }]
+            [FlowAction::Close {
+                reason: CloseReason::Reset(side),
+                reset: true
+            }]
         );
         // Nothing after the close.
         f.handle_read(Side::Client, b("late"), at(2));
@@ -264,7 +302,9 @@ fn retries_try_other_backends_and_never_repeat_one() {
     let mut tried = Vec::new();
     loop {
         match f.poll_action().unwrap() {
-            FlowAction::Connect { backend, attempt, .. } => {
+            FlowAction::Connect {
+                backend, attempt, ..
+            } => {
                 assert!(!tried.contains(&backend), "{backend:?} tried twice");
                 tried.push(backend);
                 f.handle_connect_failed(&mut r.pool, attempt, at(1));
@@ -294,19 +334,32 @@ fn retries_are_bounded_by_the_config() {
         }
     }
     assert_eq!(connects, 2);
-    assert_eq!(f.summary().reason, Some(CloseReason::ConnectFailed { attempts: 2 }));
+    assert_eq!(
+        f.summary().reason,
+        Some(CloseReason::ConnectFailed { attempts: 2 })
+    );
 }
 
 #[test]
 fn a_connect_timeout_moves_on_to_the_next_backend_and_ignores_the_late_answer() {
     let mut r = Rig::new(2, r#","timeouts":{"connect":"1s"}"#);
     let mut f = r.accept(1, at(0));
-    let Some(FlowAction::Connect { backend: first, attempt: a1, .. }) = f.poll_action() else {
+    let Some(FlowAction::Connect {
+        backend: first,
+        attempt: a1,
+        ..
+    }) = f.poll_action()
+    else {
         panic!()
     };
     assert_eq!(f.poll_timeout(), Some(at(1_000)));
     f.handle_timeout(&mut r.pool, at(1_000));
-    let Some(FlowAction::Connect { backend: second, attempt: a2, .. }) = f.poll_action() else {
+    let Some(FlowAction::Connect {
+        backend: second,
+        attempt: a2,
+        ..
+    }) = f.poll_action()
+    else {
         panic!()
     };
     assert_ne!(first, second);
@@ -323,17 +376,23 @@ fn a_connect_timeout_moves_on_to_the_next_backend_and_ignores_the_late_answer() 
 fn all_backends_down_closes_the_client_at_once() {
     let mut r = Rig::new(2, "");
     // Take both down by failed probes (fall is 100 in the rig, so use the counter directly).
-    let c = Config::from_json(
-        r#"{"backends":[{"address":"127.0.0.1:1"},{"address":"127.0.0.1:2"}]}"#,
-    )
-    .unwrap();
+    let c =
+        Config::from_json(r#"{"backends":[{"address":"127.0.0.1:1"},{"address":"127.0.0.1:2"}]}"#)
+            .unwrap();
     r.pool = Pool::new(
         &c,
-        &["127.0.0.1:1".parse().unwrap(), "127.0.0.1:2".parse().unwrap()],
+        &[
+            "127.0.0.1:1".parse().unwrap(),
+            "127.0.0.1:2".parse().unwrap(),
+        ],
         1,
         Timestamp::ZERO,
     );
-    assert!(r.pool.backends().iter().all(|b| b.state() == BackendState::Down));
+    assert!(r
+        .pool
+        .backends()
+        .iter()
+        .all(|b| b.state() == BackendState::Down));
     let mut f = r.accept(1, at(0));
     assert_eq!(
         drain(&mut f),
@@ -360,7 +419,11 @@ fn the_connection_limit_rejects_at_once() {
         }]
     );
     second.release(&mut r.pool, at(0));
-    assert_eq!(r.pool.open_flows(), 1, "releasing a rejected flow frees nothing");
+    assert_eq!(
+        r.pool.open_flows(),
+        1,
+        "releasing a rejected flow frees nothing"
+    );
 }
 
 #[test]

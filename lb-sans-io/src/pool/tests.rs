@@ -24,7 +24,8 @@ fn at(ms: u64) -> Timestamp {
     Timestamp::from_nanos(ms * 1_000_000)
 }
 
-const CLIENT: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 40000);
+const CLIENT: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 40000);
 
 /// Runs every due probe and answers it with `ok(backend)`.
 fn probe_round(p: &mut Pool, now: Timestamp, ok: impl Fn(BackendId) -> bool) -> usize {
@@ -68,7 +69,10 @@ fn fall_failed_probes_take_a_backend_down_and_rise_bring_it_back() {
     // b1 fails from the second round to the fourth, then passes.
     for round in 1..=8u64 {
         now = at(100 + round * 1000);
-        assert!(p.poll_timeout().unwrap() <= now, "probes come at least every interval");
+        assert!(
+            p.poll_timeout().unwrap() <= now,
+            "probes come at least every interval"
+        );
         probe_round(&mut p, now, |b| b.0 == 0 || !(1..=3).contains(&round));
         history.push(p.backends()[1].state());
     }
@@ -79,7 +83,10 @@ fn fall_failed_probes_take_a_backend_down_and_rise_bring_it_back() {
 
 #[test]
 fn a_probe_that_never_answers_fails_at_its_timeout() {
-    let mut p = pool(1, r#","health_check":{"timeout":"300ms","fall":1,"start_up":true}"#);
+    let mut p = pool(
+        1,
+        r#","health_check":{"timeout":"300ms","fall":1,"start_up":true}"#,
+    );
     let req = p.poll_probe(at(100)).unwrap();
     assert_eq!(req.timeout, Duration::from_millis(300));
     assert_eq!(p.poll_timeout(), Some(at(400)));
@@ -122,7 +129,11 @@ fn passive_failures_count_as_failed_checks() {
     assert_eq!(p.backends()[1].connect_failures_total, 2);
     assert!(matches!(
         p.poll_event(),
-        Some(PoolEvent::BackendStateChanged { cause: StateCause::ClientConnectFailed, to: BackendState::Down, .. })
+        Some(PoolEvent::BackendStateChanged {
+            cause: StateCause::ClientConnectFailed,
+            to: BackendState::Down,
+            ..
+        })
     ));
     p.check_invariants();
 }
@@ -134,7 +145,10 @@ fn global_and_per_backend_connection_limits() {
             "max_connections":3,"health_check":{"start_up":true}}"#,
     )
     .unwrap();
-    let addrs = ["127.0.0.1:1".parse().unwrap(), "127.0.0.1:2".parse().unwrap()];
+    let addrs = [
+        "127.0.0.1:1".parse().unwrap(),
+        "127.0.0.1:2".parse().unwrap(),
+    ];
     let mut p = Pool::new(&c, &addrs, 1, Timestamp::ZERO);
     let mut picks = Vec::new();
     for i in 0..3 {
@@ -142,11 +156,20 @@ fn global_and_per_backend_connection_limits() {
         picks.push(p.select(FlowId(i), CLIENT, &[], at(0)).unwrap().0 .0);
     }
     assert_eq!(picks, [0, 1, 1], "backend 0 holds at most one connection");
-    assert_eq!(p.open_flow(FlowId(9), at(0)), Err(RejectReason::MaxConnections));
+    assert_eq!(
+        p.open_flow(FlowId(9), at(0)),
+        Err(RejectReason::MaxConnections)
+    );
     assert_eq!(p.rejected(RejectReason::MaxConnections), 1);
     p.close_flow(FlowId(0), 10, 20, at(1));
     assert_eq!(p.backends()[0].active, 0);
-    assert_eq!((p.backends()[0].bytes_to_backend, p.backends()[0].bytes_to_client), (10, 20));
+    assert_eq!(
+        (
+            p.backends()[0].bytes_to_backend,
+            p.backends()[0].bytes_to_client
+        ),
+        (10, 20)
+    );
     p.open_flow(FlowId(9), at(1)).unwrap();
     p.check_invariants();
 }

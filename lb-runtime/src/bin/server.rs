@@ -1,0 +1,96 @@
+//! `server PORT [--name NAME] [--echo] [--bind ADDR]`: the demo backend (see
+//! `lb_runtime::demo`). By default an HTTP/1.1 responder answering every request with
+//! `Hello from NAME\n`; with `--echo` a raw TCP echo that honours half-close.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use clap::Parser;
+use lb_runtime::demo::{serve, DemoMode, DemoServer};
+use lb_runtime::net::{Net, TokioNet};
+
+/// The demo backend for the load balancer.
+#[derive(Debug, Parser)]
+#[command(name = "server", version, about)]
+struct Args {
+    /// TCP port to listen on.
+    port: u16,
+    /// Name shown in `Hello from NAME` and the `X-Backend` header [default: server-PORT].
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
+    /// Echo raw TCP bytes instead of answering HTTP.
+    #[arg(long)]
+    echo: bool,
+    /// Address to listen on.
+    #[arg(long, value_name = "ADDR", default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
+    bind: IpAddr,
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+
+    let mode = if args.echo {
+        DemoMode::Echo
+    } else {
+        DemoMode::Http
+    };
+    let server = DemoServer::new(args.port, args.name, mode);
+    let addr = SocketAddr::new(args.bind, args.port);
+    let net = TokioNet;
+    let listener = match net.bind(addr).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            eprintln!("server: cannot listen on {addr}: {error}");
+            std::process::exit(1);
+        }
+    };
+    let local = net.local_addr(&listener).unwrap_or(addr);
+    tracing::info!("listening on {local} as {} ({})", server.name, server.mode);
+
+    tokio::select! {
+        biased;
+        () = shutdown_signal() => {
+            tracing::info!("signal received, exiting");
+        }
+        () = serve(net, listener, server.name, server.mode) => {}
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    biased;
+                    _ = term.recv() => {}
+                    () = ctrl_c() => {}
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot watch SIGTERM; only Ctrl-C stops the server");
+                ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    ctrl_c().await;
+}
+
+/// Resolves on Ctrl-C; never, if Ctrl-C cannot be watched.
+async fn ctrl_c() {
+    if let Err(error) = tokio::signal::ctrl_c().await {
+        tracing::warn!(%error, "cannot watch Ctrl-C");
+        std::future::pending::<()>().await;
+    }
+}

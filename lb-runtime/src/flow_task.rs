@@ -1,0 +1,285 @@
+//! The flow task: one per client connection. It owns the two sockets and performs the flow
+//! machine's actions (connect, write, shut down, pause, close), reporting every outcome back
+//! as an event. One task polls both sockets, so no channel or lock sits on the data path.
+
+use crate::net::{BoxFuture, Net};
+use crate::shared::Shared;
+use bytes::{Buf, Bytes, BytesMut};
+use lb_sans_io::{Flow, FlowAction, FlowId, FlowSummary, Side, Timestamp};
+use std::collections::VecDeque;
+use std::future::{poll_fn, Future};
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::time::Sleep;
+
+/// Bytes asked of the socket per read.
+const READ_SIZE: usize = 64 * 1024;
+/// How long a graceful close may wait for queued FINs to go out.
+const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Something that happened on a flow's sockets or timer.
+#[derive(Debug)]
+enum IoEvent<S> {
+    Connected(u32, S),
+    ConnectFailed(u32),
+    Read(Side, Bytes),
+    Eof(Side),
+    Failed(Side),
+    Written(Side, usize),
+    Timer,
+}
+
+/// A queued operation on a socket's write half.
+enum Op {
+    Write(Bytes),
+    Shutdown,
+}
+
+struct FlowIo<S> {
+    sockets: [Option<S>; 2],
+    connecting: Option<(u32, BoxFuture<io::Result<S>>)>,
+    out: [VecDeque<Op>; 2],
+    paused: [bool; 2],
+    read_done: [bool; 2],
+    write_failed: [bool; 2],
+    bufs: [BytesMut; 2],
+    timer: Option<(Timestamp, Pin<Box<Sleep>>)>,
+    events: Vec<IoEvent<S>>,
+}
+
+impl<S: tokio::io::AsyncRead + AsyncWrite + Unpin> FlowIo<S> {
+    fn new(client: S) -> Self {
+        FlowIo {
+            sockets: [Some(client), None],
+            connecting: None,
+            out: [VecDeque::new(), VecDeque::new()],
+            paused: [false; 2],
+            read_done: [false; 2],
+            write_failed: [false; 2],
+            bufs: [BytesMut::new(), BytesMut::new()],
+            timer: None,
+            events: Vec::with_capacity(8),
+        }
+    }
+
+    /// Polls everything the flow waits on and records what is ready. Ready when at least
+    /// one event was recorded.
+    fn poll_events(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if let Some((attempt, fut)) = &mut self.connecting {
+            if let Poll::Ready(r) = fut.as_mut().poll(cx) {
+                let attempt = *attempt;
+                self.connecting = None;
+                self.events.push(match r {
+                    Ok(s) => IoEvent::Connected(attempt, s),
+                    Err(_) => IoEvent::ConnectFailed(attempt),
+                });
+            }
+        }
+        for side in Side::BOTH {
+            self.poll_writes(side, cx);
+        }
+        for side in Side::BOTH {
+            self.poll_read(side, cx);
+        }
+        if let Some((_, sleep)) = &mut self.timer {
+            if sleep.as_mut().poll(cx).is_ready() {
+                self.timer = None;
+                self.events.push(IoEvent::Timer);
+            }
+        }
+        if self.events.is_empty() {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    }
+
+    fn poll_writes(&mut self, side: Side, cx: &mut Context<'_>) {
+        let i = side.index();
+        let (Some(sock), false) = (&mut self.sockets[i], self.write_failed[i]) else {
+            return;
+        };
+        let mut written = 0;
+        let mut failed = false;
+        while let Some(op) = self.out[i].front_mut() {
+            match op {
+                Op::Write(data) => match Pin::new(&mut *sock).poll_write(cx, data) {
+                    Poll::Ready(Ok(n)) if n > 0 => {
+                        written += n;
+                        data.advance(n);
+                        if data.is_empty() {
+                            self.out[i].pop_front();
+                        }
+                    }
+                    Poll::Ready(_) => {
+                        failed = true;
+                        break;
+                    }
+                    Poll::Pending => break,
+                },
+                Op::Shutdown => match Pin::new(&mut *sock).poll_shutdown(cx) {
+                    // A failed shutdown means the peer is gone; its read side reports that.
+                    Poll::Ready(_) => {
+                        self.out[i].pop_front();
+                    }
+                    Poll::Pending => break,
+                },
+            }
+        }
+        if written > 0 {
+            self.events.push(IoEvent::Written(side, written));
+        }
+        if failed {
+            self.write_failed[i] = true;
+            self.out[i].clear();
+            self.events.push(IoEvent::Failed(side));
+        }
+    }
+
+    fn poll_read(&mut self, side: Side, cx: &mut Context<'_>) {
+        let i = side.index();
+        if self.paused[i] || self.read_done[i] {
+            return;
+        }
+        let Some(sock) = &mut self.sockets[i] else {
+            return;
+        };
+        let buf = &mut self.bufs[i];
+        if buf.capacity() < READ_SIZE / 4 {
+            buf.reserve(READ_SIZE);
+        }
+        match tokio_util::io::poll_read_buf(Pin::new(sock), cx, buf) {
+            Poll::Ready(Ok(0)) => {
+                self.read_done[i] = true;
+                self.events.push(IoEvent::Eof(side));
+            }
+            Poll::Ready(Ok(_)) => {
+                let data = buf.split().freeze();
+                self.events.push(IoEvent::Read(side, data));
+            }
+            Poll::Ready(Err(_)) => {
+                self.read_done[i] = true;
+                self.events.push(IoEvent::Failed(side));
+            }
+            Poll::Pending => {}
+        }
+    }
+
+    /// Arms the timer for `deadline` unless it is armed for an earlier time already (an
+    /// early wake-up is harmless: the flow re-arms from `poll_timeout`).
+    fn arm(&mut self, deadline: Option<Timestamp>, shared: &Shared) {
+        match (deadline, &mut self.timer) {
+            (None, _) => self.timer = None,
+            (Some(d), Some((armed, _))) if *armed <= d => {}
+            (Some(d), Some((armed, sleep))) => {
+                *armed = d;
+                sleep.as_mut().reset(shared.clock.instant(d));
+            }
+            (Some(d), None) => {
+                self.timer = Some((
+                    d,
+                    Box::pin(tokio::time::sleep_until(shared.clock.instant(d))),
+                ));
+            }
+        }
+    }
+}
+
+/// Runs one client connection from accept to close.
+pub async fn run<N: Net>(
+    net: N,
+    shared: Arc<Shared>,
+    id: FlowId,
+    client: N::Stream,
+    peer: SocketAddr,
+) {
+    let mut flow = shared.with_pool(|pool, now| Flow::accept(pool, id, peer, shared.limits, now));
+    let mut io = FlowIo::new(client);
+    loop {
+        while let Some(action) = flow.poll_action() {
+            match action {
+                FlowAction::Connect { addr, attempt, .. } => {
+                    if let Some(old) = io.sockets[Side::Backend.index()].take() {
+                        net.abort(old);
+                    }
+                    io.connecting = Some((attempt, net.connect(addr)));
+                }
+                FlowAction::Write { side, data } => io.out[side.index()].push_back(Op::Write(data)),
+                FlowAction::Shutdown { side } => io.out[side.index()].push_back(Op::Shutdown),
+                FlowAction::PauseRead { side } => io.paused[side.index()] = true,
+                FlowAction::ResumeRead { side } => io.paused[side.index()] = false,
+                FlowAction::Close { reset, .. } => {
+                    close(&net, io, reset).await;
+                    shared.with_pool(|pool, now| {
+                        flow.release(pool, now);
+                        log_close(&flow.summary(), pool);
+                    });
+                    return;
+                }
+            }
+        }
+        io.arm(flow.poll_timeout(), &shared);
+        poll_fn(|cx| io.poll_events(cx)).await;
+        let now = shared.clock.now();
+        for event in io.events.drain(..) {
+            match event {
+                IoEvent::Read(side, data) => flow.handle_read(side, data, now),
+                IoEvent::Written(side, n) => flow.handle_written(side, n, now),
+                IoEvent::Eof(side) => flow.handle_eof(side, now),
+                IoEvent::Failed(side) => flow.handle_reset(side, now),
+                IoEvent::Connected(attempt, stream) => {
+                    net.configure(&stream);
+                    io.sockets[Side::Backend.index()] = Some(stream);
+                    shared.with_pool(|pool, now| flow.handle_connected(pool, attempt, now));
+                }
+                IoEvent::ConnectFailed(attempt) => {
+                    shared.with_pool(|pool, now| flow.handle_connect_failed(pool, attempt, now));
+                }
+                IoEvent::Timer => shared.with_pool(|pool, now| flow.handle_timeout(pool, now)),
+            }
+        }
+    }
+}
+
+async fn close<N: Net>(net: &N, mut io: FlowIo<N::Stream>, reset: bool) {
+    io.connecting = None;
+    for side in Side::BOTH {
+        let i = side.index();
+        let Some(mut sock) = io.sockets[i].take() else {
+            continue;
+        };
+        if reset {
+            net.abort(sock);
+            continue;
+        }
+        // Writes are all delivered when the machine closes gracefully; what may remain is
+        // the FIN queued behind them.
+        if !io.write_failed[i] && io.out[i].iter().any(|op| matches!(op, Op::Shutdown)) {
+            let _ = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, sock.shutdown()).await;
+        }
+        drop(sock);
+    }
+}
+
+fn log_close(s: &FlowSummary, pool: &lb_sans_io::Pool) {
+    let backend = s
+        .backend
+        .and_then(|b| pool.backend(b))
+        .map_or("-", |b| b.name.as_str());
+    let reason = s.reason.map(|r| r.to_string()).unwrap_or_default();
+    tracing::info!(
+        flow = s.id.0,
+        client = %s.client,
+        backend = %backend,
+        bytes_from_client = s.bytes_from_client,
+        bytes_from_backend = s.bytes_from_backend,
+        duration_ms = s.duration.as_millis() as u64,
+        end = %reason,
+        "connection closed"
+    );
+}

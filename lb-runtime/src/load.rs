@@ -1,0 +1,167 @@
+//! Loading the config for the binary: the file (or the built-in default), validation, and
+//! resolution of backend host names. Errors say which file and which field.
+
+use lb_sans_io::config::BackendAddress;
+use lb_sans_io::{Config, ConfigError};
+use std::fmt;
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+
+/// The repo's `config.json`, compiled in: used when `./config.json` does not exist.
+pub const BUILT_IN_CONFIG: &str = include_str!("../../config.json");
+
+/// Where a config came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConfigSource {
+    /// A file.
+    File(PathBuf),
+    /// The compiled-in default.
+    BuiltIn,
+}
+
+impl fmt::Display for ConfigSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigSource::File(p) => write!(f, "{}", p.display()),
+            ConfigSource::BuiltIn => f.write_str("built-in config"),
+        }
+    }
+}
+
+/// A validated config with every backend address resolved.
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    /// The config.
+    pub config: Config,
+    /// `addrs[i]` is where `config.backends[i]` is.
+    pub addrs: Vec<SocketAddr>,
+    /// Where it came from.
+    pub source: ConfigSource,
+}
+
+/// Why a config could not be loaded. Each message names the file, and the field where one
+/// is at fault.
+#[derive(Debug)]
+pub enum LoadError {
+    /// The file could not be read.
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        error: io::Error,
+    },
+    /// The file is not a valid config.
+    Invalid {
+        /// Where the config came from.
+        source: ConfigSource,
+        /// What is wrong.
+        error: ConfigError,
+    },
+    /// A backend's host name did not resolve.
+    Resolve {
+        /// Where the config came from.
+        source: ConfigSource,
+        /// The backend's index.
+        index: usize,
+        /// The address as written.
+        address: String,
+        /// Why.
+        error: String,
+    },
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LoadError::Read { path, error } => {
+                write!(
+                    f,
+                    "{}: cannot read config: {}",
+                    path.display(),
+                    io_message(error)
+                )
+            }
+            LoadError::Invalid { source, error } => write!(f, "{source}: {error}"),
+            LoadError::Resolve {
+                source,
+                index,
+                address,
+                error,
+            } => write!(
+                f,
+                "{source}: backends[{index}].address: cannot resolve \"{address}\": {error}"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+/// A short, lower-case description of an I/O error, without the OS error number.
+pub fn io_message(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::AddrInUse => "address already in use".into(),
+        io::ErrorKind::AddrNotAvailable => "address not available on this machine".into(),
+        io::ErrorKind::PermissionDenied => {
+            "permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)".into()
+        }
+        io::ErrorKind::NotFound => "no such file".into(),
+        _ => {
+            let s = e.to_string();
+            match s.find(" (os error") {
+                Some(i) => s[..i].to_lowercase(),
+                None => s,
+            }
+        }
+    }
+}
+
+/// Loads `explicit` if given (it must exist); otherwise `./config.json` if it exists;
+/// otherwise the built-in default.
+pub fn load(explicit: Option<&Path>) -> Result<Loaded, LoadError> {
+    let default = Path::new("config.json");
+    let (text, source) = match explicit {
+        Some(path) => (read(path)?, ConfigSource::File(path.to_path_buf())),
+        None if default.exists() => (read(default)?, ConfigSource::File(default.to_path_buf())),
+        None => (BUILT_IN_CONFIG.to_string(), ConfigSource::BuiltIn),
+    };
+    from_text(&text, source)
+}
+
+fn read(path: &Path) -> Result<String, LoadError> {
+    std::fs::read_to_string(path).map_err(|error| LoadError::Read {
+        path: path.to_path_buf(),
+        error,
+    })
+}
+
+/// Validates `text` and resolves its backend addresses.
+pub fn from_text(text: &str, source: ConfigSource) -> Result<Loaded, LoadError> {
+    let config = Config::from_json(text).map_err(|error| LoadError::Invalid {
+        source: source.clone(),
+        error,
+    })?;
+    let mut addrs = Vec::with_capacity(config.backends.len());
+    for (index, b) in config.backends.iter().enumerate() {
+        let addr = match &b.address {
+            BackendAddress::Socket(a) => *a,
+            BackendAddress::Host { host, port } => (host.as_str(), *port)
+                .to_socket_addrs()
+                .map_err(|e| e.to_string())
+                .and_then(|mut it| it.next().ok_or_else(|| "no address found".to_string()))
+                .map_err(|error| LoadError::Resolve {
+                    source: source.clone(),
+                    index,
+                    address: b.address.to_string(),
+                    error,
+                })?,
+        };
+        addrs.push(addr);
+    }
+    Ok(Loaded {
+        config,
+        addrs,
+        source,
+    })
+}

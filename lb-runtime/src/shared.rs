@@ -1,0 +1,71 @@
+//! The state all tasks of one load balancer share: the pool machine behind a lock that is
+//! taken only at connect, close and health events, the clock and the flow settings.
+
+use crate::clock::Clock;
+use lb_sans_io::pool::StateCause;
+use lb_sans_io::{BackendState, FlowLimits, Pool, PoolEvent, Timestamp};
+use std::sync::{Mutex, MutexGuard};
+
+/// Shared by the accept loop, every flow task and the probe task.
+pub struct Shared {
+    pool: Mutex<Pool>,
+    /// The driver's clock.
+    pub clock: Clock,
+    /// Settings for every new flow.
+    pub limits: FlowLimits,
+}
+
+impl Shared {
+    /// Wraps a pool.
+    pub fn new(pool: Pool, clock: Clock, limits: FlowLimits) -> Shared {
+        Shared {
+            pool: Mutex::new(pool),
+            clock,
+            limits,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Pool> {
+        // A panic while holding the lock is a bug already reported; keep serving.
+        self.pool.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` on the pool at the current time, then logs whatever the pool reports.
+    pub fn with_pool<R>(&self, f: impl FnOnce(&mut Pool, Timestamp) -> R) -> R {
+        let mut pool = self.lock();
+        let now = self.clock.now();
+        let r = f(&mut pool, now);
+        while let Some(event) = pool.poll_event() {
+            log_pool_event(&pool, &event);
+        }
+        r
+    }
+}
+
+fn log_pool_event(pool: &Pool, event: &PoolEvent) {
+    match event {
+        PoolEvent::BackendStateChanged {
+            backend,
+            from,
+            to,
+            cause,
+        } => {
+            let Some(b) = pool.backend(*backend) else {
+                return;
+            };
+            let cause = match cause {
+                StateCause::Probe => "health check",
+                StateCause::ClientConnectFailed => "client connects failed",
+            };
+            let message = format!("backend {} is {to}", b.name);
+            match to {
+                BackendState::Up => tracing::info!(
+                    backend = %b.name, address = %b.addr, from = %from, to = %to, cause, "{message}"
+                ),
+                BackendState::Down => tracing::warn!(
+                    backend = %b.name, address = %b.addr, from = %from, to = %to, cause, "{message}"
+                ),
+            }
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! Balancing and health through the real binaries: equal turns, a killed backend leaves
+//! without failing anyone's connection, a restarted one comes back.
+
+mod common;
+use common::*;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+const FAST_CHECKS: &str = r#","health_check":{"interval":"100ms","timeout":"100ms","rise":2,"fall":2},
+    "timeouts":{"connect":"300ms"},"retries":2"#;
+
+#[test]
+fn round_robin_gives_three_backends_exactly_equal_turns() {
+    let dir = TempDir::new("rr");
+    let ports = [free_port(), free_port(), free_port()];
+    let _servers: Vec<Proc> = ports
+        .iter()
+        .map(|&p| start_server(&dir.0, p, &format!("s{p}"), false))
+        .collect();
+    let (lb, port) = start_lb(&dir.0, &config(&ports, FAST_CHECKS));
+    assert!(
+        lb.wait_log(" is up", 3, Duration::from_secs(5)),
+        "{}",
+        lb.log_text()
+    );
+    let names: Vec<String> = (0..30).map(|_| who(&http_get(port).unwrap())).collect();
+    let mut counts = BTreeMap::new();
+    for n in &names {
+        *counts.entry(n.clone()).or_insert(0) += 1;
+    }
+    assert_eq!(counts.len(), 3, "{names:?}");
+    assert!(counts.values().all(|&c| c == 10), "{counts:?}");
+    // Turns rotate: every three consecutive connections reach three different backends.
+    for w in names.windows(3) {
+        assert!(w[0] != w[1] && w[1] != w[2] && w[0] != w[2], "{names:?}");
+    }
+}
+
+#[test]
+fn a_killed_backend_leaves_without_failing_clients_and_returns_after_rise() {
+    let dir = TempDir::new("kill");
+    let ports = [free_port(), free_port(), free_port()];
+    let mut servers: Vec<Proc> = ports
+        .iter()
+        .map(|&p| start_server(&dir.0, p, &format!("s{p}"), false))
+        .collect();
+    let (lb, port) = start_lb(&dir.0, &config(&ports, FAST_CHECKS));
+    assert!(
+        lb.wait_log(" is up", 3, Duration::from_secs(5)),
+        "{}",
+        lb.log_text()
+    );
+    let victim = format!("s{}", ports[1]);
+
+    servers[1].kill();
+    let killed = Instant::now();
+    // Keep connecting while the load balancer notices: no client connection may fail.
+    let mut down_after = None;
+    let mut served = BTreeMap::new();
+    while killed.elapsed() < Duration::from_secs(3) {
+        let body = http_get(port).unwrap_or_else(|e| panic!("a client failed: {e}"));
+        *served.entry(who(&body)).or_insert(0) += 1;
+        if down_after.is_none() && lb.log_text().contains(&format!("backend {victim} is down")) {
+            down_after = Some(killed.elapsed());
+        }
+        if down_after.is_some_and(|d| killed.elapsed() > d + Duration::from_millis(300)) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let down_after = down_after.expect("the killed backend was never marked down");
+    // fall (2) x interval (100ms) + timeout (100ms), with slack for a loaded machine.
+    assert!(
+        down_after < Duration::from_millis(1500),
+        "down after {down_after:?}"
+    );
+    assert!(
+        !served.contains_key(&victim),
+        "a dead backend answered: {served:?}"
+    );
+    // After it is down, new connections skip it without a failed connect first.
+    let failures_before = lb.log_text().matches("connect failed").count();
+    for _ in 0..20 {
+        let name = who(&http_get(port).unwrap());
+        assert_ne!(name, victim);
+    }
+    assert_eq!(
+        lb.log_text().matches("connect failed").count(),
+        failures_before
+    );
+
+    // Restart it on the same port: back after `rise` passing checks.
+    servers[1] = start_server(&dir.0, ports[1], &victim, false);
+    let back = Instant::now();
+    assert!(
+        lb.wait_log(
+            &format!("backend {victim} is up"),
+            2,
+            Duration::from_secs(3)
+        ),
+        "{}",
+        lb.log_text()
+    );
+    assert!(
+        back.elapsed() < Duration::from_millis(2000),
+        "{:?}",
+        back.elapsed()
+    );
+    let names: Vec<String> = (0..30).map(|_| who(&http_get(port).unwrap())).collect();
+    assert_eq!(
+        names.iter().filter(|n| **n == victim).count(),
+        10,
+        "{names:?}"
+    );
+}
+
+#[test]
+fn with_every_backend_down_a_new_client_is_closed_at_once() {
+    use std::io::Read;
+    let dir = TempDir::new("alldown");
+    let dead = free_port();
+    let (lb, port) = start_lb(&dir.0, &config(&[dead], FAST_CHECKS));
+    let mut s = std::net::TcpStream::connect(addr(port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let start = Instant::now();
+    let mut buf = [0u8; 16];
+    let n = s.read(&mut buf).unwrap_or(0);
+    assert_eq!(n, 0);
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(
+        lb.wait_log("rejected (no_backend)", 1, Duration::from_secs(2)),
+        "{}",
+        lb.log_text()
+    );
+}

@@ -1,0 +1,144 @@
+//! The command line: `--check`, exit codes and the messages that say what to fix.
+
+mod common;
+use common::*;
+use std::process::Command;
+use std::time::Duration;
+
+fn run(args: &[&str], dir: &std::path::Path) -> (Option<i32>, String, String) {
+    let out = Command::new(LB)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_prints_a_summary_and_exits_0() {
+    let dir = TempDir::new("check");
+    let p = dir.write("lb.json", &config(&[5001, 5002], ""));
+    let (code, out, _) = run(&["--check", "--config", p.to_str().unwrap()], &dir.0);
+    assert_eq!(code, Some(0));
+    assert!(
+        out.contains("ok: listen 127.0.0.1:0, round_robin over 2 backends"),
+        "{out}"
+    );
+    // Without a config file the built-in default is used.
+    let (code, out, _) = run(&["--check"], &dir.0);
+    assert_eq!(code, Some(0));
+    assert!(
+        out.starts_with("built-in config: ok: listen 127.0.0.1:8080"),
+        "{out}"
+    );
+    // PORT overrides the listen port.
+    let (code, out, _) = run(&["9999", "--check"], &dir.0);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("listen 127.0.0.1:9999"), "{out}");
+}
+
+#[test]
+fn config_errors_exit_2_and_name_the_field() {
+    let dir = TempDir::new("bad");
+    let cases = [
+        (
+            r#"{"backends":[{"address":"127.0.0.1:1"},{"address":"localhost"}]}"#,
+            r#"bad.json: backends[1].address: invalid socket address "localhost""#,
+        ),
+        (
+            r#"{"backends":[{"address":"127.0.0.1:1"}],"timeouts":{"idle":300}}"#,
+            "bad.json: timeouts.idle: invalid duration 300",
+        ),
+        (
+            r#"{"backends":[{"address":"127.0.0.1:1"}],"retrys":1}"#,
+            "bad.json: retrys: unknown field `retrys`",
+        ),
+        (
+            r#"{"backends":[]}"#,
+            "bad.json: backends: at least one backend is required",
+        ),
+        ("{\"backends\": [", "bad.json: invalid JSON at line 1"),
+    ];
+    for (text, expected) in cases {
+        let p = dir.write("bad.json", text);
+        // --check and a real start fail the same way.
+        for check in [true, false] {
+            let mut args = vec!["--config", p.to_str().unwrap()];
+            if check {
+                args.push("--check");
+            }
+            let (code, _, err) = run(&args, &dir.0);
+            assert_eq!(code, Some(2), "{text}: {err}");
+            assert!(
+                err.contains(expected),
+                "{text}\nwanted: {expected}\ngot: {err}"
+            );
+        }
+    }
+    let (code, _, err) = run(&["--config", "missing.json"], &dir.0);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("missing.json: cannot read config: no such file"),
+        "{err}"
+    );
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let dir = TempDir::new("usage");
+    let (code, _, err) = run(&["not-a-port"], &dir.0);
+    assert_eq!(code, Some(2), "{err}");
+    let (code, _, _) = run(&["--frobnicate"], &dir.0);
+    assert_eq!(code, Some(2));
+}
+
+#[test]
+fn a_taken_port_exits_1_and_says_so() {
+    let dir = TempDir::new("taken");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let p = dir.write("lb.json", &config(&[5001], ""));
+    let mut lb = Proc::spawn(
+        LB,
+        &[&port.to_string(), "--config", p.to_str().unwrap()],
+        &dir.0,
+        "lb",
+    );
+    let status = lb.wait_exit(Duration::from_secs(10)).expect("did not exit");
+    assert_eq!(status.code(), Some(1));
+    let log = lb.log_text();
+    assert!(
+        log.contains(&format!(
+            "cannot listen on 127.0.0.1:{port}: address already in use"
+        )),
+        "{log}"
+    );
+}
+
+#[test]
+fn demo_mode_serves_with_no_other_process() {
+    let dir = TempDir::new("demo");
+    let ports = [free_port(), free_port(), free_port()];
+    let p = dir.write("lb.json", &config(&ports, ""));
+    let lb = Proc::spawn(
+        LB,
+        &["0", "--demo", "--config", p.to_str().unwrap()],
+        &dir.0,
+        "lb",
+    );
+    assert!(
+        lb.wait_log(" is up", 3, Duration::from_secs(5)),
+        "{}",
+        lb.log_text()
+    );
+    let port = lb.wait_lb_port();
+    let mut seen: Vec<String> = (0..3).map(|_| who(&http_get(port).unwrap())).collect();
+    seen.sort();
+    let mut want: Vec<String> = ports.iter().map(|p| format!("s{p}")).collect();
+    want.sort();
+    assert_eq!(seen, want);
+}

@@ -1,0 +1,218 @@
+//! Helpers for tests that start the real `loadbalancer` and `server` binaries on loopback.
+//! Every process is stopped by its PID when its handle drops; every wait is bounded.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+pub const LB: &str = env!("CARGO_BIN_EXE_loadbalancer");
+pub const SERVER: &str = env!("CARGO_BIN_EXE_server");
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A scratch directory removed at drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!(
+            "lb-test-{tag}-{}-{:?}",
+            std::process::id(),
+            Instant::now()
+        ));
+        let p = PathBuf::from(p.to_string_lossy().replace(['{', '}', ' ', ':'], "_"));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.0.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A child process whose stderr goes to a file; killed by PID on drop.
+pub struct Proc {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    pub fn spawn(bin: &str, args: &[&str], dir: &Path, tag: &str) -> Proc {
+        let log = dir.join(format!("{tag}.log"));
+        let err = std::fs::File::create(&log).unwrap();
+        let child = Command::new(bin)
+            .args(args)
+            .current_dir(dir)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(err)
+            .spawn()
+            .unwrap();
+        Proc { child, log }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until `pattern` occurs `count` times in the log.
+    pub fn wait_log(&self, pattern: &str, count: usize, within: Duration) -> bool {
+        let end = Instant::now() + within;
+        while Instant::now() < end {
+            if self.log_text().matches(pattern).count() >= count {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
+    }
+
+    /// Sends a signal by PID with the `kill` command.
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.pid().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig} {}", self.pid());
+    }
+
+    /// Waits for the process to exit.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
+        let end = Instant::now() + within;
+        while Instant::now() < end {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Waits until something accepts connections on `port`.
+pub fn wait_listening(port: u16, within: Duration) -> bool {
+    let end = Instant::now() + within;
+    while Instant::now() < end {
+        if TcpStream::connect_timeout(&addr(port), Duration::from_millis(100)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
+}
+
+pub fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// A demo backend on `port`.
+pub fn start_server(dir: &Path, port: u16, name: &str, echo: bool) -> Proc {
+    let port_s = port.to_string();
+    let mut args = vec![port_s.as_str(), "--name", name];
+    if echo {
+        args.push("--echo");
+    }
+    let p = Proc::spawn(SERVER, &args, dir, name);
+    assert!(
+        wait_listening(port, Duration::from_secs(10)),
+        "server {name} did not start"
+    );
+    p
+}
+
+/// The load balancer with `config` (whose `listen` should be 127.0.0.1:0); returns it and
+/// the port it listens on, read from its log.
+pub fn start_lb(dir: &Path, config: &str) -> (Proc, u16) {
+    let path = dir.join("config.json");
+    std::fs::write(&path, config).unwrap();
+    let p = Proc::spawn(LB, &["--config", path.to_str().unwrap()], dir, "lb");
+    let port = p.wait_lb_port();
+    (p, port)
+}
+
+impl Proc {
+    /// The port a load balancer listens on, from its startup line.
+    pub fn wait_lb_port(&self) -> u16 {
+        let end = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < end {
+            let log = self.log_text();
+            if let Some(i) = log.find(" listening on 127.0.0.1:") {
+                let rest = &log[i + " listening on 127.0.0.1:".len()..];
+                let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+                if let Ok(port) = digits.parse() {
+                    return port;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("load balancer did not start: {}", self.log_text());
+    }
+}
+
+/// One HTTP request over a new connection; returns the body.
+pub fn http_get(port: u16) -> std::io::Result<String> {
+    let mut s = TcpStream::connect_timeout(&addr(port), Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.write_all(b"GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    match out.split_once("\r\n\r\n") {
+        Some((head, body)) if head.starts_with("HTTP/1.1 200") => Ok(body.to_string()),
+        _ => Err(std::io::Error::other(format!("bad answer: {out:?}"))),
+    }
+}
+
+/// The backend name in a demo server's body (`Hello from NAME\n`).
+pub fn who(body: &str) -> String {
+    body.trim().trim_start_matches("Hello from ").to_string()
+}
+
+/// A config listening on an ephemeral loopback port in front of `ports`.
+pub fn config(ports: &[u16], extra: &str) -> String {
+    let backends: Vec<String> = ports
+        .iter()
+        .map(|p| format!(r#"{{"name":"s{p}","address":"127.0.0.1:{p}"}}"#))
+        .collect();
+    format!(
+        r#"{{"listen":"127.0.0.1:0","backends":[{}]{extra}}}"#,
+        backends.join(",")
+    )
+}
+
+pub fn half_close(s: &TcpStream) {
+    s.shutdown(Shutdown::Write).unwrap();
+}
