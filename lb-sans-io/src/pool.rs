@@ -234,6 +234,13 @@ impl Pool {
         }
     }
 
+    /// Replaces the configured algorithm's selector. For tests that prove the checks catch
+    /// a broken policy (a selector may return any configured backend, eligible or not).
+    pub fn with_selector(mut self, selector: Box<dyn Selector>) -> Pool {
+        self.selector = selector;
+        self
+    }
+
     // ---- getters -------------------------------------------------------------------
 
     /// All backends, indexed by [`BackendId`].
