@@ -213,6 +213,9 @@ pub async fn run<N: Net>(
                 FlowAction::Shutdown { side } => io.out[side.index()].push_back(Op::Shutdown),
                 FlowAction::PauseRead { side } => io.paused[side.index()] = true,
                 FlowAction::ResumeRead { side } => io.paused[side.index()] = false,
+                FlowAction::ReportLatency { backend, latency } => {
+                    shared.with_pool(|pool, now| pool.record_latency(backend, latency, now));
+                }
                 FlowAction::Close { reset, .. } => {
                     close(&net, io, reset).await;
                     shared.with_pool(|pool, now| {

@@ -34,6 +34,9 @@ pub struct FlowLimits {
     pub high_watermark: usize,
     /// Backlog at which reading resumes.
     pub low_watermark: usize,
+    /// Emit [`FlowAction::ReportLatency`] with the backend's time to first byte (only the
+    /// `least_response_time` algorithm uses it).
+    pub report_latency: bool,
 }
 
 impl FlowLimits {
@@ -46,6 +49,7 @@ impl FlowLimits {
             retries: config.retries,
             high_watermark: DEFAULT_HIGH_WATERMARK,
             low_watermark: DEFAULT_LOW_WATERMARK,
+            report_latency: config.algorithm == crate::config::Algorithm::LeastResponseTime,
         }
     }
 }
@@ -123,6 +127,15 @@ pub enum FlowAction {
         /// Which socket.
         side: Side,
     },
+    /// Pass this sample to [`Pool::record_latency`]: the backend's time to first byte.
+    /// At most once per flow, and only with [`FlowLimits::report_latency`].
+    ReportLatency {
+        /// The backend measured.
+        backend: BackendId,
+        /// From the moment it had the client's first bytes (or the connection, if it speaks
+        /// first) to its first byte.
+        latency: Duration,
+    },
     /// The flow is over: perform any queued shutdowns, then close both sockets, with a reset
     /// (RST) if `reset`. Then call [`Flow::release`]. No action follows.
     Close {
@@ -152,6 +165,7 @@ struct Direction {
 enum Phase {
     Connecting {
         backend: BackendId,
+        since: Timestamp,
         deadline: Timestamp,
     },
     Established {
@@ -199,6 +213,9 @@ pub struct Flow {
     early: VecDeque<Bytes>,
     dirs: [Direction; 2],
     first_fin_at: Option<Timestamp>,
+    /// When the backend had something to answer (connected, or first client bytes after),
+    /// until its first byte is reported.
+    awaiting_first_byte: Option<Timestamp>,
     actions: VecDeque<FlowAction>,
     reason: Option<CloseReason>,
     released: bool,
@@ -227,6 +244,7 @@ impl Flow {
             early: VecDeque::new(),
             dirs: Default::default(),
             first_fin_at: None,
+            awaiting_first_byte: None,
             actions: VecDeque::new(),
             reason: None,
             released: false,
@@ -291,15 +309,19 @@ impl Flow {
     /// The backend connection of `attempt` is up.
     pub fn handle_connected(&mut self, pool: &mut Pool, attempt: u32, now: Timestamp) {
         let now = self.observe(now);
-        let Phase::Connecting { backend, .. } = self.phase else {
+        let Phase::Connecting { backend, since, .. } = self.phase else {
             return;
         };
         if attempt != self.attempt {
             return;
         }
         pool.connect_succeeded(self.id, backend, now);
+        pool.record_latency(backend, now.saturating_duration_since(since), now);
         self.phase = Phase::Established { backend };
         self.last_activity = now;
+        if self.limits.report_latency {
+            self.awaiting_first_byte = Some(now);
+        }
         while let Some(data) = self.early.pop_front() {
             self.actions.push_back(FlowAction::Write {
                 side: Side::Backend,
@@ -339,6 +361,10 @@ impl Flow {
             return;
         }
         self.last_activity = now;
+        if established && dir.bytes == 0 {
+            self.first_bytes(side, now);
+        }
+        let dir = &mut self.dirs[side.index()];
         dir.bytes += data.len() as u64;
         dir.backlog += data.len();
         let pause = !dir.paused && dir.backlog >= self.limits.high_watermark;
@@ -422,7 +448,9 @@ impl Flow {
         let now = self.observe(now);
         match self.phase {
             Phase::Closed => {}
-            Phase::Connecting { backend, deadline } => {
+            Phase::Connecting {
+                backend, deadline, ..
+            } => {
                 if now >= deadline {
                     pool.connect_failed(self.id, backend, now);
                     self.connect_next(pool, now);
@@ -492,6 +520,7 @@ impl Flow {
                 self.tried.push(backend);
                 self.phase = Phase::Connecting {
                     backend,
+                    since: now,
                     deadline: now + self.limits.connect_timeout,
                 };
                 self.actions.push_back(FlowAction::Connect {
@@ -507,6 +536,25 @@ impl Flow {
                 let attempts = self.tried.len() as u32;
                 self.close(CloseReason::ConnectFailed { attempts }, false)
             }
+        }
+    }
+
+    /// The first bytes from `side` since the backend connection is up: the clock of the
+    /// backend's time to first byte starts at the client's first bytes, stops at the backend's.
+    fn first_bytes(&mut self, side: Side, now: Timestamp) {
+        let Some(since) = self.awaiting_first_byte else {
+            return;
+        };
+        match (side, self.phase) {
+            (Side::Client, _) => self.awaiting_first_byte = Some(since.max(now)),
+            (Side::Backend, Phase::Established { backend }) => {
+                self.awaiting_first_byte = None;
+                self.actions.push_back(FlowAction::ReportLatency {
+                    backend,
+                    latency: now.saturating_duration_since(since),
+                });
+            }
+            _ => {}
         }
     }
 

@@ -7,7 +7,7 @@ use crate::config::{CheckType, Config};
 use crate::health::{Health, HealthCounter};
 use crate::ids::{BackendId, FlowId, ProbeId};
 use crate::rng::LbRng;
-use crate::select::{selector_for, Candidate, SelectCtx, Selector};
+use crate::select::{selector_for, BackendView, SelectCtx, Selector, SelectorSpec, WEIGHT_SCALE};
 use crate::time::Timestamp;
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
@@ -128,6 +128,8 @@ pub struct Backend {
     pub last_check: Option<(Timestamp, bool)>,
     next_probe_at: Timestamp,
     probe_in_flight: Option<(ProbeId, Timestamp)>,
+    /// When it last came up, while its slow start lasts.
+    ramp_since: Option<Timestamp>,
 }
 
 impl Backend {
@@ -168,12 +170,13 @@ pub struct Pool {
     selector: Box<dyn Selector>,
     rng: LbRng,
     checks: CheckSettings,
+    slow_start: Option<Duration>,
+    views: Vec<BackendView>,
     max_connections: u32,
     flows: BTreeMap<FlowId, FlowSlot>,
     rejected: BTreeMap<RejectReason, u64>,
     events: VecDeque<PoolEvent>,
     next_probe_id: u64,
-    candidates: Vec<Candidate>,
     last_now: Timestamp,
 }
 
@@ -213,11 +216,22 @@ impl Pool {
                 // First probes go out at once, spread over a tenth of the interval.
                 next_probe_at: now + rng.duration_below(interval / 10),
                 probe_in_flight: None,
+                ramp_since: None,
             })
             .collect::<Vec<_>>();
-        Pool {
-            selector: selector_for(config.algorithm, backends.len()),
-            candidates: Vec::with_capacity(backends.len()),
+        let names: Vec<String> = config.backends.iter().map(|b| b.name.clone()).collect();
+        let weights: Vec<u32> = config.backends.iter().map(|b| b.weight).collect();
+        let selector = selector_for(
+            config.algorithm,
+            &SelectorSpec {
+                names: &names,
+                weights: &weights,
+            },
+        );
+        let mut pool = Pool {
+            selector,
+            slow_start: config.slow_start.map(|d| d.0).filter(|d| !d.is_zero()),
+            views: Vec::with_capacity(backends.len()),
             backends,
             rng,
             checks: CheckSettings {
@@ -231,6 +245,48 @@ impl Pool {
             events: VecDeque::new(),
             next_probe_id: 0,
             last_now: now,
+        };
+        for i in 0..pool.backends.len() {
+            let view = pool.view_of(i, now);
+            pool.views.push(view);
+        }
+        pool
+    }
+
+    /// What selectors see of backend `i` at `now`.
+    fn view_of(&self, i: usize, now: Timestamp) -> BackendView {
+        let b = &self.backends[i];
+        let full = b.weight.max(1) * WEIGHT_SCALE;
+        let weight = match (self.slow_start, b.ramp_since) {
+            (Some(ramp), Some(since)) => {
+                slow_start_weight(full, now.saturating_duration_since(since), ramp)
+            }
+            _ => full,
+        };
+        BackendView {
+            weight,
+            active: b.active,
+            eligible: b.eligible(),
+        }
+    }
+
+    fn refresh(&mut self, i: usize) {
+        let now = self.last_now;
+        self.views[i] = self.view_of(i, now);
+    }
+
+    /// Brings slow-starting backends' weights up to date; ends ramps that are over.
+    fn advance_ramps(&mut self, now: Timestamp) {
+        let Some(ramp) = self.slow_start else {
+            return;
+        };
+        for i in 0..self.backends.len() {
+            if let Some(since) = self.backends[i].ramp_since {
+                if now.saturating_duration_since(since) >= ramp {
+                    self.backends[i].ramp_since = None;
+                }
+                self.views[i] = self.view_of(i, now);
+            }
         }
     }
 
@@ -310,40 +366,36 @@ impl Pool {
             // A flow picks again only after its connect failed; release defensively.
             self.release_slot(flow, held);
         }
-        self.candidates.clear();
-        for (i, b) in self.backends.iter().enumerate() {
-            let id = BackendId(i as u32);
-            if b.eligible() && !exclude.contains(&id) {
-                self.candidates.push(Candidate {
-                    id,
-                    weight: b.weight,
-                    active: b.active,
-                });
-            }
-        }
-        if self.candidates.is_empty() {
-            if exclude.is_empty() {
-                self.reject(RejectReason::NoBackend);
-            }
-            return None;
-        }
-        let id = self.selector.select(SelectCtx {
-            candidates: &self.candidates,
-            backend_count: self.backends.len(),
+        self.advance_ramps(now);
+        let chosen = self.selector.select(SelectCtx {
+            backends: &self.views,
+            exclude,
             client: client.ip(),
             now,
             rng: &mut self.rng,
         });
-        debug_assert!(
-            self.candidates.iter().any(|c| c.id == id),
-            "selector went off the list"
-        );
-        let b = &mut self.backends[id.index()];
-        b.active += 1;
+        // A selector naming a backend that does not exist chooses nothing.
+        let Some(id) = chosen.filter(|id| id.index() < self.backends.len()) else {
+            if exclude.is_empty() {
+                self.reject(RejectReason::NoBackend);
+            }
+            return None;
+        };
+        self.backends[id.index()].active += 1;
+        self.refresh(id.index());
         if let Some(s) = self.flows.get_mut(&flow) {
             s.backend = Some(id);
         }
-        Some((id, b.addr))
+        Some((id, self.backends[id.index()].addr))
+    }
+
+    /// A latency sample of `backend`: a connect time or a time to first byte. Feeds the
+    /// `least_response_time` algorithm.
+    pub fn record_latency(&mut self, backend: BackendId, sample: Duration, now: Timestamp) {
+        let now = self.observe(now);
+        if backend.index() < self.backends.len() {
+            self.selector.observe_latency(backend, sample, now);
+        }
     }
 
     fn release_slot(&mut self, flow: FlowId, backend: BackendId) {
@@ -352,6 +404,7 @@ impl Pool {
                 s.backend = None;
                 let b = &mut self.backends[backend.index()];
                 b.active = b.active.saturating_sub(1);
+                self.refresh(backend.index());
             }
         }
     }
@@ -398,6 +451,7 @@ impl Pool {
             b.active = b.active.saturating_sub(1);
             b.bytes_to_backend += bytes_to_backend;
             b.bytes_to_client += bytes_to_client;
+            self.refresh(id.index());
         }
     }
 
@@ -463,7 +517,11 @@ impl Pool {
     }
 
     fn push_change(&mut self, backend: BackendId, from: BackendState, cause: StateCause) {
-        let to = self.backends[backend.index()].state();
+        let now = self.last_now;
+        let b = &mut self.backends[backend.index()];
+        let to = b.state();
+        b.ramp_since = (to == BackendState::Up && self.slow_start.is_some()).then_some(now);
+        self.refresh(backend.index());
         if from != to {
             self.events.push_back(PoolEvent::BackendStateChanged {
                 backend,
@@ -520,7 +578,26 @@ impl Pool {
             assert_eq!(b.active as usize, held, "backend {i} active count");
         }
         assert!(self.flows.len() <= self.max_connections as usize);
+        for (i, v) in self.views.iter().enumerate() {
+            let b = &self.backends[i];
+            assert_eq!(
+                (v.active, v.eligible),
+                (b.active, b.eligible()),
+                "backend {i} view"
+            );
+        }
     }
+}
+
+/// Slow start: a backend's effective weight `full × (10% + 90% × elapsed / ramp)`, reaching
+/// `full` when `elapsed ≥ ramp`; never below 1.
+pub fn slow_start_weight(full: u32, elapsed: Duration, ramp: Duration) -> u32 {
+    if elapsed >= ramp || ramp.is_zero() {
+        return full;
+    }
+    let base = full as u128 / 10;
+    let grow = (full as u128 - base) * elapsed.as_nanos() / ramp.as_nanos();
+    ((base + grow) as u32).max(1)
 }
 
 #[cfg(test)]

@@ -44,6 +44,10 @@ pub struct Config {
     /// Default 2.
     #[serde(default = "default_retries")]
     pub retries: u32,
+    /// A backend that comes up ramps from 10% to its full weight linearly over this long
+    /// (weighted algorithms). Absent: no ramp.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slow_start: Option<ConfigDuration>,
     /// Most client connections open at once; past it new clients are closed at once.
     /// Default 10000.
     #[serde(default = "default_max_connections")]
@@ -92,10 +96,21 @@ impl Algorithm {
         }
     }
 
-    /// Whether this build implements the algorithm.
+    /// Whether this build implements the algorithm (all of them do).
     pub fn is_available(self) -> bool {
-        matches!(self, Algorithm::RoundRobin)
+        true
     }
+
+    /// Every algorithm.
+    pub const ALL: [Algorithm; 7] = [
+        Algorithm::RoundRobin,
+        Algorithm::WeightedRoundRobin,
+        Algorithm::LeastConnections,
+        Algorithm::LeastResponseTime,
+        Algorithm::Hash,
+        Algorithm::Random,
+        Algorithm::PowerOfTwo,
+    ];
 }
 
 /// One backend server.
@@ -325,15 +340,6 @@ impl Config {
 
     /// Checks every value's range and the constraints between fields.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if !self.algorithm.is_available() {
-            return Err(ConfigError::field(
-                "algorithm",
-                format!(
-                    "\"{}\" is not available in this version (available: round_robin)",
-                    self.algorithm.name()
-                ),
-            ));
-        }
         if self.backends.is_empty() {
             return Err(ConfigError::field(
                 "backends",
