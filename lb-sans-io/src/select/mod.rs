@@ -105,7 +105,7 @@ pub fn selector_for(algorithm: Algorithm, spec: &SelectorSpec<'_>) -> Box<dyn Se
             MaglevTable::size_for(n),
         ))),
         Algorithm::Random => Box::new(RandomChoice),
-        Algorithm::PowerOfTwo => Box::new(PowerOfTwo),
+        Algorithm::PowerOfTwo => Box::new(PowerOfTwo::default()),
     }
 }
 

@@ -35,15 +35,26 @@ impl Selector for RandomChoice {
 /// fewer active connections relative to its weight (the first drawn on a tie). With one
 /// usable backend, that one.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct PowerOfTwo;
+pub struct PowerOfTwo {
+    last_pair: Option<(BackendId, BackendId)>,
+}
+
+impl PowerOfTwo {
+    /// The two backends the last choice compared (for logs and tests).
+    pub fn last_pair(&self) -> Option<(BackendId, BackendId)> {
+        self.last_pair
+    }
+}
 
 impl Selector for PowerOfTwo {
     fn select(&mut self, mut ctx: SelectCtx<'_>) -> Option<BackendId> {
+        self.last_pair = None;
         let a = draw(&mut ctx, None)?;
         let Some(b) = draw(&mut ctx, Some(a)) else {
             return Some(BackendId(a as u32));
         };
         debug_assert_ne!(a, b);
+        self.last_pair = Some((BackendId(a as u32), BackendId(b as u32)));
         let pick = if lighter(&ctx.backends[b], &ctx.backends[a]) {
             b
         } else {
@@ -81,7 +92,7 @@ mod tests {
         let mut rng = LbRng::seed(3);
         let mut v = views(2);
         v[0].active = 5;
-        let mut s = PowerOfTwo;
+        let mut s = PowerOfTwo::default();
         for _ in 0..50 {
             assert_eq!(pick(&mut s, &v, &mut rng), Some(1));
         }
