@@ -1,6 +1,6 @@
 //! `least_connections`: fewest active connections relative to weight.
 
-use super::{lighter, SelectCtx, Selector};
+use super::{lighter, BackendView, SelectCtx, Selector};
 use crate::ids::BackendId;
 
 /// Picks a usable backend with the fewest `active / weight` (compared exactly). Ties are
@@ -27,14 +27,35 @@ impl Selector for LeastConnections {
         }
         let start = self.start % n;
         self.start = (start + 1) % n;
-        let mut best: Option<usize> = None;
-        for k in 0..n {
-            let i = (start + k) % n;
-            if ctx.usable(i) && best.is_none_or(|b| lighter(&ctx.backends[i], &ctx.backends[b])) {
-                best = Some(i);
+        if !ctx.exclude.is_empty() {
+            let mut best: Option<(usize, &BackendView)> = None;
+            for i in ctx.usable_from(start) {
+                let b = &ctx.backends[i];
+                if best.is_none_or(|(_, cur)| lighter(b, cur)) {
+                    best = Some((i, b));
+                }
             }
+            return best.map(|(i, _)| BackendId(i as u32));
         }
-        best.map(|i| BackendId(i as u32))
+        // The common case, as two plain slice scans the compiler can keep tight: the minimum
+        // of active/weight, compared exactly as active_i·w_best < active_best·w_i.
+        let mut best = usize::MAX;
+        let (mut best_active, mut best_weight) = (0u64, 1u64);
+        let mut scan = |from: usize, views: &[BackendView]| {
+            for (k, b) in views.iter().enumerate() {
+                if b.eligible
+                    && (best == usize::MAX
+                        || (b.active as u64) * best_weight < best_active * (b.weight as u64))
+                {
+                    best = from + k;
+                    best_active = b.active as u64;
+                    best_weight = b.weight as u64;
+                }
+            }
+        };
+        scan(start, &ctx.backends[start..]);
+        scan(0, &ctx.backends[..start]);
+        (best != usize::MAX).then_some(BackendId(best as u32))
     }
 }
 

@@ -55,20 +55,47 @@ impl PeakEwma {
 /// latency samples are each connection's connect time and its time to the backend's first
 /// byte. Backends without any sample yet are tried first (in rotation), so every backend gets
 /// measured. Ties go to the first found from a rotating start.
+///
+/// The comparison runs in log space, where the decay is a constant shift: `ln cost =
+/// ln(value) + stamp/τ − now/τ + ln(active + 1)`, and `now/τ` is common to all backends. So
+/// each backend keeps `ln(value) + stamp/τ`, updated only when a sample arrives, and a choice
+/// costs an addition and a table look-up per backend instead of an exponential.
 #[derive(Clone, Debug)]
 pub struct LeastResponseTime {
     ewma: Vec<Option<PeakEwma>>,
+    /// `ln(value_ns + 1) + stamp/τ` per measured backend.
+    log_key: Vec<f64>,
+    /// `ln(a + 1)` for small active counts.
+    ln_table: Vec<f64>,
     tau: Duration,
     start: usize,
 }
+
+const LN_TABLE_SIZE: usize = 4096;
 
 impl LeastResponseTime {
     /// A selector over `n` backends with decay constant `tau`.
     pub fn new(n: usize, tau: Duration) -> LeastResponseTime {
         LeastResponseTime {
             ewma: vec![None; n],
+            log_key: vec![0.0; n],
+            ln_table: (0..LN_TABLE_SIZE).map(|a| ((a + 1) as f64).ln()).collect(),
             tau,
             start: 0,
+        }
+    }
+
+    fn ln_load(&self, active: u32) -> f64 {
+        match self.ln_table.get(active as usize) {
+            Some(&l) => l,
+            None => (active as f64 + 1.0).ln(),
+        }
+    }
+
+    fn refresh_key(&mut self, i: usize) {
+        if let Some(e) = self.ewma[i] {
+            let tau = self.tau.as_secs_f64().max(1e-9);
+            self.log_key[i] = (e.value_ns + 1.0).ln() + e.stamp.since_epoch().as_secs_f64() / tau;
         }
     }
 
@@ -90,19 +117,16 @@ impl Selector for LeastResponseTime {
         }
         if self.ewma.len() != n {
             self.ewma.resize(n, None);
+            self.log_key.resize(n, 0.0);
         }
         let start = self.start % n;
         self.start = (start + 1) % n;
         let mut best: Option<(usize, f64)> = None;
-        for k in 0..n {
-            let i = (start + k) % n;
-            if !ctx.usable(i) {
-                continue;
+        for i in ctx.usable_from(start) {
+            if self.ewma[i].is_none() {
+                return Some(BackendId(i as u32));
             }
-            let cost = match self.ewma[i] {
-                None => return Some(BackendId(i as u32)),
-                Some(e) => e.value_at(ctx.now, self.tau) * (ctx.backends[i].active as f64 + 1.0),
-            };
+            let cost = self.log_key[i] + self.ln_load(ctx.backends[i].active);
             if best.is_none_or(|(_, c)| cost < c) {
                 best = Some((i, cost));
             }
@@ -112,12 +136,16 @@ impl Selector for LeastResponseTime {
 
     fn observe_latency(&mut self, backend: BackendId, sample: Duration, now: Timestamp) {
         let tau = self.tau;
-        if let Some(slot) = self.ewma.get_mut(backend.index()) {
-            match slot {
-                Some(e) => e.observe(sample, now, tau),
-                None => *slot = Some(PeakEwma::new(sample, now)),
-            }
+        let i = backend.index();
+        if i >= self.ewma.len() {
+            self.ewma.resize(i + 1, None);
+            self.log_key.resize(i + 1, 0.0);
         }
+        match &mut self.ewma[i] {
+            Some(e) => e.observe(sample, now, tau),
+            slot @ None => *slot = Some(PeakEwma::new(sample, now)),
+        }
+        self.refresh_key(i);
     }
 }
 

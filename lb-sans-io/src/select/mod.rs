@@ -62,6 +62,19 @@ impl SelectCtx<'_> {
             && (self.exclude.is_empty() || !self.exclude.contains(&BackendId(i as u32)))
     }
 
+    /// Indices of usable backends, scanning from `start` and wrapping around: the loop most
+    /// selectors need, without a division per step.
+    #[inline]
+    pub fn usable_from(&self, start: usize) -> impl Iterator<Item = usize> + '_ {
+        let n = self.backends.len();
+        let start = if n == 0 { 0 } else { start % n };
+        let no_exclusions = self.exclude.is_empty();
+        (start..n).chain(0..start).filter(move |&i| {
+            self.backends[i].eligible
+                && (no_exclusions || !self.exclude.contains(&BackendId(i as u32)))
+        })
+    }
+
     /// Number of configured backends.
     pub fn len(&self) -> usize {
         self.backends.len()

@@ -28,19 +28,38 @@ impl Selector for WeightedRoundRobin {
             self.current = vec![0; ctx.len()];
         }
         let mut total: i64 = 0;
-        let mut best: Option<usize> = None;
-        for i in 0..ctx.len() {
-            if !ctx.usable(i) {
-                continue;
+        let mut best: Option<(usize, i64)> = None;
+        if ctx.exclude.is_empty() {
+            // The common case as one plain scan.
+            let mut best_i = usize::MAX;
+            let mut best_c = i64::MIN;
+            for (i, (b, cur)) in ctx.backends.iter().zip(self.current.iter_mut()).enumerate() {
+                if b.eligible {
+                    let w = b.weight as i64;
+                    *cur += w;
+                    total += w;
+                    if *cur > best_c {
+                        best_c = *cur;
+                        best_i = i;
+                    }
+                }
             }
+            if best_i == usize::MAX {
+                return None;
+            }
+            self.current[best_i] -= total;
+            return Some(BackendId(best_i as u32));
+        }
+        for i in ctx.usable_from(0) {
             let w = ctx.backends[i].weight as i64;
-            self.current[i] += w;
+            let c = self.current[i] + w;
+            self.current[i] = c;
             total += w;
-            if best.is_none_or(|b| self.current[i] > self.current[b]) {
-                best = Some(i);
+            if best.is_none_or(|(_, bc)| c > bc) {
+                best = Some((i, c));
             }
         }
-        let best = best?;
+        let (best, _) = best?;
         self.current[best] -= total;
         Some(BackendId(best as u32))
     }
