@@ -188,3 +188,55 @@ fn unknown_and_repeated_events_are_ignored() {
     p.check_invariants();
     assert_eq!(states(&p), [BackendState::Up; 2]);
 }
+
+#[test]
+fn slow_start_ramps_a_returning_backends_share() {
+    for alg in ["weighted_round_robin", "least_connections", "power_of_two"] {
+        let mut p = pool(
+            2,
+            &format!(
+                r#","algorithm":"{alg}","slow_start":"10s","health_check":{{"start_up":true,"fall":1,"rise":1,"interval":"1s"}}"#
+            ),
+        );
+        // Backend 1 fails a check and comes back at t = 1.1 s.
+        let req = std::iter::from_fn(|| p.poll_probe(at(100)))
+            .find(|r| r.backend == BackendId(1))
+            .unwrap();
+        p.handle_probe_result(req.id, false, at(100));
+        assert_eq!(p.backends()[1].state(), BackendState::Down);
+        let req = std::iter::from_fn(|| p.poll_probe(at(1100)))
+            .find(|r| r.backend == BackendId(1))
+            .unwrap();
+        p.handle_probe_result(req.id, true, at(1100));
+        assert_eq!(p.backends()[1].state(), BackendState::Up);
+        // Share of 2000 new connections it gets, at several
+        // points of its ramp: about w·(10% + 90%·t/10s) against the other's full weight.
+        let mut shares = Vec::new();
+        for t_ms in [1_100u64, 3_600, 6_100, 11_100, 20_000] {
+            let mut got = 0;
+            for k in 0..2000 {
+                let f = FlowId(t_ms * 10_000 + k);
+                p.open_flow(f, at(t_ms)).unwrap();
+                if p.select(f, CLIENT, &[], at(t_ms)).unwrap().0 == BackendId(1) {
+                    got += 1;
+                }
+            }
+            // All 2000 stay open during the window (so load-aware algorithms see the load
+            // their weights allow), then close, so every window starts idle.
+            for k in 0..2000 {
+                p.close_flow(FlowId(t_ms * 10_000 + k), 0, 0, at(t_ms));
+            }
+            shares.push(got as f64 / 2000.0);
+        }
+        assert!(shares[0] < 0.2, "{alg}: starts near 10%: {shares:?}");
+        assert!(
+            shares.windows(2).all(|w| w[1] >= w[0] - 0.03),
+            "{alg}: grows: {shares:?}"
+        );
+        assert!(
+            (shares[4] - 0.5).abs() < 0.05,
+            "{alg}: ends at its full share: {shares:?}"
+        );
+        p.check_invariants();
+    }
+}
