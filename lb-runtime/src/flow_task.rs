@@ -4,7 +4,7 @@
 
 use crate::net::{BoxFuture, Net};
 use crate::shared::Shared;
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 use lb_sans_io::{Flow, FlowAction, FlowId, FlowSummary, Side, Timestamp};
 use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
@@ -17,8 +17,14 @@ use std::time::Duration;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::time::Sleep;
 
-/// Bytes asked of the socket per read.
-const READ_SIZE: usize = 64 * 1024;
+/// Smallest and largest read buffers. A side's read size adapts: it doubles after a read
+/// that fills its buffer and halves after one that uses under an eighth of it, so
+/// request/response traffic reads into small buffers and bulk transfers into large ones.
+const MIN_READ: usize = 4 * 1024;
+const MAX_READ: usize = 64 * 1024;
+const FIRST_READ: usize = 16 * 1024;
+/// Most queued chunks gathered into one vectored write.
+const MAX_IOVECS: usize = 16;
 /// How long a graceful close may wait for queued FINs to go out.
 const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -40,30 +46,32 @@ enum Op {
     Shutdown,
 }
 
-struct FlowIo<S> {
-    sockets: [Option<S>; 2],
-    connecting: Option<(u32, BoxFuture<io::Result<S>>)>,
+struct FlowIo<N: Net> {
+    net: N,
+    sockets: [Option<N::Stream>; 2],
+    connecting: Option<(u32, BoxFuture<io::Result<N::Stream>>)>,
     out: [VecDeque<Op>; 2],
     paused: [bool; 2],
     read_done: [bool; 2],
     write_failed: [bool; 2],
-    bufs: [BytesMut; 2],
+    read_size: [usize; 2],
     timer: Option<(Timestamp, Pin<Box<Sleep>>)>,
-    events: Vec<IoEvent<S>>,
+    events: Vec<IoEvent<N::Stream>>,
 }
 
-impl<S: tokio::io::AsyncRead + AsyncWrite + Unpin> FlowIo<S> {
-    fn new(client: S) -> Self {
+impl<N: Net> FlowIo<N> {
+    fn new(net: N, client: N::Stream) -> Self {
         FlowIo {
+            net,
             sockets: [Some(client), None],
             connecting: None,
             out: [VecDeque::new(), VecDeque::new()],
             paused: [false; 2],
             read_done: [false; 2],
             write_failed: [false; 2],
-            bufs: [BytesMut::new(), BytesMut::new()],
+            read_size: [FIRST_READ; 2],
             timer: None,
-            events: Vec::with_capacity(8),
+            events: Vec::new(),
         }
     }
 
@@ -106,26 +114,43 @@ impl<S: tokio::io::AsyncRead + AsyncWrite + Unpin> FlowIo<S> {
         };
         let mut written = 0;
         let mut failed = false;
-        while let Some(op) = self.out[i].front_mut() {
+        let queue = &mut self.out[i];
+        while let Some(op) = queue.front() {
             match op {
-                Op::Write(data) => match Pin::new(&mut *sock).poll_write(cx, data) {
-                    Poll::Ready(Ok(n)) if n > 0 => {
-                        written += n;
-                        data.advance(n);
-                        if data.is_empty() {
-                            self.out[i].pop_front();
+                Op::Write(_) => {
+                    // Gather the queued chunks up to the next shutdown into one write.
+                    let mut slices = [io::IoSlice::new(&[]); MAX_IOVECS];
+                    let mut count = 0;
+                    for op in queue.iter().take(MAX_IOVECS) {
+                        match op {
+                            Op::Write(d) => {
+                                slices[count] = io::IoSlice::new(d);
+                                count += 1;
+                            }
+                            Op::Shutdown => break,
                         }
                     }
-                    Poll::Ready(_) => {
-                        failed = true;
-                        break;
+                    let poll = if count > 1 {
+                        Pin::new(&mut *sock).poll_write_vectored(cx, &slices[..count])
+                    } else {
+                        Pin::new(&mut *sock).poll_write(cx, &slices[0])
+                    };
+                    match poll {
+                        Poll::Ready(Ok(n)) if n > 0 => {
+                            written += n;
+                            consume(queue, n);
+                        }
+                        Poll::Ready(_) => {
+                            failed = true;
+                            break;
+                        }
+                        Poll::Pending => break,
                     }
-                    Poll::Pending => break,
-                },
+                }
                 Op::Shutdown => match Pin::new(&mut *sock).poll_shutdown(cx) {
                     // A failed shutdown means the peer is gone; its read side reports that.
                     Poll::Ready(_) => {
-                        self.out[i].pop_front();
+                        queue.pop_front();
                     }
                     Poll::Pending => break,
                 },
@@ -149,17 +174,18 @@ impl<S: tokio::io::AsyncRead + AsyncWrite + Unpin> FlowIo<S> {
         let Some(sock) = &mut self.sockets[i] else {
             return;
         };
-        let buf = &mut self.bufs[i];
-        if buf.capacity() < READ_SIZE / 4 {
-            buf.reserve(READ_SIZE);
-        }
-        match tokio_util::io::poll_read_buf(Pin::new(sock), cx, buf) {
-            Poll::Ready(Ok(0)) => {
+        let size = self.read_size[i];
+        match self.net.poll_read_bytes(sock, cx, size) {
+            Poll::Ready(Ok(None)) => {
                 self.read_done[i] = true;
                 self.events.push(IoEvent::Eof(side));
             }
-            Poll::Ready(Ok(_)) => {
-                let data = buf.split().freeze();
+            Poll::Ready(Ok(Some(data))) => {
+                if data.len() == size {
+                    self.read_size[i] = (size * 2).min(MAX_READ);
+                } else if data.len() < size / 8 {
+                    self.read_size[i] = (size / 2).max(MIN_READ);
+                }
                 self.events.push(IoEvent::Read(side, data));
             }
             Poll::Ready(Err(_)) => {
@@ -199,7 +225,7 @@ pub async fn run<N: Net>(
     peer: SocketAddr,
 ) {
     let mut flow = shared.with_pool(|pool, now| Flow::accept(pool, id, peer, shared.limits, now));
-    let mut io = FlowIo::new(client);
+    let mut io = FlowIo::new(net.clone(), client);
     loop {
         while let Some(action) = flow.poll_action() {
             match action {
@@ -249,7 +275,22 @@ pub async fn run<N: Net>(
     }
 }
 
-async fn close<N: Net>(net: &N, mut io: FlowIo<N::Stream>, reset: bool) {
+/// Drops `n` written bytes from the front of a write queue.
+fn consume(queue: &mut VecDeque<Op>, mut n: usize) {
+    while n > 0 {
+        let Some(Op::Write(data)) = queue.front_mut() else {
+            return;
+        };
+        if n < data.len() {
+            data.advance(n);
+            return;
+        }
+        n -= data.len();
+        queue.pop_front();
+    }
+}
+
+async fn close<N: Net>(net: &N, mut io: FlowIo<N>, reset: bool) {
     io.connecting = None;
     for side in Side::BOTH {
         let i = side.index();

@@ -2,10 +2,12 @@
 //! a `turmoil::net` one in `sim/`, so the same driver code runs in production and in the
 //! simulation. No Cargo feature switches it (features unify across a workspace).
 
+use bytes::{Bytes, BytesMut};
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::task::{ready, Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 /// A boxed future that owns everything it needs.
@@ -38,6 +40,21 @@ pub trait Net: Clone + Send + Sync + 'static {
     /// can; otherwise just closes it.
     fn abort(&self, stream: Self::Stream) {
         drop(stream);
+    }
+
+    /// Reads up to `size` bytes into a fresh buffer: `Some(bytes)`, or `None` at end of
+    /// stream. The buffer belongs to the returned `Bytes`, so a connection waiting for data
+    /// holds no read buffer. This default allocates before polling; networks with readiness
+    /// (tokio) allocate only once data is there.
+    fn poll_read_bytes(
+        &self,
+        stream: &mut Self::Stream,
+        cx: &mut Context<'_>,
+        size: usize,
+    ) -> Poll<io::Result<Option<Bytes>>> {
+        let mut buf = BytesMut::with_capacity(size);
+        let n = ready!(tokio_util::io::poll_read_buf(Pin::new(stream), cx, &mut buf))?;
+        Poll::Ready(Ok((n > 0).then(|| buf.freeze())))
     }
 }
 
@@ -84,5 +101,24 @@ impl Net for TokioNet {
         // SO_LINGER 0 makes close() send RST; it never blocks on a non-blocking socket.
         let _ = stream.set_zero_linger();
         drop(stream);
+    }
+
+    fn poll_read_bytes(
+        &self,
+        stream: &mut Self::Stream,
+        cx: &mut Context<'_>,
+        size: usize,
+    ) -> Poll<io::Result<Option<Bytes>>> {
+        loop {
+            ready!(stream.poll_read_ready(cx))?;
+            let mut buf = BytesMut::with_capacity(size);
+            match stream.try_read_buf(&mut buf) {
+                Ok(0) => return Poll::Ready(Ok(None)),
+                Ok(_) => return Poll::Ready(Ok(Some(buf.freeze()))),
+                // Readiness was stale; poll_read_ready registers for the next wake-up.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
     }
 }
