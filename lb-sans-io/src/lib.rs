@@ -16,6 +16,7 @@
 
 pub mod config;
 pub mod flow;
+pub mod harness;
 pub mod health;
 pub mod ids;
 pub mod pool;

@@ -27,9 +27,20 @@ impl BackendAddress {
         }
         let bad = || format!("invalid socket address \"{s}\" (expected IP:PORT or host:port)");
         let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
+        // Digits only: `parse` would also take "+80".
+        if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
         let port: u16 = port.parse().map_err(|_| bad())?;
+        // A name whose last label is all digits is not a DNS name but an IPv4 address in a
+        // form resolvers read unexpectedly ("1.1", "063.0.0.1" as octal): reject it.
+        let last_label_numeric = host
+            .rsplit('.')
+            .next()
+            .is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit()));
         let host_ok = !host.is_empty()
             && host.len() <= 253
+            && !last_label_numeric
             && host
                 .split('.')
                 .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));

@@ -121,3 +121,25 @@ fn serialisation_round_trips() {
     .unwrap();
     assert_eq!(Config::from_json(&c.to_json()).unwrap(), c);
 }
+
+#[test]
+fn odd_addresses_that_would_not_round_trip_are_rejected() {
+    // Found by the config fuzzer: "+2" parsed as a port, "27.0.0.1" as a host name.
+    for bad in [
+        "27.0.0.1:+2",
+        "1.1:80",
+        "063.0.0.1:80",
+        "host:",
+        "host:-1",
+        ":80",
+    ] {
+        let e = err(&format!(r#"{{"backends":[{{"address":"{bad}"}}]}}"#));
+        assert!(
+            e.starts_with("backends[0].address: invalid socket address"),
+            "{bad}: {e}"
+        );
+    }
+    for good in ["db-1.internal:5432", "localhost:80", "a1.b2:1"] {
+        assert!(Config::from_json(&format!(r#"{{"backends":[{{"address":"{good}"}}]}}"#)).is_ok());
+    }
+}

@@ -1,0 +1,44 @@
+//! The `config` target: arbitrary bytes as config.json.
+
+use super::{Rule, Violation};
+use crate::config::Config;
+
+/// Parses `data` as a config file (invalid UTF-8 replaced, as a lossy reader would):
+/// parsing and validation must not panic, errors must print, and an accepted config must
+/// validate, serialise, parse back to an equal config, and serialise the same again.
+pub fn check_config_bytes(data: &[u8]) -> Result<(), Violation> {
+    let text = String::from_utf8_lossy(data);
+    let fail = |detail: String| Violation {
+        step: 0,
+        rule: Rule::ConfigRoundTrip,
+        detail,
+    };
+    let config = match Config::from_json(&text) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.to_string();
+            return Ok(());
+        }
+    };
+    if let Err(e) = config.validate() {
+        return Err(fail(format!(
+            "from_json accepted a config that validate rejects: {e}"
+        )));
+    }
+    let _ = config.summary();
+    let json = config.to_json();
+    let again = Config::from_json(&json)
+        .map_err(|e| fail(format!("the serialised config does not parse: {e}\n{json}")))?;
+    if again != config {
+        return Err(fail(format!(
+            "round trip changed the config:\nbefore {config:?}\nafter  {again:?}\njson {json}"
+        )));
+    }
+    let json2 = again.to_json();
+    if json2 != json {
+        return Err(fail(format!(
+            "serialisation is not stable:\n{json}\n{json2}"
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,1219 @@
+//! The model driver: performs a [`Scenario`] against a [`Pool`] and its [`Flow`]s the way
+//! the tokio driver does (drain every output after every input, queue writes per side,
+//! honour pauses, fire due timers), and checks the invariants after every step.
+
+use super::scenario::{
+    client_addr, Amount, AttemptSel, Op, ProbeSel, Scenario, StrayCall, MAX_FLOWS, MAX_OPS,
+};
+use super::{Mutation, Options, Rule, Stats, Violation};
+use crate::flow::{CloseReason, Flow, FlowAction, FlowLimits};
+use crate::ids::{BackendId, FlowId, ProbeId, Side};
+use crate::pool::{BackendState, Pool, PoolEvent, ProbeRequest, RejectReason};
+use crate::time::Timestamp;
+use bytes::Bytes;
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+
+/// Most outputs one input may produce before the harness calls it unbounded: every early
+/// read can become one write, plus a handful of control actions.
+const MAX_ACTIONS_PER_INPUT: usize = MAX_OPS + 16;
+/// Probe requests the model driver remembers (older ones are forgotten, as if lost).
+const MAX_OUTSTANDING_PROBES: usize = 64;
+/// Rounds of "sleep until the next flow deadline" the final phase allows before it calls
+/// a flow stuck: each round fires at least one flow's timer, which fails a connect (at most
+/// 17 attempts per flow) or closes the flow.
+const FINAL_TIMER_ROUNDS: usize = 20 * MAX_FLOWS;
+
+/// What a call about an unknown flow must not change: open flows, and per backend its
+/// active count, state, connections, connect failures and bytes.
+type PoolSnapshot = (usize, Vec<(u32, BackendState, u64, u64, u64)>);
+
+/// The event a flow was given, for the close reasons it may cause.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cause {
+    Accept,
+    Connected,
+    ConnectFailed,
+    Read,
+    Written,
+    Eof,
+    Reset(Side),
+    Abort,
+    Timer,
+    EarlyTimer,
+    Release,
+}
+
+impl Cause {
+    fn may_close(self, reason: CloseReason) -> bool {
+        match (self, reason) {
+            (Cause::Accept, CloseReason::Rejected(_)) => true,
+            (Cause::ConnectFailed, CloseReason::ConnectFailed { .. }) => true,
+            (
+                Cause::Timer | Cause::EarlyTimer,
+                CloseReason::ConnectFailed { .. }
+                | CloseReason::IdleTimeout
+                | CloseReason::HalfCloseTimeout,
+            ) => true,
+            (Cause::Written | Cause::Eof, CloseReason::Completed) => true,
+            (Cause::Reset(s), CloseReason::Reset(r)) => s == r,
+            (Cause::Abort, CloseReason::Aborted) => true,
+            _ => false,
+        }
+    }
+}
+
+/// Bytes read from one side and not yet seen in a `Write` to the other.
+#[derive(Default)]
+struct Stream {
+    chunks: VecDeque<Bytes>,
+    len: usize,
+}
+
+impl Stream {
+    fn push(&mut self, data: Bytes) {
+        self.len += data.len();
+        self.chunks.push_back(data);
+    }
+
+    /// Takes `data` off the front if it is exactly the next bytes; otherwise says where
+    /// it differs.
+    fn consume(&mut self, data: &Bytes) -> Result<(), String> {
+        if data.len() > self.len {
+            return Err(format!(
+                "a write of {} bytes, but only {} bytes were read and not yet written",
+                data.len(),
+                self.len
+            ));
+        }
+        let mut off = 0;
+        while off < data.len() {
+            let front = self
+                .chunks
+                .front_mut()
+                .expect("len counts the chunks' bytes");
+            let n = front.len().min(data.len() - off);
+            if front[..n] != data[off..off + n] {
+                let i = (0..n).find(|&i| front[i] != data[off + i]).unwrap_or(0);
+                return Err(format!(
+                    "byte {} of a {}-byte write is {:#04x}, expected {:#04x}",
+                    off + i,
+                    data.len(),
+                    data[off + i],
+                    front[i]
+                ));
+            }
+            let _ = front.split_to(n);
+            if front.is_empty() {
+                self.chunks.pop_front();
+            }
+            off += n;
+        }
+        self.len -= data.len();
+        Ok(())
+    }
+}
+
+/// The driver's write half of one socket.
+#[derive(Default)]
+struct OutQueue {
+    /// Bytes queued by `Write` and not yet written.
+    queued: usize,
+    /// A `Shutdown` was queued.
+    shutdown: bool,
+}
+
+/// The driver's view of one flow.
+struct FlowModel {
+    flow: Flow,
+    id: FlowId,
+    closed: bool,
+    /// The latest `Connect`'s attempt number (0 before any).
+    attempt: u32,
+    /// The backend being connected to or connected (as the actions said).
+    backend: Option<BackendId>,
+    connecting: bool,
+    connected: bool,
+    tried: Vec<BackendId>,
+    /// EOF delivered and accepted, by side.
+    eof: [bool; 2],
+    /// By source side.
+    streams: [Stream; 2],
+    /// By destination side.
+    out: [OutQueue; 2],
+    /// By source side: bytes read and not yet reported written to the other side.
+    unreported: [usize; 2],
+    /// By side: paused as the actions said.
+    paused: [bool; 2],
+    /// By side: largest read accepted.
+    max_read: [usize; 2],
+    /// By side: pattern offset of the next read.
+    offset: [u64; 2],
+    /// By side: bytes the flow accepted.
+    bytes: [u64; 2],
+    /// Over-reported writes: the backlog no longer equals the model's count.
+    tainted_counts: bool,
+    /// Reads delivered while paused: the watermark bound no longer holds.
+    tainted_watermark: bool,
+    /// The `now` of the latest event given to the flow.
+    last_now: Timestamp,
+    /// When it was accepted.
+    accepted_at: Timestamp,
+    /// A `ReportLatency` was emitted.
+    latency_reported: bool,
+}
+
+impl FlowModel {
+    fn readable(&self, side: Side) -> bool {
+        !self.closed && !self.eof[side.index()] && (side == Side::Client || self.connected)
+    }
+}
+
+/// Recognisable bytes: client streams are lower case, backend streams upper case, and the
+/// letter is the stream offset modulo 26 (so a write from the wrong place is visible).
+fn pattern(flow: FlowId, side: Side, offset: u64, len: usize) -> Bytes {
+    let base = match side {
+        Side::Client => b'a',
+        Side::Backend => b'A',
+    };
+    let shift = flow.0 % 26;
+    (0..len as u64)
+        .map(|k| base + ((offset + k + shift) % 26) as u8)
+        .collect::<Vec<u8>>()
+        .into()
+}
+
+pub(super) struct Driver {
+    pool: Pool,
+    limits: FlowLimits,
+    retries: u32,
+    max_connections: u32,
+    n_backends: usize,
+    addrs: Vec<SocketAddr>,
+    flows: Vec<FlowModel>,
+    next_flow: u64,
+    now: Timestamp,
+    step: usize,
+    /// Backend states as the pool's events told them.
+    states: Vec<BackendState>,
+    probes: VecDeque<ProbeRequest>,
+    options: Options,
+    /// A write held back by [`Mutation::SwapWrites`].
+    held: Option<FlowAction>,
+    stats: Stats,
+}
+
+impl Driver {
+    pub(super) fn new(scenario: &Scenario, options: Options) -> Driver {
+        let (config, limits, addrs) = scenario.config.build();
+        let mut pool = Pool::new(&config, &addrs, scenario.config.seed, Timestamp::ZERO);
+        if let Some(make) = options.selector {
+            pool = pool.with_selector(make(addrs.len()));
+        }
+        let start = if config.health_check.start_up {
+            BackendState::Up
+        } else {
+            BackendState::Down
+        };
+        Driver {
+            pool,
+            limits,
+            retries: config.retries,
+            max_connections: config.max_connections,
+            n_backends: addrs.len(),
+            addrs,
+            flows: Vec::new(),
+            next_flow: 0,
+            now: Timestamp::ZERO,
+            step: 0,
+            states: vec![start; config.backends.len()],
+            probes: VecDeque::new(),
+            options,
+            held: None,
+            stats: Stats::default(),
+        }
+    }
+
+    fn fail(&self, rule: Rule, detail: impl Into<String>) -> Violation {
+        Violation {
+            step: self.step,
+            rule,
+            detail: detail.into(),
+        }
+    }
+
+    pub(super) fn run(mut self, scenario: &Scenario) -> Result<Stats, Violation> {
+        self.drain_pool()?;
+        self.check_all()?;
+        for (i, op) in scenario.ops.iter().take(MAX_OPS).enumerate() {
+            self.step = i;
+            self.apply(*op)?;
+            self.check_all()?;
+        }
+        self.step = scenario.ops.len().min(MAX_OPS);
+        self.finish()
+    }
+
+    fn pick(&self, flow: u8) -> Option<usize> {
+        if self.flows.is_empty() {
+            None
+        } else {
+            Some(usize::from(flow) % self.flows.len())
+        }
+    }
+
+    fn apply(&mut self, op: Op) -> Result<(), Violation> {
+        match op {
+            Op::Accept { client } => self.accept(client),
+            Op::Connected { flow, attempt } => {
+                let Some(i) = self.pick(flow) else {
+                    return Ok(());
+                };
+                let a = self.resolve_attempt(i, attempt);
+                let m = &mut self.flows[i];
+                if !m.closed && m.connecting && a == m.attempt {
+                    m.connecting = false;
+                    m.connected = true;
+                }
+                self.call(i, Cause::Connected, |f, p, now| {
+                    f.handle_connected(p, a, now)
+                })
+            }
+            Op::ConnectFailed { flow, attempt } => {
+                let Some(i) = self.pick(flow) else {
+                    return Ok(());
+                };
+                let a = self.resolve_attempt(i, attempt);
+                let m = &mut self.flows[i];
+                if !m.closed && m.connecting && a == m.attempt {
+                    m.connecting = false;
+                    m.backend = None;
+                }
+                self.call(i, Cause::ConnectFailed, |f, p, now| {
+                    f.handle_connect_failed(p, a, now)
+                })
+            }
+            Op::Read {
+                flow,
+                side,
+                len,
+                force,
+            } => {
+                let Some(i) = self.pick(flow) else {
+                    return Ok(());
+                };
+                self.read(i, side.side(), usize::from(len), force)
+            }
+            Op::Written { flow, side, amount } => {
+                let Some(i) = self.pick(flow) else {
+                    return Ok(());
+                };
+                self.written(i, side.side(), amount)
+            }
+            Op::Eof { flow, side, force } => {
+                let Some(i) = self.pick(flow) else {
+                    return Ok(());
+                };
+                self.eof(i, side.side(), force)
+            }
+            Op::Reset { flow, side } => {
+                let Some(i) = self.pick(flow) else {
+                    return Ok(());
+                };
+                let side = side.side();
+                let was_open = !self.flows[i].closed;
+                self.call(i, Cause::Reset(side), |f, _, now| f.handle_reset(side, now))?;
+                self.expect_closed(i, was_open, "a reset")
+            }
+            Op::Abort { flow } => {
+                let Some(i) = self.pick(flow) else {
+                    return Ok(());
+                };
+                let was_open = !self.flows[i].closed;
+                self.call(i, Cause::Abort, |f, _, now| f.handle_abort(now))?;
+                self.expect_closed(i, was_open, "an abort")
+            }
+            Op::Advance(a) => {
+                let to = match a.duration() {
+                    Some(d) => self.now + d,
+                    None => self.next_deadline().unwrap_or(self.now),
+                };
+                self.now = self.now.max(to);
+                self.fire_due()
+            }
+            Op::EarlyTimer { flow } => {
+                let Some(i) = self.pick(flow) else {
+                    return Ok(());
+                };
+                let due = self.flows[i]
+                    .flow
+                    .poll_timeout()
+                    .is_some_and(|t| t <= self.now);
+                let before = (self.flows[i].closed, self.flows[i].attempt);
+                self.call(i, Cause::EarlyTimer, |f, p, now| f.handle_timeout(p, now))?;
+                let m = &self.flows[i];
+                if !due && (m.closed, m.attempt) != before {
+                    return Err(self.fail(
+                        Rule::Timer,
+                        format!("{}: an early handle_timeout changed the flow", m.id),
+                    ));
+                }
+                Ok(())
+            }
+            Op::PoolEarlyTimer => {
+                let due = self.pool.poll_timeout().is_some_and(|t| t <= self.now);
+                self.pool.handle_timeout(self.now);
+                if !due {
+                    if let Some(e) = self.pool.poll_event() {
+                        return Err(self.fail(
+                            Rule::Timer,
+                            format!("an early pool handle_timeout produced {e:?}"),
+                        ));
+                    }
+                }
+                self.drain_pool()
+            }
+            Op::ProbeResult { probe, passed } => {
+                let id = self.resolve_probe(probe);
+                self.pool.handle_probe_result(id, passed, self.now);
+                self.drain_pool()
+            }
+            Op::Release { flow } => {
+                let Some(i) = self.pick(flow) else {
+                    return Ok(());
+                };
+                self.call(i, Cause::Release, |f, p, now| f.release(p, now))
+            }
+            Op::Stray {
+                call,
+                flow,
+                backend,
+            } => self.stray(call, flow, backend),
+        }
+    }
+
+    fn resolve_attempt(&self, i: usize, a: AttemptSel) -> u32 {
+        let current = self.flows[i].attempt;
+        match a {
+            AttemptSel::Current => current,
+            AttemptSel::Previous => current.wrapping_sub(1),
+            AttemptSel::Raw(n) => n,
+        }
+    }
+
+    fn resolve_probe(&mut self, sel: ProbeSel) -> ProbeId {
+        let at = match sel {
+            ProbeSel::Outstanding(k) if !self.probes.is_empty() => {
+                Some(usize::from(k) % self.probes.len())
+            }
+            ProbeSel::ForBackend(b) => {
+                let b = BackendId((usize::from(b) % self.n_backends) as u32);
+                self.probes.iter().rposition(|p| p.backend == b)
+            }
+            _ => None,
+        };
+        match (at, sel) {
+            (Some(at), _) => self.probes.remove(at).expect("index in range").id,
+            (None, ProbeSel::Raw(n)) => ProbeId(u64::from(n)),
+            (None, _) => ProbeId(u64::MAX),
+        }
+    }
+
+    fn accept(&mut self, client: u8) -> Result<(), Violation> {
+        if self.flows.len() >= MAX_FLOWS {
+            return Ok(());
+        }
+        let id = FlowId(self.next_flow);
+        self.next_flow += 1;
+        let open_before = self.pool.open_flows();
+        let eligible = self.eligible();
+        let flow = Flow::accept(
+            &mut self.pool,
+            id,
+            client_addr(client),
+            self.limits,
+            self.now,
+        );
+        self.flows.push(FlowModel {
+            flow,
+            id,
+            closed: false,
+            attempt: 0,
+            backend: None,
+            connecting: false,
+            connected: false,
+            tried: Vec::new(),
+            eof: [false; 2],
+            streams: Default::default(),
+            out: Default::default(),
+            unreported: [0; 2],
+            paused: [false; 2],
+            max_read: [0; 2],
+            offset: [0; 2],
+            bytes: [0; 2],
+            tainted_counts: false,
+            tainted_watermark: false,
+            last_now: self.now,
+            accepted_at: self.now,
+            latency_reported: false,
+        });
+        let i = self.flows.len() - 1;
+        self.drain_flow(i, Cause::Accept, &eligible)?;
+        let full = open_before >= self.max_connections as usize;
+        let rejected_full = matches!(
+            self.flows[i].flow.summary().reason,
+            Some(CloseReason::Rejected(RejectReason::MaxConnections))
+        );
+        if full != rejected_full {
+            return Err(self.fail(
+                Rule::ConnectionLimit,
+                format!(
+                    "{id}: {open_before} flows open of {} allowed, rejected for the limit: {rejected_full}",
+                    self.max_connections
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn read(&mut self, i: usize, side: Side, len: usize, force: bool) -> Result<(), Violation> {
+        let m = &mut self.flows[i];
+        let s = side.index();
+        let faithful = m.readable(side) && !m.paused[s];
+        let reads_ignore_pause =
+            self.options.mutation == Some(Mutation::ReadWhilePaused) && m.readable(side);
+        if !faithful && !force && !reads_ignore_pause {
+            return Ok(());
+        }
+        let data = pattern(m.id, side, m.offset[s], len);
+        m.offset[s] += len as u64;
+        if m.readable(side) && len > 0 {
+            if m.paused[s] && !reads_ignore_pause {
+                m.tainted_watermark = true;
+            }
+            m.streams[s].push(data.clone());
+            m.unreported[s] += len;
+            m.bytes[s] += len as u64;
+            m.max_read[s] = m.max_read[s].max(len);
+        }
+        self.call(i, Cause::Read, |f, _, now| f.handle_read(side, data, now))
+    }
+
+    fn written(&mut self, i: usize, side: Side, amount: Amount) -> Result<(), Violation> {
+        let m = &mut self.flows[i];
+        let q = &mut m.out[side.index()];
+        let queued = q.queued;
+        let n = match amount {
+            Amount::All => queued,
+            Amount::Some(k) => usize::from(k).min(queued),
+            Amount::TooMuch(k) => queued + 1 + usize::from(k),
+        };
+        if !m.closed {
+            if n == 0 {
+                return Ok(());
+            }
+            if n > queued {
+                m.tainted_counts = true;
+            }
+            let done = n.min(queued);
+            q.queued -= done;
+            let from = side.other().index();
+            m.unreported[from] = m.unreported[from].saturating_sub(done);
+        }
+        self.call(i, Cause::Written, |f, _, now| {
+            f.handle_written(side, n, now)
+        })
+    }
+
+    fn eof(&mut self, i: usize, side: Side, force: bool) -> Result<(), Violation> {
+        let m = &mut self.flows[i];
+        let s = side.index();
+        let faithful = m.readable(side) && !m.paused[s];
+        if !faithful && !force {
+            return Ok(());
+        }
+        if m.readable(side) {
+            m.eof[s] = true;
+        }
+        self.call(i, Cause::Eof, |f, _, now| f.handle_eof(side, now))
+    }
+
+    fn expect_closed(&self, i: usize, was_open: bool, what: &str) -> Result<(), Violation> {
+        let m = &self.flows[i];
+        if was_open && !m.closed {
+            return Err(self.fail(Rule::Liveness, format!("{}: still open after {what}", m.id)));
+        }
+        Ok(())
+    }
+
+    fn stray(&mut self, call: StrayCall, flow: u16, backend: u8) -> Result<(), Violation> {
+        // Ids from 2^32 up are never issued (the model numbers flows from 0).
+        let id = FlowId((1 << 32) + u64::from(flow));
+        let backend = BackendId(u32::from(backend));
+        let snapshot = self.pool_snapshot();
+        let chose = match call {
+            StrayCall::Select => self.pool.select(id, client_addr(0), &[], self.now),
+            StrayCall::ConnectSucceeded => {
+                self.pool.connect_succeeded(id, backend, self.now);
+                None
+            }
+            StrayCall::ConnectFailed => {
+                self.pool.connect_failed(id, backend, self.now);
+                None
+            }
+            StrayCall::CloseFlow => {
+                self.pool.close_flow(id, 1, 1, self.now);
+                None
+            }
+        };
+        if chose.is_some() || self.pool_snapshot() != snapshot {
+            return Err(self.fail(
+                Rule::UnknownFlow,
+                format!(
+                    "{call:?} for unknown {id} and {backend:?} changed the pool (chose {chose:?})"
+                ),
+            ));
+        }
+        self.drain_pool()
+    }
+
+    fn pool_snapshot(&self) -> PoolSnapshot {
+        (
+            self.pool.open_flows(),
+            self.pool
+                .backends()
+                .iter()
+                .map(|b| {
+                    (
+                        b.active,
+                        b.state(),
+                        b.connections_total,
+                        b.connect_failures_total,
+                        b.bytes_to_backend,
+                    )
+                })
+                .collect(),
+        )
+    }
+
+    /// Which backends a new connect could go to now.
+    fn eligible(&self) -> Vec<bool> {
+        self.pool
+            .backends()
+            .iter()
+            .map(|b| {
+                b.state() == BackendState::Up && b.max_connections.is_none_or(|m| b.active < m)
+            })
+            .collect()
+    }
+
+    /// Gives flow `i` one event, then drains its actions.
+    fn call(
+        &mut self,
+        i: usize,
+        cause: Cause,
+        event: impl FnOnce(&mut Flow, &mut Pool, Timestamp),
+    ) -> Result<(), Violation> {
+        let eligible = self.eligible();
+        let now = self.now;
+        let m = &mut self.flows[i];
+        m.last_now = m.last_now.max(now);
+        event(&mut m.flow, &mut self.pool, now);
+        self.drain_flow(i, cause, &eligible)
+    }
+
+    fn mutate(&mut self, action: FlowAction) -> Vec<FlowAction> {
+        match (self.options.mutation, action) {
+            (Some(Mutation::DropClose), FlowAction::Close { .. }) => vec![],
+            (Some(Mutation::DropResume), FlowAction::ResumeRead { .. }) => vec![],
+            (Some(Mutation::RedirectConnect), FlowAction::Connect { attempt, .. }) => {
+                // Always the first backend, wherever the pool reserved the slot.
+                vec![FlowAction::Connect {
+                    backend: BackendId(0),
+                    addr: self.addrs[0],
+                    attempt,
+                }]
+            }
+            (Some(Mutation::SwapWrites), a @ FlowAction::Write { .. }) => match self.held.take() {
+                None => {
+                    self.held = Some(a);
+                    vec![]
+                }
+                Some(first) => vec![a, first],
+            },
+            (_, a) => vec![a],
+        }
+    }
+
+    /// Drains flow `i`'s actions after an event, checking each against the model.
+    fn drain_flow(&mut self, i: usize, cause: Cause, eligible: &[bool]) -> Result<(), Violation> {
+        let was_closed = self.flows[i].closed;
+        let mut count = 0;
+        while let Some(action) = self.flows[i].flow.poll_action() {
+            count += 1;
+            if count > MAX_ACTIONS_PER_INPUT {
+                return Err(self.fail(
+                    Rule::Unbounded,
+                    format!(
+                        "{}: more than {MAX_ACTIONS_PER_INPUT} actions for one {cause:?}",
+                        self.flows[i].id
+                    ),
+                ));
+            }
+            for action in self.mutate(action) {
+                self.perform(i, cause, action, was_closed, eligible)?;
+            }
+        }
+        self.drain_pool()?;
+        self.check_flow(i)
+    }
+
+    fn perform(
+        &mut self,
+        i: usize,
+        cause: Cause,
+        action: FlowAction,
+        was_closed: bool,
+        eligible: &[bool],
+    ) -> Result<(), Violation> {
+        let id = self.flows[i].id;
+        if self.flows[i].closed {
+            let when = if was_closed {
+                "an event for a closed flow produced"
+            } else {
+                "the Close action was followed by"
+            };
+            return Err(self.fail(
+                Rule::ActionAfterClose,
+                format!("{id}: {when} {action:?} ({cause:?})"),
+            ));
+        }
+        match action {
+            FlowAction::Connect {
+                backend,
+                addr,
+                attempt,
+            } => {
+                let m = &self.flows[i];
+                let b = self.pool.backend(backend);
+                let problem = if m.connected {
+                    Some("after the flow was connected".to_string())
+                } else if attempt <= m.attempt {
+                    Some(format!("attempt {attempt} after attempt {}", m.attempt))
+                } else if m.tried.contains(&backend) {
+                    Some(format!("{backend:?} was tried already ({:?})", m.tried))
+                } else if m.tried.len() > self.retries as usize {
+                    Some(format!(
+                        "attempt {} with retries = {}",
+                        m.tried.len() + 1,
+                        self.retries
+                    ))
+                } else if let Some(b) = b {
+                    if b.addr != addr {
+                        Some(format!("address {addr} is not {backend:?}'s {}", b.addr))
+                    } else if b.state() != BackendState::Up {
+                        Some(format!("{backend:?} is {}", b.state()))
+                    } else if b.max_connections.is_some_and(|max| b.active > max) {
+                        Some(format!(
+                            "{backend:?} is over its limit ({} active)",
+                            b.active
+                        ))
+                    } else if !eligible.get(backend.index()).copied().unwrap_or(false) {
+                        Some(format!("{backend:?} was not eligible when {cause:?} came"))
+                    } else {
+                        None
+                    }
+                } else {
+                    Some(format!("unknown {backend:?}"))
+                };
+                if let Some(p) = problem {
+                    return Err(self.fail(
+                        Rule::ConnectTarget,
+                        format!("{id}: connect to {backend:?}: {p}"),
+                    ));
+                }
+                let m = &mut self.flows[i];
+                m.attempt = attempt;
+                m.backend = Some(backend);
+                m.connecting = true;
+                m.tried.push(backend);
+                self.stats.connects += 1;
+                if m.tried.len() > 1 {
+                    self.stats.retries += 1;
+                }
+            }
+            FlowAction::Write { side, data } => {
+                let m = &mut self.flows[i];
+                let problem = if data.is_empty() {
+                    Some("an empty write".to_string())
+                } else if side == Side::Backend && !m.connected {
+                    Some("a write to the backend before it connected".to_string())
+                } else if m.out[side.index()].shutdown {
+                    Some(format!("a write to the {side} after its shutdown"))
+                } else {
+                    m.streams[side.other().index()].consume(&data).err()
+                };
+                if let Some(p) = problem {
+                    return Err(self.fail(Rule::ByteOrder, format!("{id}: to the {side}: {p}")));
+                }
+                m.out[side.index()].queued += data.len();
+                self.stats.bytes_forwarded += data.len() as u64;
+            }
+            FlowAction::Shutdown { side } => {
+                let m = &mut self.flows[i];
+                let from = side.other().index();
+                let problem = if side == Side::Backend && !m.connected {
+                    Some("before the backend connected".to_string())
+                } else if m.out[side.index()].shutdown {
+                    Some("twice".to_string())
+                } else if !m.eof[from] {
+                    Some(format!("before the {} sent FIN", side.other()))
+                } else if m.streams[from].len > 0 {
+                    Some(format!(
+                        "with {} bytes read and not yet written",
+                        m.streams[from].len
+                    ))
+                } else {
+                    None
+                };
+                if let Some(p) = problem {
+                    return Err(
+                        self.fail(Rule::ByteOrder, format!("{id}: shutdown of the {side} {p}"))
+                    );
+                }
+                m.out[side.index()].shutdown = true;
+            }
+            FlowAction::PauseRead { side } => {
+                let m = &mut self.flows[i];
+                if m.paused[side.index()] {
+                    return Err(self.fail(
+                        Rule::Backpressure,
+                        format!("{id}: pause of the paused {side}"),
+                    ));
+                }
+                m.paused[side.index()] = true;
+                self.stats.pauses += 1;
+            }
+            FlowAction::ResumeRead { side } => {
+                let m = &mut self.flows[i];
+                if !m.paused[side.index()] {
+                    return Err(self.fail(
+                        Rule::Backpressure,
+                        format!("{id}: resume of the unpaused {side}"),
+                    ));
+                }
+                m.paused[side.index()] = false;
+            }
+            FlowAction::ReportLatency { backend, latency } => {
+                let m = &mut self.flows[i];
+                let age = self.now.saturating_duration_since(m.accepted_at);
+                let problem = if !self.limits.report_latency {
+                    Some("without report_latency".to_string())
+                } else if m.latency_reported {
+                    Some("twice".to_string())
+                } else if !m.connected || m.backend != Some(backend) {
+                    Some(format!(
+                        "for {backend:?}, the flow is on {:?} (connected {})",
+                        m.backend, m.connected
+                    ))
+                } else if latency > age {
+                    Some(format!("{latency:?}, longer than the flow's {age:?}"))
+                } else {
+                    None
+                };
+                if let Some(p) = problem {
+                    return Err(self.fail(Rule::Latency, format!("{id}: latency report {p}")));
+                }
+                m.latency_reported = true;
+                self.stats.latency_reports += 1;
+                // The driver contract: pass the sample to the pool.
+                self.pool.record_latency(backend, latency, self.now);
+            }
+            FlowAction::Close { reason, reset } => {
+                let m = &self.flows[i];
+                let tainted = m.tainted_counts;
+                let problem = if !cause.may_close(reason) {
+                    Some(format!("{cause:?} cannot close a flow with {reason:?}"))
+                } else if reset != matches!(reason, CloseReason::Reset(_) | CloseReason::Aborted) {
+                    Some(format!("reset = {reset} for {reason:?}"))
+                } else {
+                    match reason {
+                        CloseReason::Completed if !tainted => {
+                            let done = m.eof == [true; 2]
+                                && m.streams.iter().all(|s| s.len == 0)
+                                && m.out.iter().all(|q| q.queued == 0 && q.shutdown);
+                            (!done).then(|| {
+                                format!(
+                                    "completed with data outstanding (eof {:?}, unwritten {:?}, queued {:?})",
+                                    m.eof,
+                                    [m.streams[0].len, m.streams[1].len],
+                                    [m.out[0].queued, m.out[1].queued]
+                                )
+                            })
+                        }
+                        CloseReason::ConnectFailed { attempts } => {
+                            if attempts as usize != m.tried.len() {
+                                Some(format!(
+                                    "{attempts} attempts reported, {} made",
+                                    m.tried.len()
+                                ))
+                            } else if m.tried.len() <= self.retries as usize {
+                                let alt = (0..self.n_backends).find(|&b| {
+                                    eligible[b] && !m.tried.contains(&BackendId(b as u32))
+                                });
+                                alt.map(|b| format!("gave up with b{b} eligible and untried, {} of {} attempts made", m.tried.len(), self.retries + 1))
+                            } else {
+                                None
+                            }
+                        }
+                        CloseReason::Rejected(RejectReason::NoBackend) => {
+                            let alt = eligible.iter().position(|&e| e);
+                            if !m.tried.is_empty() {
+                                Some("no backend after an attempt".to_string())
+                            } else {
+                                alt.map(|b| format!("no backend, but b{b} was eligible"))
+                            }
+                        }
+                        _ => None,
+                    }
+                };
+                if let Some(p) = problem {
+                    let rule = if matches!(
+                        reason,
+                        CloseReason::ConnectFailed { .. } | CloseReason::Rejected(_)
+                    ) && cause.may_close(reason)
+                    {
+                        Rule::MissedAlternative
+                    } else {
+                        Rule::CloseReason
+                    };
+                    return Err(self.fail(rule, format!("{id}: {p}")));
+                }
+                match reason {
+                    CloseReason::Completed => self.stats.completed += 1,
+                    CloseReason::Reset(_) | CloseReason::Aborted => self.stats.reset += 1,
+                    CloseReason::IdleTimeout | CloseReason::HalfCloseTimeout => {
+                        self.stats.timed_out += 1
+                    }
+                    CloseReason::Rejected(_) => self.stats.rejected += 1,
+                    CloseReason::ConnectFailed { .. } => self.stats.connect_failed += 1,
+                }
+                let m = &mut self.flows[i];
+                m.closed = true;
+                m.connecting = false;
+                m.backend = None;
+                // The driver contract: release after Close.
+                m.flow.release(&mut self.pool, self.now);
+            }
+        }
+        Ok(())
+    }
+
+    /// Drains the pool's events and probes (after every input, as drivers do).
+    fn drain_pool(&mut self) -> Result<(), Violation> {
+        let mut count = 0;
+        while let Some(PoolEvent::BackendStateChanged {
+            backend, from, to, ..
+        }) = self.pool.poll_event()
+        {
+            count += 1;
+            let known = self.states.get(backend.index()).copied();
+            if count > 2 * self.n_backends || known != Some(from) || from == to {
+                return Err(self.fail(
+                    Rule::PoolEvents,
+                    format!("{backend:?} changed {from} -> {to}, but the events said {known:?} (event {count} of this input)"),
+                ));
+            }
+            self.states[backend.index()] = to;
+            self.stats.state_changes += 1;
+        }
+        let mut count = 0;
+        while let Some(p) = self.pool.poll_probe(self.now) {
+            count += 1;
+            let ok = self.addrs.get(p.backend.index()) == Some(&p.addr) && !p.timeout.is_zero();
+            if count > self.n_backends || !ok {
+                return Err(self.fail(
+                    Rule::PoolEvents,
+                    format!("probe {p:?} (probe {count} of this input)"),
+                ));
+            }
+            if self.probes.len() >= MAX_OUTSTANDING_PROBES {
+                self.probes.pop_front();
+            }
+            self.probes.push_back(p);
+        }
+        Ok(())
+    }
+
+    fn next_deadline(&self) -> Option<Timestamp> {
+        self.flows
+            .iter()
+            .filter(|m| !m.closed)
+            .filter_map(|m| m.flow.poll_timeout())
+            .chain(self.pool.poll_timeout())
+            .min()
+    }
+
+    /// Fires every timer due at `now`, as a driver that just woke up.
+    fn fire_due(&mut self) -> Result<(), Violation> {
+        let now = self.now;
+        if self.pool.poll_timeout().is_some_and(|t| t <= now) {
+            self.pool.handle_timeout(now);
+            self.drain_pool()?;
+            if let Some(t) = self.pool.poll_timeout().filter(|&t| t <= now) {
+                return Err(self.fail(
+                    Rule::Timer,
+                    format!("the pool's deadline {t} is not after {now} once its timeout fired"),
+                ));
+            }
+        }
+        for i in 0..self.flows.len() {
+            if self.flows[i].closed || self.flows[i].flow.poll_timeout().is_none_or(|t| t > now) {
+                continue;
+            }
+            self.call(i, Cause::Timer, |f, p, now| f.handle_timeout(p, now))?;
+            if let Some(t) = self.flows[i].flow.poll_timeout().filter(|&t| t <= now) {
+                return Err(self.fail(
+                    Rule::Timer,
+                    format!(
+                        "{}: deadline {t} is not after {now} once its timeout fired",
+                        self.flows[i].id
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks one flow against the model.
+    fn check_flow(&self, i: usize) -> Result<(), Violation> {
+        let m = &self.flows[i];
+        let id = m.id;
+        let f = &m.flow;
+        if f.is_closed() != m.closed {
+            return Err(self.fail(
+                Rule::Liveness,
+                format!(
+                    "{id}: the flow says closed = {}, its actions said {}",
+                    f.is_closed(),
+                    m.closed
+                ),
+            ));
+        }
+        let summary = f.summary();
+        if [summary.bytes_from_client, summary.bytes_from_backend] != m.bytes {
+            return Err(self.fail(
+                Rule::ByteOrder,
+                format!(
+                    "{id}: summary counts {:?}, read {:?}",
+                    [summary.bytes_from_client, summary.bytes_from_backend],
+                    m.bytes
+                ),
+            ));
+        }
+        match f.poll_timeout() {
+            None if !m.closed => {
+                return Err(self.fail(Rule::Timer, format!("{id}: open without a deadline")))
+            }
+            Some(t) if m.closed => {
+                return Err(self.fail(Rule::Timer, format!("{id}: closed with deadline {t}")))
+            }
+            Some(t) if t < m.last_now => {
+                return Err(self.fail(
+                    Rule::Timer,
+                    format!("{id}: deadline {t} before the last now {}", m.last_now),
+                ))
+            }
+            _ => {}
+        }
+        if m.closed {
+            return Ok(());
+        }
+        if m.connecting == m.connected {
+            return Err(self.fail(
+                Rule::Liveness,
+                format!(
+                    "{id}: open but connecting = {}, connected = {}",
+                    m.connecting, m.connected
+                ),
+            ));
+        }
+        if f.backend() != m.backend || self.pool.flow_backend(id) != m.backend {
+            return Err(self.fail(
+                Rule::ActiveCount,
+                format!(
+                    "{id}: actions say {:?}, the flow {:?}, the pool {:?}",
+                    m.backend,
+                    f.backend(),
+                    self.pool.flow_backend(id)
+                ),
+            ));
+        }
+        let high = self.limits.high_watermark;
+        let low = self.limits.low_watermark;
+        for side in Side::BOTH {
+            let s = side.index();
+            let backlog = f.backlog(side);
+            if f.is_paused(side) != m.paused[s] {
+                return Err(self.fail(
+                    Rule::Backpressure,
+                    format!(
+                        "{id}: the flow says the {side} is paused = {}, its actions said {}",
+                        f.is_paused(side),
+                        m.paused[s]
+                    ),
+                ));
+            }
+            if !m.tainted_counts && backlog != m.unreported[s] {
+                return Err(self.fail(
+                    Rule::Backpressure,
+                    format!(
+                        "{id}: backlog from the {side} {backlog}, read and unwritten {}",
+                        m.unreported[s]
+                    ),
+                ));
+            }
+            if m.tainted_watermark {
+                continue;
+            }
+            if backlog >= high + m.max_read[s].max(1) {
+                return Err(self.fail(
+                    Rule::Watermark,
+                    format!("{id}: backlog from the {side} {backlog} over the high watermark {high} by more than one read ({})", m.max_read[s]),
+                ));
+            }
+            if !m.paused[s] && backlog >= high {
+                return Err(self.fail(
+                    Rule::Watermark,
+                    format!("{id}: {side} not paused at backlog {backlog} >= {high}"),
+                ));
+            }
+            if m.paused[s] && backlog <= low {
+                return Err(self.fail(
+                    Rule::Watermark,
+                    format!("{id}: {side} still paused at backlog {backlog} <= {low}"),
+                ));
+            }
+        }
+        let all_done = m.connected
+            && m.eof == [true; 2]
+            && m.streams.iter().all(|s| s.len == 0)
+            && m.out.iter().all(|q| q.queued == 0);
+        if all_done && !m.tainted_counts {
+            return Err(self.fail(
+                Rule::Liveness,
+                format!("{id}: both sides closed and everything written, but the flow is open"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The checks after every step: every flow, and the pool against the flows.
+    fn check_all(&self) -> Result<(), Violation> {
+        for i in 0..self.flows.len() {
+            self.check_flow(i)?;
+        }
+        let open: Vec<&FlowModel> = self.flows.iter().filter(|m| !m.closed).collect();
+        if self.pool.open_flows() != open.len() {
+            return Err(self.fail(
+                Rule::ActiveCount,
+                format!(
+                    "the pool has {} flows open, the driver {}",
+                    self.pool.open_flows(),
+                    open.len()
+                ),
+            ));
+        }
+        for (i, b) in self.pool.backends().iter().enumerate() {
+            let id = BackendId(i as u32);
+            let holding = open.iter().filter(|m| m.backend == Some(id)).count();
+            if b.active as usize != holding {
+                return Err(self.fail(
+                    Rule::ActiveCount,
+                    format!(
+                        "{id:?} counts {} active connections, {holding} open flows hold it",
+                        b.active
+                    ),
+                ));
+            }
+            if b.max_connections.is_some_and(|max| b.active > max) {
+                return Err(self.fail(
+                    Rule::ConnectionLimit,
+                    format!("{id:?}: {} active over its limit", b.active),
+                ));
+            }
+            if self.states[i] != b.state() {
+                return Err(self.fail(
+                    Rule::PoolEvents,
+                    format!(
+                        "{id:?} is {} but its events said {}",
+                        b.state(),
+                        self.states[i]
+                    ),
+                ));
+            }
+        }
+        match self.pool.poll_timeout() {
+            Some(t) if t >= self.now => {}
+            t => {
+                return Err(self.fail(
+                    Rule::Timer,
+                    format!("the pool's deadline {t:?} is before now {}", self.now),
+                ))
+            }
+        }
+        self.pool.check_invariants();
+        Ok(())
+    }
+
+    /// The end: both peers of every flow finish (writes drain, each side sends FIN), then
+    /// time runs until every flow has closed; a flow still open after that is stuck.
+    fn finish(mut self) -> Result<Stats, Violation> {
+        for i in 0..self.flows.len() {
+            for _ in 0..4 {
+                for side in Side::BOTH {
+                    if !self.flows[i].closed && self.flows[i].out[side.index()].queued > 0 {
+                        self.written(i, side, Amount::All)?;
+                    }
+                }
+                for side in Side::BOTH {
+                    self.eof(i, side, false)?;
+                }
+            }
+        }
+        self.check_all()?;
+        for _ in 0..FINAL_TIMER_ROUNDS {
+            if self.flows.iter().all(|m| m.closed) {
+                break;
+            }
+            let next_flow_deadline = self
+                .flows
+                .iter()
+                .filter(|m| !m.closed)
+                .filter_map(|m| m.flow.poll_timeout())
+                .min();
+            if let Some(t) = next_flow_deadline {
+                self.now = self.now.max(t);
+            }
+            self.fire_due()?;
+            self.check_all()?;
+        }
+        if let Some(m) = self.flows.iter().find(|m| !m.closed) {
+            return Err(self.fail(
+                Rule::Liveness,
+                format!(
+                    "{} never closed (connecting {}, connected {}, eof {:?})",
+                    m.id, m.connecting, m.connected, m.eof
+                ),
+            ));
+        }
+        if self.pool.open_flows() != 0 || self.pool.backends().iter().any(|b| b.active != 0) {
+            return Err(self.fail(
+                Rule::ActiveCount,
+                "every flow closed but the pool still counts some",
+            ));
+        }
+        self.stats.flows = self.flows.len();
+        Ok(self.stats)
+    }
+}

@@ -1,0 +1,219 @@
+//! The harness's checks can fail: a broken selector, and faults injected between the
+//! machines and the checks, must each be reported as the rule they break. Without these, a
+//! harness that checked nothing would pass every fuzz run.
+
+use lb_sans_io::harness::{
+    run, run_with, Advance, AttemptSel, ConfigSpec, Mutation, Op, Options, ProbeSel, Rule,
+    Scenario, SideSel,
+};
+use lb_sans_io::select::{SelectCtx, Selector};
+use lb_sans_io::BackendId;
+
+const ACCEPT: Op = Op::Accept { client: 1 };
+const CONNECTED: Op = Op::Connected {
+    flow: 0,
+    attempt: AttemptSel::Current,
+};
+
+fn read(side: SideSel, len: u16) -> Op {
+    Op::Read {
+        flow: 0,
+        side,
+        len,
+        force: false,
+    }
+}
+
+fn written(side: SideSel) -> Op {
+    Op::Written {
+        flow: 0,
+        side,
+        amount: lb_sans_io::harness::Amount::All,
+    }
+}
+
+fn eof(side: SideSel) -> Op {
+    Op::Eof {
+        flow: 0,
+        side,
+        force: false,
+    }
+}
+
+/// Two backends, both down until probed; only backend 1's probe passes.
+fn only_backend_1_up() -> (ConfigSpec, Vec<Op>) {
+    let mut config = ConfigSpec::simple(2);
+    config.start_up = false;
+    let ops = vec![
+        Op::Advance(Advance::Secs(1)),
+        Op::ProbeResult {
+            probe: ProbeSel::ForBackend(1),
+            passed: true,
+        },
+    ];
+    (config, ops)
+}
+
+fn rule_of(scenario: &Scenario, options: Options) -> Rule {
+    match run_with(scenario, options) {
+        Ok(_) => panic!("the harness found nothing wrong with {options:?}"),
+        Err(v) => {
+            eprintln!("reported as expected: {v}");
+            v.rule
+        }
+    }
+}
+
+#[test]
+fn a_whole_flow_life_passes() {
+    let ops = vec![
+        ACCEPT,
+        read(SideSel::Client, 50),
+        CONNECTED,
+        written(SideSel::Backend),
+        read(SideSel::Backend, 300),
+        read(SideSel::Backend, 10),
+        written(SideSel::Client),
+        read(SideSel::Backend, 10),
+        eof(SideSel::Client),
+        eof(SideSel::Backend),
+        written(SideSel::Client),
+        Op::Advance(Advance::NextDeadline),
+    ];
+    let (config, probes) = only_backend_1_up();
+    run(&Scenario {
+        config: ConfigSpec::simple(3),
+        ops: ops.clone(),
+    })
+    .unwrap();
+    run(&Scenario {
+        config,
+        ops: probes.into_iter().chain(ops).collect(),
+    })
+    .unwrap();
+}
+
+/// Ignores health and limits: any configured backend, at random.
+struct IgnoresHealth;
+
+impl Selector for IgnoresHealth {
+    fn select(&mut self, ctx: SelectCtx<'_>) -> Option<BackendId> {
+        Some(BackendId(ctx.rng.below(ctx.len() as u64) as u32))
+    }
+}
+
+/// Never chooses.
+struct Refuses;
+
+impl Selector for Refuses {
+    fn select(&mut self, _: SelectCtx<'_>) -> Option<BackendId> {
+        None
+    }
+}
+
+#[test]
+fn a_selector_that_ignores_health_is_caught() {
+    let (config, mut ops) = only_backend_1_up();
+    ops.extend([ACCEPT; 8]);
+    let scenario = Scenario { config, ops };
+    run(&scenario).unwrap();
+    let options = Options {
+        selector: Some(|_| Box::new(IgnoresHealth)),
+        mutation: None,
+    };
+    assert_eq!(rule_of(&scenario, options), Rule::ConnectTarget);
+}
+
+#[test]
+fn a_selector_that_refuses_while_a_backend_is_up_is_caught() {
+    let scenario = Scenario {
+        config: ConfigSpec::simple(2),
+        ops: vec![ACCEPT],
+    };
+    run(&scenario).unwrap();
+    let options = Options {
+        selector: Some(|_| Box::new(Refuses)),
+        mutation: None,
+    };
+    assert_eq!(rule_of(&scenario, options), Rule::MissedAlternative);
+}
+
+fn mutated(mutation: Mutation, config: ConfigSpec, ops: Vec<Op>) -> Rule {
+    let scenario = Scenario { config, ops };
+    run(&scenario).unwrap();
+    rule_of(
+        &scenario,
+        Options {
+            selector: None,
+            mutation: Some(mutation),
+        },
+    )
+}
+
+#[test]
+fn a_lost_close_is_caught() {
+    let ops = vec![
+        ACCEPT,
+        Op::Reset {
+            flow: 0,
+            side: SideSel::Client,
+        },
+    ];
+    assert_eq!(
+        mutated(Mutation::DropClose, ConfigSpec::simple(1), ops),
+        Rule::Liveness
+    );
+}
+
+#[test]
+fn a_lost_resume_is_caught() {
+    // 150 bytes pass the high watermark of 101; writing them all must resume reading.
+    let ops = vec![
+        ACCEPT,
+        CONNECTED,
+        read(SideSel::Client, 150),
+        written(SideSel::Backend),
+    ];
+    assert_eq!(
+        mutated(Mutation::DropResume, ConfigSpec::simple(1), ops),
+        Rule::Backpressure
+    );
+}
+
+#[test]
+fn a_connect_to_a_down_backend_is_caught() {
+    let (config, mut ops) = only_backend_1_up();
+    ops.push(ACCEPT);
+    assert_eq!(
+        mutated(Mutation::RedirectConnect, config, ops),
+        Rule::ConnectTarget
+    );
+}
+
+#[test]
+fn reordered_bytes_are_caught() {
+    let ops = vec![
+        ACCEPT,
+        CONNECTED,
+        read(SideSel::Client, 10),
+        read(SideSel::Client, 10),
+    ];
+    assert_eq!(
+        mutated(Mutation::SwapWrites, ConfigSpec::simple(1), ops),
+        Rule::ByteOrder
+    );
+}
+
+#[test]
+fn reading_a_paused_side_breaks_the_watermark_bound() {
+    let ops = vec![
+        ACCEPT,
+        CONNECTED,
+        read(SideSel::Client, 150),
+        read(SideSel::Client, 150),
+    ];
+    assert_eq!(
+        mutated(Mutation::ReadWhilePaused, ConfigSpec::simple(1), ops),
+        Rule::Watermark
+    );
+}

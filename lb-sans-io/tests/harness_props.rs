@@ -1,0 +1,202 @@
+//! Properties: random configs and event sequences through the fuzz harness, on stable.
+//! The same invariants as the `events` fuzz target (see `lb_sans_io::harness`).
+
+use lb_sans_io::harness::{
+    run, Advance, Amount, AttemptSel, BackendSpec, ConfigSpec, Op, ProbeSel, Scenario, SideSel,
+    StrayCall,
+};
+use proptest::prelude::*;
+
+fn side() -> impl Strategy<Value = SideSel> {
+    prop_oneof![Just(SideSel::Client), Just(SideSel::Backend)]
+}
+
+fn attempt() -> impl Strategy<Value = AttemptSel> {
+    prop_oneof![
+        6 => Just(AttemptSel::Current),
+        1 => Just(AttemptSel::Previous),
+        1 => any::<u32>().prop_map(AttemptSel::Raw),
+    ]
+}
+
+fn amount() -> impl Strategy<Value = Amount> {
+    prop_oneof![
+        4 => Just(Amount::All),
+        4 => any::<u16>().prop_map(Amount::Some),
+        1 => any::<u16>().prop_map(Amount::TooMuch),
+    ]
+}
+
+fn advance() -> impl Strategy<Value = Advance> {
+    prop_oneof![
+        any::<u16>().prop_map(Advance::Micros),
+        any::<u16>().prop_map(Advance::Millis),
+        (0u8..5).prop_map(Advance::Secs),
+        Just(Advance::NextDeadline),
+    ]
+}
+
+fn probe() -> impl Strategy<Value = ProbeSel> {
+    prop_oneof![
+        3 => any::<u8>().prop_map(ProbeSel::ForBackend),
+        2 => any::<u8>().prop_map(ProbeSel::Outstanding),
+        1 => any::<u16>().prop_map(ProbeSel::Raw),
+    ]
+}
+
+fn stray() -> impl Strategy<Value = StrayCall> {
+    prop_oneof![
+        Just(StrayCall::Select),
+        Just(StrayCall::ConnectSucceeded),
+        Just(StrayCall::ConnectFailed),
+        Just(StrayCall::CloseFlow),
+    ]
+}
+
+/// Reads mostly small, sometimes up to the 64 KiB cap.
+fn len() -> impl Strategy<Value = u16> {
+    prop_oneof![4 => 0u16..200, 1 => any::<u16>()]
+}
+
+/// Events weighted towards a working flow life: accept, connect, data, drain, FIN.
+fn op() -> impl Strategy<Value = Op> {
+    let flow = any::<u8>();
+    prop_oneof![
+        3 => any::<u8>().prop_map(|client| Op::Accept { client }),
+        3 => (flow, attempt()).prop_map(|(flow, attempt)| Op::Connected { flow, attempt }),
+        1 => (flow, attempt()).prop_map(|(flow, attempt)| Op::ConnectFailed { flow, attempt }),
+        6 => (flow, side(), len(), prop::bool::weighted(0.05))
+            .prop_map(|(flow, side, len, force)| Op::Read { flow, side, len, force }),
+        5 => (flow, side(), amount()).prop_map(|(flow, side, amount)| Op::Written { flow, side, amount }),
+        2 => (flow, side(), prop::bool::weighted(0.05))
+            .prop_map(|(flow, side, force)| Op::Eof { flow, side, force }),
+        1 => (flow, side()).prop_map(|(flow, side)| Op::Reset { flow, side }),
+        1 => flow.prop_map(|flow| Op::Abort { flow }),
+        3 => advance().prop_map(Op::Advance),
+        1 => flow.prop_map(|flow| Op::EarlyTimer { flow }),
+        1 => Just(Op::PoolEarlyTimer),
+        3 => (probe(), prop::bool::weighted(0.7)).prop_map(|(probe, passed)| Op::ProbeResult { probe, passed }),
+        1 => flow.prop_map(|flow| Op::Release { flow }),
+        1 => (stray(), any::<u16>(), any::<u8>()).prop_map(|(call, flow, backend)| Op::Stray { call, flow, backend }),
+    ]
+}
+
+fn backend() -> impl Strategy<Value = BackendSpec> {
+    (any::<u16>(), prop::option::weighted(0.3, 0u8..4)).prop_map(|(weight, max_connections)| {
+        BackendSpec {
+            weight,
+            max_connections,
+        }
+    })
+}
+
+fn config() -> impl Strategy<Value = ConfigSpec> {
+    (
+        (
+            prop::collection::vec(backend(), 1..=16),
+            any::<u8>(),
+            0u8..4,
+            0u8..4,
+            any::<bool>(),
+        ),
+        (
+            50u16..2000,
+            10u16..1000,
+            10u16..2000,
+            100u16..20_000,
+            100u16..10_000,
+        ),
+        (
+            0u8..4,
+            prop::option::weighted(0.3, any::<u16>()),
+            prop_oneof![0u8..8, Just(255u8)],
+        ),
+        (
+            prop_oneof![1u32..300, 1u32..300_000],
+            any::<u32>(),
+            any::<u64>(),
+        ),
+    )
+        .prop_map(
+            |(
+                (backends, algorithm, rise, fall, start_up),
+                (
+                    check_interval_ms,
+                    check_timeout_ms,
+                    connect_timeout_ms,
+                    idle_timeout_ms,
+                    half_close_timeout_ms,
+                ),
+                (retries, slow_start_ms, max_connections),
+                (high_watermark, low_watermark, seed),
+            )| ConfigSpec {
+                backends,
+                algorithm,
+                rise,
+                fall,
+                start_up,
+                check_interval_ms,
+                check_timeout_ms,
+                connect_timeout_ms,
+                idle_timeout_ms,
+                half_close_timeout_ms,
+                retries,
+                slow_start_ms,
+                max_connections,
+                high_watermark,
+                low_watermark,
+                seed,
+            },
+        )
+}
+
+fn scenario() -> impl Strategy<Value = Scenario> {
+    (config(), prop::collection::vec(op(), 0..200))
+        .prop_map(|(config, ops)| Scenario { config, ops })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn every_invariant_holds_after_every_event(s in scenario()) {
+        if let Err(v) = run(&s) {
+            prop_assert!(false, "{}", v);
+        }
+    }
+}
+
+/// The generators are not vacuous: over a fixed set of scenarios, flows complete, pause,
+/// retry, time out, get refused, and backends change state.
+#[test]
+fn the_generators_reach_every_outcome() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::{Config, TestRng, TestRunner};
+    let mut runner = TestRunner::new_with_rng(
+        Config::default(),
+        TestRng::deterministic_rng(proptest::test_runner::RngAlgorithm::ChaCha),
+    );
+    let mut total = lb_sans_io::harness::Stats::default();
+    for _ in 0..128 {
+        let s = scenario().new_tree(&mut runner).unwrap().current();
+        total += run(&s).unwrap_or_else(|v| panic!("{v}\n{s:?}"));
+    }
+    eprintln!("{total:?}");
+    let counts = [
+        ("flows", total.flows),
+        ("connects", total.connects),
+        ("retries", total.retries),
+        ("pauses", total.pauses),
+        ("latency reports", total.latency_reports),
+        ("state changes", total.state_changes),
+        ("completed", total.completed),
+        ("reset", total.reset),
+        ("timed out", total.timed_out),
+        ("rejected", total.rejected),
+        ("connect failed", total.connect_failed),
+    ];
+    for (what, n) in counts {
+        assert!(n > 0, "no {what} in 128 scenarios: {total:?}");
+    }
+    assert!(total.bytes_forwarded > 0);
+}
