@@ -59,13 +59,24 @@ impl Balancer {
         }
     }
 
+    /// A load balancer around a pool the caller built, for instance with
+    /// [`Pool::with_selector`] to inject a policy in tests. `clock` is the clock the pool's
+    /// `now` was read from; `limits` are the settings of every new flow.
+    pub fn from_pool(pool: Pool, clock: Clock, limits: FlowLimits) -> Balancer {
+        Balancer {
+            shared: Arc::new(Shared::new(pool, clock, limits)),
+        }
+    }
+
     /// The shared state (pool and clock), e.g. to read counters.
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
     }
 
     /// Serves `listener` until `shutdown` completes, then stops accepting (closing the
-    /// listener), lets open connections finish for up to `grace`, and returns.
+    /// listener), lets open connections finish for up to `grace`, and returns. Runs the
+    /// health probes meanwhile. Everything runs on the current runtime (the simulation's
+    /// host, or a single-runtime binary).
     pub async fn serve<N: Net>(
         &self,
         net: N,
@@ -73,14 +84,46 @@ impl Balancer {
         grace: Duration,
         shutdown: impl Future<Output = ()>,
     ) -> Stopped {
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let mut probe_stop = stop_rx.clone();
-        net.spawn(probes::run(net.clone(), self.shared.clone(), async move {
-            let _ = probe_stop.wait_for(|s| *s).await;
-        }));
+        let (stop_tx, mut stop_rx) = watch::channel(false);
+        net.spawn({
+            let (net, this) = (net.clone(), self.clone_handle());
+            async move {
+                this.run_probes(net, async move {
+                    let _ = stop_rx.wait_for(|s| *s).await;
+                })
+                .await
+            }
+        });
+        let stopped = self.accept_loop(net, listener, grace, shutdown).await;
+        let _ = stop_tx.send(true);
+        stopped
+    }
+
+    /// Another handle on the same load balancer (for other threads or tasks).
+    pub fn clone_handle(&self) -> Balancer {
+        Balancer {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Runs the health probes the pool asks for until `stop` completes.
+    pub async fn run_probes<N: Net>(&self, net: N, stop: impl Future<Output = ()>) {
+        probes::run(net, self.shared.clone(), stop).await;
+    }
+
+    /// Accepts clients on `listener` and runs their flows on the current runtime until
+    /// `shutdown` completes; then closes the listener and waits up to `grace` for this
+    /// loop's open connections. Several accept loops (one per thread, on clones of one
+    /// listening socket) may share a load balancer.
+    pub async fn accept_loop<N: Net>(
+        &self,
+        net: N,
+        listener: N::Listener,
+        grace: Duration,
+        shutdown: impl Future<Output = ()>,
+    ) -> Stopped {
         let tasks = Arc::new(TaskCount::default());
         tokio::pin!(shutdown);
-        let mut next_id = 0u64;
         loop {
             tokio::select! {
                 biased;
@@ -88,8 +131,7 @@ impl Balancer {
                 accepted = net.accept(&listener) => match accepted {
                     Ok((stream, peer)) => {
                         net.configure(&stream);
-                        let id = FlowId(next_id);
-                        next_id += 1;
+                        let id = FlowId(self.shared.next_flow_id());
                         tasks.live.fetch_add(1, Ordering::AcqRel);
                         let guard = TaskGuard(tasks.clone());
                         let shared = self.shared.clone();
@@ -124,7 +166,6 @@ impl Balancer {
             }
         })
         .await;
-        let _ = stop_tx.send(true);
         let abandoned = if drained.is_ok() {
             0
         } else {

@@ -7,6 +7,7 @@
 //! - [`probes`]: runs the health probes the pool asks for.
 //! - [`demo`]: the demo backend behind `server` and `loadbalancer --demo`.
 //! - [`load`]: reading and resolving the config for the binary.
+//! - [`logging`]: buffered log output for the binaries.
 #![warn(missing_docs)]
 
 pub mod balancer;
@@ -14,6 +15,7 @@ pub mod clock;
 pub mod demo;
 pub mod flow_task;
 pub mod load;
+pub mod logging;
 pub mod net;
 pub mod probes;
 pub mod shared;

@@ -53,7 +53,11 @@ pub trait Net: Clone + Send + Sync + 'static {
         size: usize,
     ) -> Poll<io::Result<Option<Bytes>>> {
         let mut buf = BytesMut::with_capacity(size);
-        let n = ready!(tokio_util::io::poll_read_buf(Pin::new(stream), cx, &mut buf))?;
+        let n = ready!(tokio_util::io::poll_read_buf(
+            Pin::new(stream),
+            cx,
+            &mut buf
+        ))?;
         Poll::Ready(Ok((n > 0).then(|| buf.freeze())))
     }
 }
@@ -109,16 +113,16 @@ impl Net for TokioNet {
         cx: &mut Context<'_>,
         size: usize,
     ) -> Poll<io::Result<Option<Bytes>>> {
-        loop {
-            ready!(stream.poll_read_ready(cx))?;
-            let mut buf = BytesMut::with_capacity(size);
-            match stream.try_read_buf(&mut buf) {
-                Ok(0) => return Poll::Ready(Ok(None)),
-                Ok(_) => return Poll::Ready(Ok(Some(buf.freeze()))),
-                // Readiness was stale; poll_read_ready registers for the next wake-up.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Poll::Ready(Err(e)),
-            }
-        }
+        // Allocate only once the socket is readable; then read through `poll_read`, which
+        // (unlike `try_read`) notes that a short read drained the socket, saving the extra
+        // `recv` that would only return EAGAIN.
+        ready!(stream.poll_read_ready(cx))?;
+        let mut buf = BytesMut::with_capacity(size);
+        let n = ready!(tokio_util::io::poll_read_buf(
+            Pin::new(stream),
+            cx,
+            &mut buf
+        ))?;
+        Poll::Ready(Ok((n > 0).then(|| buf.freeze())))
     }
 }

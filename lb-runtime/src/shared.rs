@@ -4,6 +4,7 @@
 use crate::clock::Clock;
 use lb_sans_io::pool::StateCause;
 use lb_sans_io::{BackendState, FlowLimits, Pool, PoolEvent, Timestamp};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 /// Shared by the accept loop, every flow task and the probe task.
@@ -13,6 +14,7 @@ pub struct Shared {
     pub clock: Clock,
     /// Settings for every new flow.
     pub limits: FlowLimits,
+    next_flow: AtomicU64,
 }
 
 impl Shared {
@@ -22,7 +24,13 @@ impl Shared {
             pool: Mutex::new(pool),
             clock,
             limits,
+            next_flow: AtomicU64::new(0),
         }
+    }
+
+    /// A new flow id, unique across every accept loop of this load balancer.
+    pub fn next_flow_id(&self) -> u64 {
+        self.next_flow.fetch_add(1, Ordering::Relaxed)
     }
 
     fn lock(&self) -> MutexGuard<'_, Pool> {
@@ -56,12 +64,15 @@ fn log_pool_event(pool: &Pool, event: &PoolEvent) {
             let cause = match cause {
                 StateCause::Probe => "health check",
                 StateCause::ClientConnectFailed => "client connects failed",
+                StateCause::Admin => "admin request",
             };
             let message = format!("backend {} is {to}", b.name);
             match to {
-                BackendState::Up => tracing::info!(
-                    backend = %b.name, address = %b.addr, from = %from, to = %to, cause, "{message}"
-                ),
+                BackendState::Up | BackendState::Draining | BackendState::Disabled => {
+                    tracing::info!(
+                        backend = %b.name, address = %b.addr, from = %from, to = %to, cause, "{message}"
+                    )
+                }
                 BackendState::Down => tracing::warn!(
                     backend = %b.name, address = %b.addr, from = %from, to = %to, cause, "{message}"
                 ),

@@ -9,6 +9,7 @@ use lb_runtime::{Balancer, Net, TokioNet};
 use std::hash::{BuildHasher, Hasher};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use tokio::sync::{mpsc, watch};
 
 /// A Layer-4 (TCP) load balancer.
 #[derive(Parser, Debug)]
@@ -57,7 +58,9 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    runtime.block_on(run(loaded, cli.demo))
+    let code = runtime.block_on(run(loaded, cli.demo));
+    lb_runtime::logging::flush();
+    code
 }
 
 async fn run(loaded: load::Loaded, with_demo: bool) -> ExitCode {
@@ -81,7 +84,7 @@ async fn run(loaded: load::Loaded, with_demo: bool) -> ExitCode {
             }
         }
     }
-    let listener = match net.bind(config.listen).await {
+    let listener = match bind_std(config.listen) {
         Ok(l) => l,
         Err(e) => {
             eprintln!(
@@ -92,10 +95,11 @@ async fn run(loaded: load::Loaded, with_demo: bool) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let local = net.local_addr(&listener).unwrap_or(config.listen);
+    let local = listener.local_addr().unwrap_or(config.listen);
     let balancer = Balancer::new(config, &loaded.addrs, random_seed());
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     tracing::info!(
-        "listening on {local} ({}; config: {})",
+        "listening on {local} ({}; config: {}; {workers} worker thread(s))",
         config.summary(),
         loaded.source
     );
@@ -106,19 +110,85 @@ async fn run(loaded: load::Loaded, with_demo: bool) -> ExitCode {
             b.weight
         );
     }
-    let stopped = balancer
-        .serve(
-            net,
-            listener,
-            config.timeouts.shutdown_grace.0,
-            shutdown_signal(),
-        )
-        .await;
-    tracing::info!(
-        "stopped ({} connection(s) cut at the end of the grace period)",
-        stopped.abandoned
-    );
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stop = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    net.spawn({
+        let b = balancer.clone_handle();
+        b_run_probes(b, stop(stop_rx.clone()))
+    });
+    let grace = config.timeouts.shutdown_grace.0;
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel();
+    for i in 0..workers {
+        let std_listener = match listener.try_clone() {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!(
+                    "loadbalancer: cannot share the listening socket: {}",
+                    io_message(&e)
+                );
+                return ExitCode::from(1);
+            }
+        };
+        let (b, rx, done) = (balancer.clone_handle(), stop_rx.clone(), done_tx.clone());
+        let spawned = std::thread::Builder::new()
+            .name(format!("lb-worker-{i}"))
+            .spawn(move || {
+                let stopped = worker(b, std_listener, grace, stop(rx));
+                let _ = done.send(stopped);
+            });
+        if let Err(e) = spawned {
+            eprintln!(
+                "loadbalancer: cannot start worker thread: {}",
+                io_message(&e)
+            );
+            return ExitCode::from(1);
+        }
+    }
+    // The workers hold the listening socket now: it closes when the last one stops.
+    drop(listener);
+    drop(done_tx);
+    shutdown_signal().await;
+    let _ = stop_tx.send(true);
+    let mut abandoned = 0;
+    while let Some(stopped) = done_rx.recv().await {
+        match stopped {
+            Ok(s) => abandoned += s.abandoned,
+            Err(e) => tracing::error!("worker failed: {e}"),
+        }
+    }
+    tracing::info!("stopped ({abandoned} connection(s) cut at the end of the grace period)");
     ExitCode::SUCCESS
+}
+
+async fn b_run_probes(b: Balancer, stop: impl std::future::Future<Output = ()>) {
+    b.run_probes(TokioNet, stop).await;
+}
+
+/// One worker thread: a single-threaded runtime that accepts clients on its clone of the
+/// listening socket and runs their flows, with no cross-thread wake-ups on the data path.
+fn worker(
+    balancer: Balancer,
+    listener: std::net::TcpListener,
+    grace: std::time::Duration,
+    stop: impl std::future::Future<Output = ()>,
+) -> std::io::Result<lb_runtime::Stopped> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        Ok(balancer.accept_loop(TokioNet, listener, grace, stop).await)
+    })
+}
+
+/// Binds the listening socket (std's bind sets SO_REUSEADDR on Unix, so a restarted load
+/// balancer can listen again while old connections linger in TIME_WAIT).
+fn bind_std(addr: std::net::SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let l = std::net::TcpListener::bind(addr)?;
+    l.set_nonblocking(true)?;
+    Ok(l)
 }
 
 /// Completes on SIGTERM or SIGINT. SIGHUP is caught so it does not kill the process.
@@ -152,13 +222,5 @@ fn random_seed() -> u64 {
 }
 
 fn init_logging() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+    lb_runtime::logging::init();
 }
