@@ -1,1 +1,26 @@
+//! Deterministic simulation of whole networks around the load balancer, in the manner of
+//! FoundationDB and TigerBeetle: each run is a turmoil world of clients, load balancers and
+//! backends, driven by one seed, with faults injected on a seed-drawn timeline, and judged
+//! by checkers afterwards. The load balancers run the production driver (`lb-runtime`'s
+//! `Balancer`) and state machines (`lb-sans-io`) on a turmoil implementation of the
+//! driver's `Net` trait; the backends run the production demo servers.
+//!
+//! - [`net`]: the turmoil `Net`, recording what every socket did.
+//! - [`scenario`]: the scenario vocabulary and the seed-drawn [`scenario::Plan`].
+//! - [`client`]: the simulated clients and their records.
+//! - [`run`]: builds and drives one run and gathers its observations.
+//! - [`check`]: the checkers.
+//! - [`trace`]: the event trace and its hash.
+//! - [`sweep`]: seed sweeps, replay (`SIM_SEED`, `SIM_SEEDS`) and failure reports.
+#![warn(missing_docs)]
 
+pub mod check;
+pub mod client;
+pub mod net;
+pub mod run;
+pub mod scenario;
+pub mod sweep;
+pub mod trace;
+
+pub use run::{run, RunOutput};
+pub use scenario::{Mutation, Plan, Scenario};

@@ -1,0 +1,67 @@
+//! `affinity`: with `hash`, the backend a client is sent to depends only on the client's
+//! address and on which backends are up, so every load balancer (and one load balancer
+//! over time) sends a client to the same backend whenever their pools agree on who is up.
+//! The first attempt of each flow is compared; retries exclude backends already tried.
+
+use super::flows::Flows;
+use super::{secs, violation, violation_at, Violation};
+use crate::run::{mask_names, Observations};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+/// Runs the check (only for `hash` plans).
+pub fn check(obs: &Observations, flows: &Flows, out: &mut Vec<Violation>) {
+    let plan = &obs.plan;
+    if plan.lb.algorithm != "hash" {
+        return;
+    }
+    let n = plan.backends.len();
+    // (client, up set) -> (backend, lb, when)
+    let mut seen: BTreeMap<(IpAddr, u64), (usize, usize, Duration)> = BTreeMap::new();
+    let mut across = 0usize;
+    let mut reported = 0;
+    for (lb, lb_flows) in flows.per_lb.iter().enumerate() {
+        let log = &obs.lb_logs[lb];
+        for f in lb_flows {
+            let (Some(&c), Some(&Some(x))) = (f.connects.first(), f.targets.first()) else {
+                continue;
+            };
+            let conn = &log.connects[c];
+            let key = (f.peer.ip(), conn.up_mask.unwrap_or(0));
+            match seen.get(&key) {
+                None => {
+                    seen.insert(key, (x, lb, conn.at));
+                }
+                Some(&(y, other_lb, when)) => {
+                    if other_lb != lb {
+                        across += 1;
+                    }
+                    if y != x && reported < 5 {
+                        reported += 1;
+                        violation_at(
+                            out,
+                            "affinity",
+                            conn.at,
+                            format!(
+                                "client {} with {} up: lb{other_lb} chose b{y} at {}, lb{lb} chose b{x} at {}",
+                                key.0,
+                                mask_names(key.1, n),
+                                secs(when),
+                                secs(conn.at)
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+    }
+    if plan.lbs > 1 && across == 0 && !obs.sessions.is_empty() {
+        violation(
+            out,
+            "affinity",
+            "no client reached two load balancers with the same backends up: nothing was compared"
+                .to_string(),
+        );
+    }
+}

@@ -1,0 +1,259 @@
+//! End-to-end integrity of every client connection, and the cause of every close.
+//!
+//! - `bytes`: what a client sent reached at most one backend connection, as a prefix of
+//!   what it sent (all of it when the connection completed), and what the client read is
+//!   a prefix of what that backend wrote (all of it on completion). Requests name their
+//!   connection, so the backend side is found by content.
+//! - `close-cause`: a connection that did not complete was closed either by a timeout
+//!   (the client paused at least `timeouts.idle`) or by a fault on its own path: the
+//!   backend it was connected to was unreachable at some time during the connection, or
+//!   every backend it tried was, or the pool had no backend up when it arrived.
+//! - `retries`: a connection given up on before `retries + 1` attempts had no backend
+//!   left that was up and reachable.
+//! - `liveness`: every connection of the liveness phase (all faults healed) completes.
+
+use super::flows::Flows;
+use super::{secs, stamp, violation, Violation};
+use crate::client::Outcome;
+use crate::run::{mask_names, Observations};
+use std::collections::BTreeMap;
+
+/// The session id a backend connection carries: `GET /ID/...` or `POST /ID/...`.
+fn session_id(data: &[u8]) -> Option<&str> {
+    let rest = data
+        .strip_prefix(b"GET /")
+        .or_else(|| data.strip_prefix(b"POST /"))?;
+    let end = rest.iter().position(|&b| b == b'/')?;
+    std::str::from_utf8(&rest[..end]).ok()
+}
+
+fn first_difference(a: &[u8], b: &[u8]) -> usize {
+    a.iter()
+        .zip(b)
+        .position(|(x, y)| x != y)
+        .unwrap_or(a.len().min(b.len()))
+}
+
+/// Runs the checks of this module.
+pub fn check(obs: &Observations, flows: &Flows, out: &mut Vec<Violation>) {
+    // Backend connections by the session they carried.
+    let mut carried: BTreeMap<&str, Vec<(usize, usize)>> = BTreeMap::new();
+    for (b, log) in obs.backend_logs.iter().enumerate() {
+        for (i, s) in log.streams.iter().enumerate() {
+            if let Some(id) = session_id(&s.data_in) {
+                carried.entry(id).or_default().push((b, i));
+            }
+        }
+    }
+    let plan = &obs.plan;
+    let n = plan.backends.len();
+    let mut stamp_from = out.len();
+    let mut stamp_at = None;
+    for s in &obs.sessions {
+        stamp(out, stamp_from, stamp_at);
+        stamp_from = out.len();
+        stamp_at = Some(s.end);
+        let at = format!(
+            "{} ({}, {}..{})",
+            s.id,
+            s.kind.name(),
+            secs(s.start),
+            secs(s.end)
+        );
+        let conns = carried.get(s.id.as_str()).map(Vec::as_slice).unwrap_or(&[]);
+        let complete = s.outcome == Outcome::Complete;
+        match conns {
+            [] => {
+                if !s.recv.is_empty() || complete {
+                    violation(
+                        out,
+                        "bytes",
+                        format!(
+                            "{at}: read {} bytes ({:?}) but no backend connection carried it",
+                            s.recv.len(),
+                            s.outcome
+                        ),
+                    );
+                }
+            }
+            [(b, i)] => {
+                let rec = &obs.backend_logs[*b].streams[*i];
+                if !s.sent.starts_with(&rec.data_in) {
+                    violation(
+                        out,
+                        "bytes",
+                        format!(
+                            "{at}: backend b{b} received {} bytes that are not what the client sent ({} bytes); first difference at byte {}",
+                            rec.data_in.len(),
+                            s.sent.len(),
+                            first_difference(&rec.data_in, &s.sent)
+                        ),
+                    );
+                }
+                if !rec.data_out.starts_with(&s.recv) {
+                    violation(
+                        out,
+                        "bytes",
+                        format!(
+                            "{at}: client read {} bytes that backend b{b} did not send ({} bytes); first difference at byte {}",
+                            s.recv.len(),
+                            rec.data_out.len(),
+                            first_difference(&rec.data_out, &s.recv)
+                        ),
+                    );
+                }
+                if complete
+                    && (rec.data_in.len() != s.sent.len() || rec.data_out.len() != s.recv.len())
+                {
+                    violation(
+                        out,
+                        "bytes",
+                        format!(
+                            "{at}: completed, but client sent {} / backend b{b} received {}, backend sent {} / client read {}",
+                            s.sent.len(),
+                            rec.data_in.len(),
+                            rec.data_out.len(),
+                            s.recv.len()
+                        ),
+                    );
+                }
+            }
+            many => {
+                let names: Vec<String> = many.iter().map(|(b, _)| format!("b{b}")).collect();
+                violation(
+                    out,
+                    "bytes",
+                    format!(
+                        "{at}: its bytes reached {} backend connections ({})",
+                        many.len(),
+                        names.join(", ")
+                    ),
+                );
+            }
+        }
+
+        // Why did it end?
+        match s.outcome {
+            Outcome::Complete => continue,
+            Outcome::TimedOut => {
+                violation(
+                    out,
+                    "close-cause",
+                    format!("{at}: neither served nor closed by the load balancer (client deadline passed; answered {}/{})", s.answered, s.requests),
+                );
+                continue;
+            }
+            Outcome::ConnectFailed => {
+                violation(
+                    out,
+                    "close-cause",
+                    format!("{at}: could not connect to lb{}", s.lb),
+                );
+                continue;
+            }
+            Outcome::Refused | Outcome::Cut => {}
+        }
+        if s.liveness {
+            violation(
+                out,
+                "liveness",
+                format!(
+                    "{at}: {:?} in the liveness phase (every fault healed); answered {}/{}",
+                    s.outcome, s.answered, s.requests
+                ),
+            );
+            continue;
+        }
+        if s.stall.is_some_and(|(a, b)| b - a >= plan.lb.idle_timeout) {
+            continue; // the idle timeout closed it
+        }
+        let Some(local) = s.local else { continue };
+        let Some(flow) = flows.find(s.lb, local, s.start, s.end) else {
+            violation(
+                out,
+                "close-cause",
+                format!("{at}: {:?}, and lb{} has no record of it", s.outcome, s.lb),
+            );
+            continue;
+        };
+        let log = &obs.lb_logs[s.lb];
+        if let Some(x) = flow.established {
+            if !obs.unreachable_during(x, s.start, s.end) {
+                violation(
+                    out,
+                    "close-cause",
+                    format!(
+                        "{at}: {:?} on b{x} (answered {}/{}, client {}) with no fault on its path and no timeout",
+                        s.outcome,
+                        s.answered,
+                        s.requests,
+                        if s.reset { "reset" } else { "saw end of stream" }
+                    ),
+                );
+            }
+            continue;
+        }
+        let tried: Vec<usize> = flow.targets.iter().flatten().copied().collect();
+        if tried.is_empty() {
+            // Refused at once: only right when the pool had no backend up.
+            let t = flow.accepted;
+            let around = [t.saturating_sub(plan.tick), t, t + plan.tick];
+            if around.iter().all(|&u| obs.up_mask_at(s.lb, u) != 0) {
+                violation(
+                    out,
+                    "close-cause",
+                    format!(
+                        "{at}: refused at once although lb{} had {} up",
+                        s.lb,
+                        mask_names(obs.up_mask_at(s.lb, t), n)
+                    ),
+                );
+            }
+            continue;
+        }
+        let healthy_tried: Vec<String> = tried
+            .iter()
+            .filter(|&&b| !obs.unreachable_during(b, s.start, s.end))
+            .map(|b| format!("b{b}"))
+            .collect();
+        if !healthy_tried.is_empty() {
+            violation(
+                out,
+                "close-cause",
+                format!(
+                    "{at}: {:?}: connects to {} failed with no fault on their path",
+                    s.outcome,
+                    healthy_tried.join(", ")
+                ),
+            );
+            continue;
+        }
+        if tried.len() <= plan.lb.retries as usize {
+            // It gave up with retries left: no other backend may have been up and reachable.
+            let last = &log.connects[*flow.connects.last().expect("tried is not empty")];
+            let t = last.resolved.unwrap_or(last.at);
+            let stable = obs.up_mask_at(s.lb, t.saturating_sub(plan.tick))
+                & obs.up_mask_at(s.lb, t + plan.tick);
+            let spare: Vec<String> = (0..n)
+                .filter(|&b| stable & (1 << b) != 0)
+                .filter(|b| !tried.contains(b))
+                .filter(|&b| !obs.unreachable_during(b, s.start, s.end))
+                .map(|b| format!("b{b}"))
+                .collect();
+            if !spare.is_empty() {
+                violation(
+                    out,
+                    "retries",
+                    format!(
+                        "{at}: given up after {} attempt(s) ({}) with {} retries allowed, while {} was up and reachable",
+                        tried.len(),
+                        tried.iter().map(|b| format!("b{b}")).collect::<Vec<_>>().join(", "),
+                        plan.lb.retries,
+                        spare.join(", ")
+                    ),
+                );
+            }
+        }
+    }
+    stamp(out, stamp_from, stamp_at);
+}

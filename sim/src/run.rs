@@ -1,0 +1,510 @@
+//! One simulated run: builds the turmoil world of a [`Plan`] (backends, load balancers,
+//! clients), drives it step by step from the outer loop where faults are applied, samples
+//! every load balancer's pool after each step, and gathers the [`Observations`] the
+//! checkers judge.
+//!
+//! The load balancers are the production [`Balancer`] (accept loop, flow tasks, probe task
+//! and the `lb-sans-io` machines) on [`TurmoilNet`]; the backends are the production demo
+//! servers. Nothing in the data path is a copy or a mock.
+
+use crate::check::{self, Violation};
+use crate::client::{self, ClientCtx, SessionRecord};
+use crate::net::{self, NetLog, SharedLog, TurmoilNet};
+use crate::scenario::{Fault, Mutation, Plan, BACKEND_PORT, LB_PORT};
+use crate::trace::{hash_events, Event, Trace};
+use lb_runtime::clock::Clock;
+use lb_runtime::demo;
+use lb_runtime::shared::Shared;
+use lb_runtime::{Balancer, Net};
+use lb_sans_io::select::{SelectCtx, Selector};
+use lb_sans_io::{BackendId, BackendState, Config, FlowLimits, Pool};
+use std::cell::RefCell;
+use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, UNIX_EPOCH};
+
+/// Segments a turmoil stream may have unread. turmoil 0.7.2 gives a stream's receive
+/// queue and its sender's window the same size, but a FIN takes no window: when a sender
+/// fills the whole window and then sends FIN, the FIN finds the queue full, stays in the
+/// reorder buffer, and is never delivered (nothing retries it), so the reader never sees
+/// the end of the stream. Our largest transfers stay far below this many segments, so
+/// the window is never full and the bug cannot fire. (Default: 64.)
+pub const TCP_CAPACITY: usize = 1024;
+
+/// How long a run goes on after its last flow closed.
+const LINGER: Duration = Duration::from_millis(500);
+
+/// One backend's counters as the pool reported them at the end.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackendSnapshot {
+    /// Up or down.
+    pub state: BackendState,
+    /// Connections held.
+    pub active: u32,
+    /// Client connections established.
+    pub connections_total: u64,
+    /// Client connects that failed or timed out.
+    pub connect_failures_total: u64,
+    /// Bytes of closed flows, client to backend.
+    pub bytes_to_backend: u64,
+    /// Bytes of closed flows, backend to client.
+    pub bytes_to_client: u64,
+}
+
+/// A load balancer's pool at the end of the run.
+#[derive(Clone, Debug)]
+pub struct PoolSnapshot {
+    /// Per backend.
+    pub backends: Vec<BackendSnapshot>,
+    /// Flows still open.
+    pub open_flows: usize,
+    /// `Pool::check_invariants`: the panic message if it failed.
+    pub invariants: Result<(), String>,
+}
+
+/// Everything the checkers look at.
+#[derive(Debug)]
+pub struct Observations {
+    /// The plan that ran.
+    pub plan: Arc<Plan>,
+    /// Backend `i`'s address.
+    pub backend_addrs: Vec<SocketAddr>,
+    /// Load balancer `i`'s address.
+    pub lb_addrs: Vec<IpAddr>,
+    /// Faults as applied, with the simulated time they took effect.
+    pub applied: Vec<(Duration, Fault)>,
+    /// Per backend: intervals `[from, to)` in which it could not be reached from the load
+    /// balancers (crashed, restarting, partitioned or held). `to` is the time the fault
+    /// was healed plus [`Observations::restore_margin`] (a restarted backend listens again
+    /// only once its software has run).
+    pub unreachable: Vec<Vec<(Duration, Duration)>>,
+    /// Added to the end of every unreachable interval.
+    pub restore_margin: Duration,
+    /// Per load balancer: the pool's up backends (bit mask), at every change.
+    pub pool_states: Vec<Vec<(Duration, u64)>>,
+    /// Every client connection.
+    pub sessions: Vec<SessionRecord>,
+    /// Per load balancer: its sockets and tasks.
+    pub lb_logs: Vec<NetLog>,
+    /// Per backend: its sockets (with contents) and tasks.
+    pub backend_logs: Vec<NetLog>,
+    /// Per load balancer: its pool at the end (`None` if it never started).
+    pub final_pools: Vec<Option<PoolSnapshot>>,
+    /// Errors a host returned, or the run's own failures (such as not finishing).
+    pub host_errors: Vec<String>,
+    /// When every client had finished.
+    pub clients_done: Option<Duration>,
+    /// When the run stopped.
+    pub end: Duration,
+}
+
+impl Observations {
+    /// The backend index of an address, if it is a backend.
+    pub fn backend_of(&self, addr: SocketAddr) -> Option<usize> {
+        self.backend_addrs.iter().position(|a| *a == addr)
+    }
+
+    /// Whether backend `b` was unreachable at some time in `[from, to]`.
+    pub fn unreachable_during(&self, b: usize, from: Duration, to: Duration) -> bool {
+        self.unreachable[b]
+            .iter()
+            .any(|&(a, e)| a <= to && e >= from)
+    }
+
+    /// The pool's up mask of load balancer `lb` at time `t` (as sampled after each step).
+    pub fn up_mask_at(&self, lb: usize, t: Duration) -> u64 {
+        let states = &self.pool_states[lb];
+        let i = states.partition_point(|(at, _)| *at <= t);
+        if i == 0 {
+            0
+        } else {
+            states[i - 1].1
+        }
+    }
+}
+
+/// The result of one run.
+#[derive(Debug)]
+pub struct RunOutput {
+    /// What was observed.
+    pub obs: Observations,
+    /// The event trace.
+    pub trace: Vec<Event>,
+    /// Hash of the trace (equal for two runs of one seed).
+    pub trace_hash: u64,
+    /// What the checkers found.
+    pub violations: Vec<Violation>,
+}
+
+/// The selector of [`Mutation::IgnoreHealth`]: any configured backend, up or not.
+struct IgnoreHealth;
+
+impl Selector for IgnoreHealth {
+    fn select(&mut self, ctx: SelectCtx<'_>) -> Option<BackendId> {
+        let n = ctx.len() as u64;
+        Some(BackendId(ctx.rng.below(n) as u32))
+    }
+}
+
+/// The selector of [`Mutation::ClientBlind`]: a random usable backend.
+struct ClientBlind;
+
+impl Selector for ClientBlind {
+    fn select(&mut self, ctx: SelectCtx<'_>) -> Option<BackendId> {
+        let usable: Vec<usize> = (0..ctx.len()).filter(|&i| ctx.usable(i)).collect();
+        if usable.is_empty() {
+            return None;
+        }
+        let i = usable[ctx.rng.below(usable.len() as u64) as usize];
+        Some(BackendId(i as u32))
+    }
+}
+
+fn build_balancer(plan: &Plan, config: &Config, addrs: &[SocketAddr], seed: u64) -> Balancer {
+    let selector: Option<Box<dyn Selector>> = match plan.mutation {
+        Mutation::IgnoreHealth => Some(Box::new(IgnoreHealth)),
+        Mutation::ClientBlind => Some(Box::new(ClientBlind)),
+        _ => None,
+    };
+    match selector {
+        Some(selector) => {
+            let clock = Clock::start();
+            let pool = Pool::new(config, addrs, seed, clock.now()).with_selector(selector);
+            Balancer::from_pool(pool, clock, FlowLimits::from_config(config))
+        }
+        None => Balancer::new(config, addrs, seed),
+    }
+}
+
+fn snapshot(shared: &Shared) -> PoolSnapshot {
+    shared.with_pool(|pool, _| {
+        let invariants =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pool.check_invariants()))
+                .map_err(|p| {
+                    p.downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_default()
+                });
+        PoolSnapshot {
+            backends: pool
+                .backends()
+                .iter()
+                .map(|b| BackendSnapshot {
+                    state: b.state(),
+                    active: b.active,
+                    connections_total: b.connections_total,
+                    connect_failures_total: b.connect_failures_total,
+                    bytes_to_backend: b.bytes_to_backend,
+                    bytes_to_client: b.bytes_to_client,
+                })
+                .collect(),
+            open_flows: pool.open_flows(),
+            invariants,
+        }
+    })
+}
+
+fn copy_log(log: &SharedLog) -> NetLog {
+    log.lock().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+/// Runs `plan` and checks everything it observed.
+pub fn run(plan: Plan) -> RunOutput {
+    let plan = Arc::new(plan);
+    let trace = Trace::new();
+    let mut sim = turmoil::Builder::new()
+        .rng_seed(plan.seed)
+        .epoch(UNIX_EPOCH + Duration::from_secs(1_700_000_000))
+        .tick_duration(plan.tick)
+        .simulation_duration(Duration::from_secs(3600))
+        .min_message_latency(Duration::ZERO)
+        .max_message_latency(plan.max_latency)
+        .tcp_capacity(TCP_CAPACITY)
+        .build();
+
+    // Backends.
+    let backend_logs: Vec<SharedLog> = plan.backends.iter().map(|_| net::new_log(true)).collect();
+    for (i, &mode) in plan.backends.iter().enumerate() {
+        let log = backend_logs[i].clone();
+        sim.host(format!("b{i}"), move || {
+            let log = log.clone();
+            async move {
+                let net = TurmoilNet::new(log);
+                let listener = net
+                    .bind(SocketAddr::from(([0, 0, 0, 0], BACKEND_PORT)))
+                    .await?;
+                demo::serve(net, listener, format!("b{i}"), mode).await;
+                Ok(())
+            }
+        });
+    }
+    let backend_addrs: Vec<SocketAddr> = (0..plan.backends.len())
+        .map(|i| SocketAddr::new(sim.lookup(format!("b{i}")), BACKEND_PORT))
+        .collect();
+    let named: Vec<(String, SocketAddr, u32)> = backend_addrs
+        .iter()
+        .enumerate()
+        .map(|(i, a)| (format!("b{i}"), *a, plan.weights[i]))
+        .collect();
+
+    // Load balancers.
+    let lb_logs: Vec<SharedLog> = (0..plan.lbs).map(|_| net::new_log(false)).collect();
+    let slots: Vec<Rc<RefCell<Option<Arc<Shared>>>>> =
+        (0..plan.lbs).map(|_| Rc::new(RefCell::new(None))).collect();
+    let config_text = plan.lb_runtime_settings().config_json(&named);
+    let config = match Config::from_json(&config_text) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            let mut obs = empty_observations(&plan, backend_addrs);
+            obs.host_errors.push(format!("config rejected: {e}"));
+            let violations = check::check_all(&obs);
+            return RunOutput {
+                obs,
+                trace: Vec::new(),
+                trace_hash: 0,
+                violations,
+            };
+        }
+    };
+    for lb in 0..plan.lbs {
+        let log = lb_logs[lb].clone();
+        let slot = slots[lb].clone();
+        let plan = plan.clone();
+        let config = config.clone();
+        let addrs = backend_addrs.clone();
+        let trace = trace.clone();
+        sim.host(format!("lb{lb}"), move || {
+            let log = log.clone();
+            let slot = slot.clone();
+            let plan = plan.clone();
+            let config = config.clone().expect("config checked above");
+            let addrs = addrs.clone();
+            let trace = trace.clone();
+            async move {
+                let seed = plan.seed.wrapping_mul(31).wrapping_add(lb as u64);
+                let balancer = build_balancer(&plan, &config, &addrs, seed);
+                *slot.borrow_mut() = Some(balancer.shared().clone());
+                let net = TurmoilNet::for_balancer(log, balancer.shared().clone()).with_trace(
+                    trace,
+                    format!("lb{lb}"),
+                    addrs.clone(),
+                );
+                let listener = net.bind(SocketAddr::from(([0, 0, 0, 0], LB_PORT))).await?;
+                balancer
+                    .serve(
+                        net,
+                        listener,
+                        Duration::from_secs(5),
+                        std::future::pending(),
+                    )
+                    .await;
+                Ok(())
+            }
+        });
+    }
+    let lb_addrs: Vec<IpAddr> = (0..plan.lbs)
+        .map(|i| sim.lookup(format!("lb{i}")))
+        .collect();
+
+    // Clients.
+    let sessions = Arc::new(Mutex::new(Vec::new()));
+    for c in 0..plan.clients {
+        let ctx = ClientCtx {
+            plan: plan.clone(),
+            client: c,
+            sessions: sessions.clone(),
+            trace: trace.clone(),
+        };
+        sim.client(format!("c{c}"), client::run(ctx));
+    }
+
+    // The outer loop: faults, steps, pool samples.
+    let n = plan.backends.len();
+    let mut unreachable: Vec<Vec<(Duration, Duration)>> = vec![Vec::new(); n];
+    let mut down_since: Vec<Option<Duration>> = vec![None; n];
+    let mut applied = Vec::new();
+    let mut pool_states: Vec<Vec<(Duration, u64)>> = vec![Vec::new(); plan.lbs];
+    let mut host_errors = Vec::new();
+    let mut clients_done = None;
+    let mut drained_at: Option<Duration> = None;
+    let mut next_fault = 0;
+    let settle = plan.lb.idle_timeout
+        + plan.lb.half_close_timeout
+        + plan.lb.connect_timeout * (plan.lb.retries + 1)
+        + Duration::from_secs(3);
+    let hard_limit = plan.liveness_start + Duration::from_secs(120);
+    let restore_margin = plan.tick * 2;
+    loop {
+        let now = sim.elapsed();
+        while next_fault < plan.faults.len() && plan.faults[next_fault].0 <= now {
+            let fault = plan.faults[next_fault].1;
+            next_fault += 1;
+            let b = fault.backend();
+            let host = format!("b{b}");
+            let lbs: Vec<String> = (0..plan.lbs).map(|i| format!("lb{i}")).collect();
+            match fault {
+                Fault::Crash(_) => sim.crash(host.as_str()),
+                Fault::Restart(_) | Fault::Bounce(_) => sim.bounce(host.as_str()),
+                Fault::Partition(_) => lbs
+                    .iter()
+                    .for_each(|l| sim.partition(l.as_str(), host.as_str())),
+                Fault::Repair(_) => lbs
+                    .iter()
+                    .for_each(|l| sim.repair(l.as_str(), host.as_str())),
+                Fault::Hold(_) => lbs.iter().for_each(|l| sim.hold(l.as_str(), host.as_str())),
+                Fault::Release(_) => lbs
+                    .iter()
+                    .for_each(|l| sim.release(l.as_str(), host.as_str())),
+                Fault::Slow(_, d) => lbs
+                    .iter()
+                    .for_each(|l| sim.set_link_latency(l.as_str(), host.as_str(), d)),
+                Fault::Unslow(_) => lbs.iter().for_each(|l| {
+                    sim.set_link_latency(l.as_str(), host.as_str(), Duration::ZERO);
+                    sim.set_link_max_message_latency(l.as_str(), host.as_str(), plan.max_latency);
+                }),
+            }
+            match fault {
+                Fault::Crash(_) | Fault::Partition(_) | Fault::Hold(_) => {
+                    down_since[b].get_or_insert(now);
+                }
+                Fault::Restart(_) | Fault::Repair(_) | Fault::Release(_) => {
+                    if let Some(from) = down_since[b].take() {
+                        unreachable[b].push((from, now + restore_margin));
+                    }
+                }
+                Fault::Bounce(_) => {
+                    let from = down_since[b].take().unwrap_or(now);
+                    unreachable[b].push((from, now + restore_margin));
+                }
+                Fault::Slow(..) | Fault::Unslow(_) => {}
+            }
+            applied.push((now, fault));
+            trace.push(now, "sim", fault.to_string());
+        }
+        match sim.step() {
+            Ok(done) => {
+                if done && clients_done.is_none() {
+                    clients_done = Some(sim.elapsed());
+                    trace.push(sim.elapsed(), "sim", "clients done");
+                }
+            }
+            Err(e) => {
+                host_errors.push(format!("host failed: {e}"));
+                break;
+            }
+        }
+        let now = sim.elapsed();
+        for (lb, slot) in slots.iter().enumerate() {
+            if let Some(shared) = slot.borrow().as_ref() {
+                let mask = net::up_mask(shared);
+                if pool_states[lb].last().map(|(_, m)| *m) != Some(mask) {
+                    pool_states[lb].push((now, mask));
+                    trace.push(
+                        now,
+                        format!("lb{lb}"),
+                        format!("pool up {}", mask_names(mask, n)),
+                    );
+                }
+            }
+        }
+        if let Some(t) = clients_done {
+            // Done when every flow has closed (then a little longer, so tasks finish and
+            // late segments land), or when the timeouts have surely run.
+            let drained = slots.iter().all(|s| {
+                s.borrow()
+                    .as_ref()
+                    .is_none_or(|shared| shared.with_pool(|pool, _| pool.open_flows() == 0))
+            });
+            match (drained, drained_at) {
+                (true, None) => drained_at = Some(now),
+                (false, Some(_)) => drained_at = None,
+                _ => {}
+            }
+            if now >= t + settle || drained_at.is_some_and(|d| now >= d + LINGER) {
+                break;
+            }
+        }
+        if now > hard_limit {
+            host_errors.push(format!(
+                "run did not finish by {:.1}s (a client is stuck)",
+                hard_limit.as_secs_f64()
+            ));
+            break;
+        }
+    }
+    let end = sim.elapsed();
+    for (b, since) in down_since.iter().enumerate() {
+        if let Some(from) = since {
+            unreachable[b].push((*from, end + Duration::from_secs(3600)));
+        }
+    }
+    let final_pools = slots
+        .iter()
+        .map(|s| s.borrow().as_ref().map(|shared| snapshot(shared)))
+        .collect();
+    // Copies, taken before the world goes: dropping it ends every task and socket.
+    let lb_logs: Vec<NetLog> = lb_logs.iter().map(copy_log).collect();
+    let backend_logs: Vec<NetLog> = backend_logs.iter().map(copy_log).collect();
+    drop(sim);
+    let mut sessions = std::mem::take(&mut *sessions.lock().unwrap_or_else(|p| p.into_inner()));
+    sessions.sort_by(|a, b| a.start.cmp(&b.start).then(a.id.cmp(&b.id)));
+    let obs = Observations {
+        plan: plan.clone(),
+        backend_addrs,
+        lb_addrs,
+        applied,
+        unreachable,
+        restore_margin,
+        pool_states,
+        sessions,
+        lb_logs,
+        backend_logs,
+        final_pools,
+        host_errors,
+        clients_done,
+        end,
+    };
+    let violations = check::check_all(&obs);
+    let events = trace.events();
+    RunOutput {
+        trace_hash: hash_events(&events),
+        trace: events,
+        obs,
+        violations,
+    }
+}
+
+/// `b0,b2` for a mask with bits 0 and 2.
+pub fn mask_names(mask: u64, n: usize) -> String {
+    let names: Vec<String> = (0..n)
+        .filter(|i| mask & (1 << i) != 0)
+        .map(|i| format!("b{i}"))
+        .collect();
+    if names.is_empty() {
+        "none".to_string()
+    } else {
+        names.join(",")
+    }
+}
+
+fn empty_observations(plan: &Arc<Plan>, backend_addrs: Vec<SocketAddr>) -> Observations {
+    let n = plan.backends.len();
+    Observations {
+        plan: plan.clone(),
+        backend_addrs,
+        lb_addrs: Vec::new(),
+        applied: Vec::new(),
+        unreachable: vec![Vec::new(); n],
+        restore_margin: plan.tick * 2,
+        pool_states: vec![Vec::new(); plan.lbs],
+        sessions: Vec::new(),
+        lb_logs: Vec::new(),
+        backend_logs: Vec::new(),
+        final_pools: Vec::new(),
+        host_errors: Vec::new(),
+        clients_done: None,
+        end: Duration::ZERO,
+    }
+}

@@ -1,0 +1,560 @@
+//! The scenario vocabulary and the plan of one run, drawn from its seed.
+//!
+//! A [`Plan`] is everything a run does that is not a consequence of the code under test:
+//! the network's shape and latency, the load balancer's settings, the client behaviour mix
+//! and the timeline of injected faults. Each seed picks its own settings within the
+//! scenario's ranges and which faults are on ("swarm testing", as TigerBeetle does it).
+//! Every fault is healed by [`Plan::chaos_end`]; a liveness phase follows.
+
+use lb_runtime::demo::DemoMode;
+use lb_sans_io::Algorithm;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::fmt;
+use std::time::Duration;
+
+/// What a run injects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Scenario {
+    /// Backends crash and come back after a while.
+    Crash,
+    /// Backends restart at once (crash and immediate restart).
+    Bounce,
+    /// The link between the load balancer and one backend is cut (segments lost), then
+    /// repaired.
+    Partition,
+    /// One backend's link gets slow (higher latency) or stalls without loss (hold).
+    Slow,
+    /// A backend goes down and up faster than `rise` / `fall` can follow.
+    Flap,
+    /// Every backend goes down, then they all come back.
+    AllDown,
+    /// Clients that half-close (FIN) before or while the answer flows.
+    HalfClose,
+    /// Clients that stall mid-connection, some longer than the idle timeout.
+    Stall,
+    /// Backends die in the middle of large transfers.
+    MidTransfer,
+    /// A seed-chosen mix of all of the above.
+    Mix,
+    /// Two load balancers with `hash` in front of the same backends, with crashes.
+    HashAffinity,
+}
+
+impl Scenario {
+    /// Every scenario the default sweep runs.
+    pub const ALL: [Scenario; 11] = [
+        Scenario::Crash,
+        Scenario::Bounce,
+        Scenario::Partition,
+        Scenario::Slow,
+        Scenario::Flap,
+        Scenario::AllDown,
+        Scenario::HalfClose,
+        Scenario::Stall,
+        Scenario::MidTransfer,
+        Scenario::Mix,
+        Scenario::HashAffinity,
+    ];
+
+    /// The scenario's name (also the name of its test).
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Crash => "crash",
+            Scenario::Bounce => "bounce",
+            Scenario::Partition => "partition",
+            Scenario::Slow => "slow",
+            Scenario::Flap => "flap",
+            Scenario::AllDown => "all_down",
+            Scenario::HalfClose => "half_close",
+            Scenario::Stall => "stall",
+            Scenario::MidTransfer => "mid_transfer",
+            Scenario::Mix => "mix",
+            Scenario::HashAffinity => "hash_affinity",
+        }
+    }
+
+    fn salt(self) -> u64 {
+        Scenario::ALL.iter().position(|s| *s == self).unwrap_or(0) as u64 + 1
+    }
+}
+
+impl fmt::Display for Scenario {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A deliberate defect injected into the load balancer, to prove the checks catch it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mutation {
+    /// The real load balancer.
+    None,
+    /// A selector that ignores health: any configured backend, up or down.
+    IgnoreHealth,
+    /// Health checks far too lax: the load balancer runs with `fall` and `rise` ten times
+    /// what the checkers are told.
+    LaxHealth,
+    /// No retries: the load balancer runs with `retries: 0` while the plan says more.
+    NoRetries,
+    /// A selector that ignores the client: a seeded random pick among the healthy
+    /// backends (breaks `hash` affinity).
+    ClientBlind,
+}
+
+/// One fault action, applied between two simulation steps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Kill backend `b` (its sockets close as if the process died).
+    Crash(usize),
+    /// Start a crashed backend `b` again.
+    Restart(usize),
+    /// Restart backend `b` at once.
+    Bounce(usize),
+    /// Cut every load balancer's link to backend `b`: segments in flight are lost.
+    Partition(usize),
+    /// Repair the links to backend `b`.
+    Repair(usize),
+    /// Hold segments between the load balancers and backend `b` (delay without loss).
+    Hold(usize),
+    /// Release held segments to backend `b`.
+    Release(usize),
+    /// Give the links to backend `b` a fixed latency.
+    Slow(usize, Duration),
+    /// Restore the links to backend `b` to the normal latency.
+    Unslow(usize),
+}
+
+impl Fault {
+    /// The backend the fault acts on.
+    pub fn backend(self) -> usize {
+        match self {
+            Fault::Crash(b)
+            | Fault::Restart(b)
+            | Fault::Bounce(b)
+            | Fault::Partition(b)
+            | Fault::Repair(b)
+            | Fault::Hold(b)
+            | Fault::Release(b)
+            | Fault::Slow(b, _)
+            | Fault::Unslow(b) => b,
+        }
+    }
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Fault::Crash(b) => write!(f, "crash b{b}"),
+            Fault::Restart(b) => write!(f, "restart b{b}"),
+            Fault::Bounce(b) => write!(f, "bounce b{b}"),
+            Fault::Partition(b) => write!(f, "partition lb-b{b}"),
+            Fault::Repair(b) => write!(f, "repair lb-b{b}"),
+            Fault::Hold(b) => write!(f, "hold lb-b{b}"),
+            Fault::Release(b) => write!(f, "release lb-b{b}"),
+            Fault::Slow(b, d) => write!(f, "slow lb-b{b} to {}ms", d.as_millis()),
+            Fault::Unslow(b) => write!(f, "unslow lb-b{b}"),
+        }
+    }
+}
+
+/// How a client connection behaves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionKind {
+    /// Writes its requests with short pauses, then half-closes and reads to the end.
+    Pipelined,
+    /// Writes everything and half-closes at once, then reads to the end.
+    EarlyHalfClose,
+    /// One request at a time, each after the previous answer; closes after the last.
+    Interactive,
+    /// Interactive, with one pause in the middle; pauses at least as long as the idle
+    /// timeout are allowed to end in an idle-timeout close.
+    Stall,
+    /// One large upload (`POST` with a body), read back concurrently; then half-closes.
+    Bulk,
+}
+
+impl SessionKind {
+    /// A short name for traces.
+    pub fn name(self) -> &'static str {
+        match self {
+            SessionKind::Pipelined => "pipelined",
+            SessionKind::EarlyHalfClose => "early-fin",
+            SessionKind::Interactive => "interactive",
+            SessionKind::Stall => "stall",
+            SessionKind::Bulk => "bulk",
+        }
+    }
+}
+
+/// Relative weights of the session kinds clients pick from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mix {
+    /// Weights of pipelined, early half-close, interactive, stall and bulk sessions.
+    pub weights: [u32; 5],
+}
+
+impl Mix {
+    /// Draws a session kind.
+    pub fn pick(&self, rng: &mut StdRng) -> SessionKind {
+        let total: u32 = self.weights.iter().sum();
+        let mut x = rng.gen_range(0..total.max(1));
+        let kinds = [
+            SessionKind::Pipelined,
+            SessionKind::EarlyHalfClose,
+            SessionKind::Interactive,
+            SessionKind::Stall,
+            SessionKind::Bulk,
+        ];
+        for (k, w) in kinds.iter().zip(self.weights) {
+            if x < w {
+                return *k;
+            }
+            x -= w;
+        }
+        SessionKind::Pipelined
+    }
+}
+
+/// The load balancer's settings, as the checkers know them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LbSettings {
+    /// `algorithm` in config.json.
+    pub algorithm: &'static str,
+    /// `health_check.interval`.
+    pub interval: Duration,
+    /// `health_check.timeout`.
+    pub check_timeout: Duration,
+    /// `health_check.rise`.
+    pub rise: u32,
+    /// `health_check.fall`.
+    pub fall: u32,
+    /// `timeouts.connect`.
+    pub connect_timeout: Duration,
+    /// `timeouts.idle`.
+    pub idle_timeout: Duration,
+    /// `timeouts.half_close`.
+    pub half_close_timeout: Duration,
+    /// `retries`.
+    pub retries: u32,
+}
+
+impl LbSettings {
+    /// The config file for these settings, with backend `i` named `backends[i].0`, at
+    /// `backends[i].1`, of weight `backends[i].2`.
+    pub fn config_json(&self, backends: &[(String, std::net::SocketAddr, u32)]) -> String {
+        let list: Vec<String> = backends
+            .iter()
+            .map(|(name, addr, weight)| {
+                format!(r#"{{ "name": "{name}", "address": "{addr}", "weight": {weight} }}"#)
+            })
+            .collect();
+        format!(
+            r#"{{
+  "listen": "0.0.0.0:{port}",
+  "algorithm": "{algorithm}",
+  "backends": [{backends}],
+  "health_check": {{ "type": "tcp", "interval": "{interval}ms", "timeout": "{timeout}ms", "rise": {rise}, "fall": {fall} }},
+  "timeouts": {{ "connect": "{connect}ms", "idle": "{idle}ms", "half_close": "{half_close}ms", "shutdown_grace": "5s" }},
+  "retries": {retries}
+}}"#,
+            port = LB_PORT,
+            algorithm = self.algorithm,
+            backends = list.join(", "),
+            interval = self.interval.as_millis(),
+            timeout = self.check_timeout.as_millis(),
+            rise = self.rise,
+            fall = self.fall,
+            connect = self.connect_timeout.as_millis(),
+            idle = self.idle_timeout.as_millis(),
+            half_close = self.half_close_timeout.as_millis(),
+            retries = self.retries,
+        )
+    }
+
+    /// How long after a backend becomes unreachable it may still get new connections:
+    /// `fall × interval + timeout`, plus one tick per probe for timer rounding.
+    pub fn down_bound(&self, tick: Duration) -> Duration {
+        self.interval * self.fall + self.check_timeout + tick * (self.fall + 2)
+    }
+
+    /// How long after a backend is reachable again the pool may take to bring it up:
+    /// `rise × interval + timeout`, plus one tick per probe.
+    pub fn up_bound(&self, tick: Duration) -> Duration {
+        self.interval * self.rise + self.check_timeout + tick * (self.rise + 2)
+    }
+}
+
+/// The port every load balancer listens on.
+pub const LB_PORT: u16 = 8080;
+/// The port every backend listens on.
+pub const BACKEND_PORT: u16 = 9000;
+
+/// Everything a run does, drawn from `(scenario, seed)`.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// The scenario.
+    pub scenario: Scenario,
+    /// The seed.
+    pub seed: u64,
+    /// The defect injected, if any.
+    pub mutation: Mutation,
+    /// One entry per backend: what it serves.
+    pub backends: Vec<DemoMode>,
+    /// One entry per backend: its configured weight.
+    pub weights: Vec<u32>,
+    /// Number of load balancers.
+    pub lbs: usize,
+    /// Number of client hosts.
+    pub clients: usize,
+    /// Concurrent connections per client host.
+    pub lanes: usize,
+    /// The simulation's tick.
+    pub tick: Duration,
+    /// Largest latency of a message on a normal link.
+    pub max_latency: Duration,
+    /// The load balancer's settings.
+    pub lb: LbSettings,
+    /// When clients start (the pool has probed every backend by then).
+    pub warmup: Duration,
+    /// When the chaos phase ends: every fault is healed and clients stop opening
+    /// connections until the liveness phase.
+    pub chaos_end: Duration,
+    /// When the liveness phase starts: every backend must be up and serving.
+    pub liveness_start: Duration,
+    /// Connections each client lane opens in the liveness phase.
+    pub liveness_sessions: usize,
+    /// The client behaviour mix.
+    pub mix: Mix,
+    /// Fault actions, sorted by time.
+    pub faults: Vec<(Duration, Fault)>,
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+impl Plan {
+    /// Draws the plan of one run.
+    pub fn new(scenario: Scenario, seed: u64, mutation: Mutation) -> Plan {
+        Plan::draw(scenario, seed, mutation, None)
+    }
+
+    /// Like [`Plan::new`], with a chaos phase of `chaos` (instead of 12 to 20 seconds).
+    pub fn with_chaos(scenario: Scenario, seed: u64, mutation: Mutation, chaos: Duration) -> Plan {
+        Plan::draw(scenario, seed, mutation, Some(chaos))
+    }
+
+    fn draw(scenario: Scenario, seed: u64, mutation: Mutation, chaos: Option<Duration>) -> Plan {
+        let mut rng =
+            StdRng::seed_from_u64(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ scenario.salt());
+        let n = rng.gen_range(3..=5usize);
+        let mut backends: Vec<DemoMode> = (0..n)
+            .map(|_| {
+                if rng.gen_bool(0.5) {
+                    DemoMode::Echo
+                } else {
+                    DemoMode::Http
+                }
+            })
+            .collect();
+        // At least one of each kind.
+        backends[0] = DemoMode::Echo;
+        backends[1] = DemoMode::Http;
+        let interval = ms(*[300u64, 500, 1000].get(rng.gen_range(0..3)).unwrap_or(&500));
+        let check_timeout = ms(rng.gen_range(80..=200));
+        let lb = LbSettings {
+            algorithm: match scenario {
+                Scenario::HashAffinity => "hash",
+                // Swarm: the mix runs every algorithm this build has.
+                Scenario::Mix => {
+                    let all: Vec<Algorithm> = Algorithm::ALL
+                        .into_iter()
+                        .filter(|a| a.is_available())
+                        .collect();
+                    all[rng.gen_range(0..all.len())].name()
+                }
+                _ => "round_robin",
+            },
+            interval,
+            check_timeout,
+            rise: rng.gen_range(1..=3),
+            fall: rng.gen_range(1..=3),
+            connect_timeout: ms(rng.gen_range(200..=600)),
+            idle_timeout: ms(rng.gen_range(2500..=5000)),
+            half_close_timeout: ms(rng.gen_range(1500..=4000)),
+            retries: rng.gen_range(1..=3),
+        };
+        let max_latency = ms(rng.gen_range(1..=8));
+        let warmup = interval + check_timeout + ms(500);
+        let chaos_len = ms(rng.gen_range(12_000..=20_000));
+        let chaos_len = chaos.unwrap_or(chaos_len);
+        let chaos_end = warmup + chaos_len;
+        let liveness_start = chaos_end + lb.up_bound(ms(1)) + ms(500);
+        let mix = match scenario {
+            Scenario::HalfClose => Mix {
+                weights: [3, 6, 1, 0, 2],
+            },
+            Scenario::Stall => Mix {
+                weights: [1, 1, 2, 6, 0],
+            },
+            Scenario::MidTransfer => Mix {
+                weights: [1, 1, 1, 0, 6],
+            },
+            _ => Mix {
+                weights: [3, 2, 3, 1, 1],
+            },
+        };
+        let weights = backends
+            .iter()
+            .map(|_| {
+                if scenario == Scenario::Mix {
+                    rng.gen_range(1..=4)
+                } else {
+                    1
+                }
+            })
+            .collect();
+        let mut plan = Plan {
+            scenario,
+            seed,
+            mutation,
+            backends,
+            weights,
+            lbs: if scenario == Scenario::HashAffinity {
+                2
+            } else {
+                1
+            },
+            clients: rng.gen_range(2..=4),
+            lanes: rng.gen_range(1..=3),
+            tick: ms(1),
+            max_latency,
+            lb,
+            warmup,
+            chaos_end,
+            liveness_start,
+            liveness_sessions: 2,
+            mix,
+            faults: Vec::new(),
+        };
+        plan.faults = draw_faults(&plan, &mut rng);
+        plan
+    }
+
+    /// The settings the load balancer actually runs with (differs under a mutation).
+    pub fn lb_runtime_settings(&self) -> LbSettings {
+        let mut s = self.lb.clone();
+        match self.mutation {
+            Mutation::LaxHealth => {
+                s.fall *= 10;
+                s.rise *= 10;
+            }
+            Mutation::NoRetries => s.retries = 0,
+            _ => {}
+        }
+        s
+    }
+
+    /// The command that replays this run.
+    pub fn replay_command(&self, test: &str) -> String {
+        format!("SIM_SEED={} cargo test -p sim {test}", self.seed)
+    }
+}
+
+/// Episodes are laid out on a timeline from `warmup` to `chaos_end - margin`.
+fn draw_faults(plan: &Plan, rng: &mut StdRng) -> Vec<(Duration, Fault)> {
+    let n = plan.backends.len();
+    let start = plan.warmup + ms(500);
+    let end = plan.chaos_end.saturating_sub(ms(500));
+    let detect = plan.lb.down_bound(plan.tick);
+    let mut out = Vec::new();
+    let mut t = start;
+    let span = |rng: &mut StdRng, lo: Duration, hi: Duration| -> Duration {
+        let lo = lo.as_millis() as u64;
+        let hi = (hi.as_millis() as u64).max(lo + 1);
+        ms(rng.gen_range(lo..hi))
+    };
+    let kinds: Vec<u8> = match plan.scenario {
+        Scenario::Crash | Scenario::HashAffinity => vec![0],
+        Scenario::Bounce => vec![1],
+        Scenario::Partition => vec![2],
+        Scenario::Slow => vec![3, 4],
+        Scenario::Flap => vec![5],
+        Scenario::AllDown => vec![6],
+        Scenario::HalfClose | Scenario::Stall => vec![0, 9],
+        Scenario::MidTransfer => vec![0, 1],
+        Scenario::Mix => {
+            // Swarm testing: each seed turns a random subset of the faults on.
+            let mut k: Vec<u8> = (0..=6).filter(|_| rng.gen_bool(0.5)).collect();
+            if k.is_empty() {
+                k.push(rng.gen_range(0..=6));
+            }
+            k
+        }
+    };
+    while t < end {
+        t += span(rng, ms(300), ms(2500));
+        let kind = kinds[rng.gen_range(0..kinds.len())];
+        let b = rng.gen_range(0..n);
+        let steps: Vec<(Duration, Fault)> = match kind {
+            // crash for a while
+            0 => {
+                let d = span(rng, ms(200), detect * 3);
+                vec![(t, Fault::Crash(b)), (t + d, Fault::Restart(b))]
+            }
+            // instant restart
+            1 => vec![(t, Fault::Bounce(b))],
+            // partition
+            2 => {
+                let d = span(rng, ms(200), detect * 3);
+                vec![(t, Fault::Partition(b)), (t + d, Fault::Repair(b))]
+            }
+            // slow link
+            3 => {
+                let d = span(rng, ms(1000), ms(6000));
+                let lat = span(rng, ms(10), plan.lb.check_timeout / 3);
+                vec![(t, Fault::Slow(b, lat)), (t + d, Fault::Unslow(b))]
+            }
+            // stalled link, no loss
+            4 => {
+                let d = span(rng, ms(100), detect * 2);
+                vec![(t, Fault::Hold(b)), (t + d, Fault::Release(b))]
+            }
+            // flap: down and up faster than fall / rise can follow
+            5 => {
+                let mut v = Vec::new();
+                let mut u = t;
+                let down_max = (plan.lb.interval * plan.lb.fall).max(ms(150));
+                let up_max = (plan.lb.interval * plan.lb.rise).max(ms(150));
+                for _ in 0..rng.gen_range(3..=8) {
+                    let down = span(rng, ms(50), down_max);
+                    let up = span(rng, ms(50), up_max);
+                    v.push((u, Fault::Crash(b)));
+                    v.push((u + down, Fault::Restart(b)));
+                    u += down + up;
+                }
+                v
+            }
+            // everything down, then back (possibly one by one)
+            6 => {
+                let d = span(rng, ms(500), detect * 3);
+                let mut v: Vec<(Duration, Fault)> = (0..n).map(|i| (t, Fault::Crash(i))).collect();
+                for i in 0..n {
+                    v.push((t + d + span(rng, ms(0), ms(800)), Fault::Restart(i)));
+                }
+                v
+            }
+            // nothing this time
+            _ => Vec::new(),
+        };
+        let last = steps.iter().map(|(at, _)| *at).max().unwrap_or(t);
+        if last >= end {
+            break;
+        }
+        out.extend(steps);
+        t = last;
+    }
+    out.sort_by_key(|(at, _)| *at);
+    out
+}
