@@ -14,23 +14,90 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-/// A backend's state as users see it.
+/// A backend's state as users see it (`/status`, logs): the admin state when an operator
+/// took the backend out, its health otherwise.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum BackendState {
-    /// Receives new connections.
+    /// Enabled and passing its checks: receives new connections.
     Up,
-    /// Failing its checks: no new connections.
+    /// Enabled and failing its checks: no new connections.
     Down,
+    /// Drained by an operator ([`AdminState::Draining`]): no new connections, open ones
+    /// continue, health checks continue.
+    Draining,
+    /// Disabled by an operator ([`AdminState::Disabled`]): no new connections, open ones
+    /// continue, no health checks.
+    Disabled,
+}
+
+impl BackendState {
+    /// The label used in logs, `/status` and metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            BackendState::Up => "up",
+            BackendState::Down => "down",
+            BackendState::Draining => "draining",
+            BackendState::Disabled => "disabled",
+        }
+    }
 }
 
 impl fmt::Display for BackendState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            BackendState::Up => "up",
-            BackendState::Down => "down",
-        })
+        f.write_str(self.label())
     }
 }
+
+/// What an operator decided about a backend (`POST /backends/NAME/drain`, `/disable`,
+/// `/enable`), independent of its health.
+///
+/// In every state, connections already open to the backend continue to completion and keep
+/// their slot (they are counted in [`Backend::active`] and released as usual), and failed
+/// connects of flows that were still connecting count as failed checks (passive health).
+/// Only [`AdminState::Enabled`] backends receive new connections ([`Backend::eligible`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum AdminState {
+    /// Normal operation: receives new connections while up and under its limit.
+    #[default]
+    Enabled,
+    /// No new connections; health probes continue, so the backend's health is current
+    /// when it is enabled again.
+    Draining,
+    /// No new connections, and no new health probes are started. A probe already running
+    /// when the backend was disabled still finishes (or times out) and is recorded like any
+    /// check. On [`AdminState::Enabled`] (or [`AdminState::Draining`]) again, the backend
+    /// keeps its last known health and is probed again at once.
+    Disabled,
+}
+
+impl AdminState {
+    /// The label used in logs and the admin endpoint: `enabled`, `draining`, `disabled`.
+    pub fn label(self) -> &'static str {
+        match self {
+            AdminState::Enabled => "enabled",
+            AdminState::Draining => "draining",
+            AdminState::Disabled => "disabled",
+        }
+    }
+}
+
+impl fmt::Display for AdminState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+/// A backend id the pool does not know ([`Pool::set_admin`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnknownBackend(pub BackendId);
+
+impl fmt::Display for UnknownBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "no backend with id {}", self.0 .0)
+    }
+}
+
+impl std::error::Error for UnknownBackend {}
 
 /// Why a backend's state changed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,6 +106,8 @@ pub enum StateCause {
     Probe,
     /// Client connections to it failed (passive health).
     ClientConnectFailed,
+    /// An operator drained, disabled or enabled it ([`Pool::set_admin`]).
+    Admin,
 }
 
 /// Why a new client connection was refused before any backend was tried.
@@ -63,7 +132,9 @@ impl RejectReason {
 /// Something the driver should know about (and log).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PoolEvent {
-    /// A backend went up or down.
+    /// A backend's user-visible [`BackendState`] changed. Health changes of a draining or
+    /// disabled backend are not reported (its state stays `Draining` / `Disabled`); the
+    /// event when it is enabled again goes to its health as of then.
     BackendStateChanged {
         /// The backend.
         backend: BackendId,
@@ -110,6 +181,7 @@ pub struct Backend {
     /// Per-backend connection limit.
     pub max_connections: Option<u32>,
     health: HealthCounter,
+    admin: AdminState,
     /// Connections held now (connecting or established).
     pub active: u32,
     /// Client connections established to it since start.
@@ -133,20 +205,43 @@ pub struct Backend {
 }
 
 impl Backend {
-    /// The state users see.
+    /// The state users see: `Draining` / `Disabled` when an operator said so, else `Up` /
+    /// `Down` from its health.
     pub fn state(&self) -> BackendState {
-        match self.health.health() {
-            Health::Up => BackendState::Up,
-            Health::Down => BackendState::Down,
+        match self.admin {
+            AdminState::Disabled => BackendState::Disabled,
+            AdminState::Draining => BackendState::Draining,
+            AdminState::Enabled => match self.health.health() {
+                Health::Up => BackendState::Up,
+                Health::Down => BackendState::Down,
+            },
         }
+    }
+
+    /// Its health as far as its checks (active and passive) go, whatever its admin state:
+    /// for a disabled backend, the last known one.
+    pub fn health(&self) -> Health {
+        self.health.health()
+    }
+
+    /// What an operator decided about it.
+    pub fn admin(&self) -> AdminState {
+        self.admin
     }
 
     fn has_room(&self) -> bool {
         self.max_connections.is_none_or(|m| self.active < m)
     }
 
-    fn eligible(&self) -> bool {
-        self.state() == BackendState::Up && self.has_room()
+    /// Whether it may take a new connection: healthy, [`AdminState::Enabled`] and under its
+    /// connection limit. This is what selectors see as [`BackendView::eligible`].
+    pub fn eligible(&self) -> bool {
+        self.health.health() == Health::Up && self.admin == AdminState::Enabled && self.has_room()
+    }
+
+    /// Whether the pool starts health probes of it.
+    fn probed(&self) -> bool {
+        self.admin != AdminState::Disabled
     }
 }
 
@@ -187,6 +282,32 @@ impl Pool {
     /// # Panics
     /// If `addrs` and `config.backends` differ in length (a driver bug).
     pub fn new(config: &Config, addrs: &[SocketAddr], seed: u64, now: Timestamp) -> Pool {
+        let names: Vec<String> = config.backends.iter().map(|b| b.name.clone()).collect();
+        let weights: Vec<u32> = config.backends.iter().map(|b| b.weight).collect();
+        let selector = selector_for(
+            config.algorithm,
+            &SelectorSpec {
+                names: &names,
+                weights: &weights,
+            },
+        );
+        Pool::new_with_selector(config, addrs, seed, now, selector)
+    }
+
+    /// [`Pool::new`] with a given selector instead of the configured algorithm's: for
+    /// harnesses that want the same algorithm built smaller (a Maglev table of a few hundred
+    /// slots instead of 65,537), or a deliberately broken one. A selector may return any
+    /// configured backend, eligible or not; the pool takes what it returns.
+    ///
+    /// # Panics
+    /// If `addrs` and `config.backends` differ in length (a driver bug).
+    pub fn new_with_selector(
+        config: &Config,
+        addrs: &[SocketAddr],
+        seed: u64,
+        now: Timestamp,
+        selector: Box<dyn Selector>,
+    ) -> Pool {
         assert_eq!(
             addrs.len(),
             config.backends.len(),
@@ -205,6 +326,7 @@ impl Pool {
                 weight: b.weight,
                 max_connections: b.max_connections,
                 health: HealthCounter::new(hc.rise, hc.fall, hc.start_up),
+                admin: AdminState::Enabled,
                 active: 0,
                 connections_total: 0,
                 connect_failures_total: 0,
@@ -219,15 +341,6 @@ impl Pool {
                 ramp_since: None,
             })
             .collect::<Vec<_>>();
-        let names: Vec<String> = config.backends.iter().map(|b| b.name.clone()).collect();
-        let weights: Vec<u32> = config.backends.iter().map(|b| b.weight).collect();
-        let selector = selector_for(
-            config.algorithm,
-            &SelectorSpec {
-                names: &names,
-                weights: &weights,
-            },
-        );
         let mut pool = Pool {
             selector,
             slow_start: config.slow_start.map(|d| d.0).filter(|d| !d.is_zero()),
@@ -307,6 +420,14 @@ impl Pool {
     /// One backend; `None` for an id the pool does not know.
     pub fn backend(&self, id: BackendId) -> Option<&Backend> {
         self.backends.get(id.index())
+    }
+
+    /// The backend with this configured name (names are unique), for the admin endpoint.
+    pub fn backend_by_name(&self, name: &str) -> Option<BackendId> {
+        self.backends
+            .iter()
+            .position(|b| b.name == name)
+            .map(|i| BackendId(i as u32))
     }
 
     /// Client connections open now.
@@ -455,9 +576,42 @@ impl Pool {
         }
     }
 
+    // ---- admin state ---------------------------------------------------------------
+
+    /// Drains, disables or enables a backend (see [`AdminState`] for what each means).
+    /// Reports a [`PoolEvent::BackendStateChanged`] with [`StateCause::Admin`] when its
+    /// user-visible state changes; setting the state it already has changes nothing.
+    /// Connections open to it are untouched.
+    ///
+    /// Leaving [`AdminState::Disabled`] makes its next probe due at once (unless one is
+    /// still running), so its health is confirmed promptly.
+    pub fn set_admin(
+        &mut self,
+        backend: BackendId,
+        admin: AdminState,
+        now: Timestamp,
+    ) -> Result<(), UnknownBackend> {
+        let now = self.observe(now);
+        let i = backend.index();
+        let Some(b) = self.backends.get_mut(i) else {
+            return Err(UnknownBackend(backend));
+        };
+        if b.admin == admin {
+            return Ok(());
+        }
+        let before = b.state();
+        if b.admin == AdminState::Disabled {
+            b.next_probe_at = b.next_probe_at.min(now);
+        }
+        b.admin = admin;
+        self.push_change(backend, before, StateCause::Admin);
+        Ok(())
+    }
+
     // ---- health probes -------------------------------------------------------------
 
     /// The next probe to start now, if one is due. Call until `None` after every event.
+    /// Disabled backends are not probed.
     #[must_use]
     pub fn poll_probe(&mut self, now: Timestamp) -> Option<ProbeRequest> {
         let now = self.observe(now);
@@ -465,7 +619,7 @@ impl Pool {
         let i = self
             .backends
             .iter()
-            .position(|b| b.probe_in_flight.is_none() && b.next_probe_at <= now)?;
+            .position(|b| b.probed() && b.probe_in_flight.is_none() && b.next_probe_at <= now)?;
         let id = ProbeId(self.next_probe_id);
         self.next_probe_id += 1;
         // Up to a tenth less than the interval, so probes of many backends (and of many
@@ -486,7 +640,8 @@ impl Pool {
     }
 
     /// A probe finished. Results of probes that are no longer current (timed out already,
-    /// or unknown) are ignored.
+    /// or unknown) are ignored. The result of a probe that was running when its backend was
+    /// disabled is recorded like any other.
     pub fn handle_probe_result(&mut self, probe: ProbeId, passed: bool, now: Timestamp) {
         let now = self.observe(now);
         let Some(i) = self
@@ -516,11 +671,19 @@ impl Pool {
         }
     }
 
+    /// After a health or admin change of `backend`, whose user-visible state was `from`:
+    /// starts or ends its slow start, refreshes its view and reports the change, if any.
+    /// Slow start begins whenever the state becomes `Up`, whatever the cause (a backend
+    /// enabled again after a drain ramps up like one that recovered).
     fn push_change(&mut self, backend: BackendId, from: BackendState, cause: StateCause) {
         let now = self.last_now;
         let b = &mut self.backends[backend.index()];
         let to = b.state();
-        b.ramp_since = (to == BackendState::Up && self.slow_start.is_some()).then_some(now);
+        if to != BackendState::Up {
+            b.ramp_since = None;
+        } else if from != BackendState::Up && self.slow_start.is_some() {
+            b.ramp_since = Some(now);
+        }
         self.refresh(backend.index());
         if from != to {
             self.events.push_back(PoolEvent::BackendStateChanged {
@@ -545,14 +708,15 @@ impl Pool {
     }
 
     /// When [`Pool::handle_timeout`] or [`Pool::poll_probe`] next has work: the earliest
-    /// probe due or probe deadline. Never earlier than the latest `now` seen.
+    /// probe due or probe deadline (disabled backends have no probe due). Never earlier than
+    /// the latest `now` seen; `None` when nothing is scheduled (every backend disabled).
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Timestamp> {
         self.backends
             .iter()
-            .map(|b| match b.probe_in_flight {
-                Some((_, deadline)) => deadline,
-                None => b.next_probe_at,
+            .filter_map(|b| match b.probe_in_flight {
+                Some((_, deadline)) => Some(deadline),
+                None => b.probed().then_some(b.next_probe_at),
             })
             .min()
             .map(|t| t.max(self.last_now))
@@ -585,6 +749,18 @@ impl Pool {
                 (b.active, b.eligible()),
                 "backend {i} view"
             );
+            assert!(
+                !v.eligible || (b.admin == AdminState::Enabled && b.state() == BackendState::Up),
+                "backend {i} is eligible while {}",
+                b.state()
+            );
+            if b.state() != BackendState::Up {
+                assert!(
+                    b.ramp_since.is_none(),
+                    "backend {i} ramps while {}",
+                    b.state()
+                );
+            }
         }
     }
 }

@@ -3,8 +3,8 @@
 //! harness that checked nothing would pass every fuzz run.
 
 use lb_sans_io::harness::{
-    run, run_with, Advance, AttemptSel, ConfigSpec, Mutation, Op, Options, ProbeSel, Rule,
-    Scenario, SideSel,
+    run, run_with, AdminSel, Advance, AttemptSel, BackendSel, ConfigSpec, Mutation, Op, Options,
+    ProbeSel, Rule, Scenario, SideSel,
 };
 use lb_sans_io::select::{SelectCtx, Selector};
 use lb_sans_io::BackendId;
@@ -99,6 +99,19 @@ struct IgnoresHealth;
 impl Selector for IgnoresHealth {
     fn select(&mut self, ctx: SelectCtx<'_>) -> Option<BackendId> {
         Some(BackendId(ctx.rng.below(ctx.len() as u64) as u32))
+    }
+}
+
+/// Ignores eligibility for backend 0 only: it always gets a connection it may take (a
+/// policy that forgot the admin state, since backend 0 is up and has no limit in the tests).
+struct PrefersBackend0;
+
+impl Selector for PrefersBackend0 {
+    fn select(&mut self, ctx: SelectCtx<'_>) -> Option<BackendId> {
+        if !ctx.exclude.contains(&BackendId(0)) {
+            return Some(BackendId(0));
+        }
+        ctx.usable_from(0).next().map(|i| BackendId(i as u32))
     }
 }
 
@@ -216,4 +229,72 @@ fn reading_a_paused_side_breaks_the_watermark_bound() {
         mutated(Mutation::ReadWhilePaused, ConfigSpec::simple(1), ops),
         Rule::Watermark
     );
+}
+
+fn admin(backend: BackendSel, state: AdminSel) -> Op {
+    Op::Admin { backend, state }
+}
+
+#[test]
+fn admin_changes_pass() {
+    // Flows on backends that are drained, disabled and enabled again, with probes and an
+    // unknown backend in between.
+    let mut ops = vec![ACCEPT, CONNECTED, read(SideSel::Client, 20)];
+    for state in [AdminSel::Drain, AdminSel::Disable, AdminSel::Enable] {
+        for backend in [BackendSel::Index(0), BackendSel::Raw(7), BackendSel::Raw(2)] {
+            ops.push(admin(backend, state));
+            ops.extend([ACCEPT, Op::Advance(Advance::Secs(1))]);
+            ops.push(Op::ProbeResult {
+                probe: ProbeSel::ForBackend(0),
+                passed: state != AdminSel::Drain,
+            });
+        }
+    }
+    ops.extend([
+        written(SideSel::Backend),
+        eof(SideSel::Client),
+        eof(SideSel::Backend),
+    ]);
+    let stats = run(&Scenario {
+        config: ConfigSpec::simple(3),
+        ops,
+    })
+    .unwrap();
+    // Backends 0 and 2 (named raw) change three times each; 7 does not exist.
+    assert_eq!(stats.admin_changes, 6, "{stats:?}");
+    assert!(stats.state_changes >= 3, "{stats:?}");
+}
+
+#[test]
+fn a_selector_that_ignores_admin_state_is_caught() {
+    let options = Options {
+        selector: Some(|_| Box::new(PrefersBackend0)),
+        mutation: None,
+    };
+    // Fine while backend 0 is enabled ...
+    let enabled = Scenario {
+        config: ConfigSpec::simple(2),
+        ops: vec![ACCEPT, ACCEPT],
+    };
+    run_with(&enabled, options).unwrap();
+    // ... not once it is drained or disabled.
+    for state in [AdminSel::Drain, AdminSel::Disable] {
+        let scenario = Scenario {
+            config: ConfigSpec::simple(2),
+            ops: vec![admin(BackendSel::Index(0), state), ACCEPT],
+        };
+        run(&scenario).unwrap();
+        assert_eq!(rule_of(&scenario, options), Rule::ConnectTarget);
+    }
+}
+
+#[test]
+fn a_pool_that_ignores_admin_changes_is_caught() {
+    for state in [AdminSel::Drain, AdminSel::Disable] {
+        let ops = vec![ACCEPT, admin(BackendSel::Index(1), state), ACCEPT];
+        assert_eq!(
+            mutated(Mutation::DropAdmin, ConfigSpec::simple(2), ops),
+            Rule::Admin
+        );
+    }
 }

@@ -2,8 +2,8 @@
 //! The same invariants as the `events` fuzz target (see `lb_sans_io::harness`).
 
 use lb_sans_io::harness::{
-    run, Advance, Amount, AttemptSel, BackendSpec, ConfigSpec, Op, ProbeSel, Scenario, SideSel,
-    StrayCall,
+    run, AdminSel, Advance, Amount, AttemptSel, BackendSel, BackendSpec, ConfigSpec, Op, ProbeSel,
+    Scenario, SideSel, StrayCall,
 };
 use proptest::prelude::*;
 
@@ -53,6 +53,22 @@ fn stray() -> impl Strategy<Value = StrayCall> {
     ]
 }
 
+/// Mostly configured backends, sometimes any id.
+fn admin() -> impl Strategy<Value = Op> {
+    (
+        prop_oneof![
+            4 => any::<u8>().prop_map(BackendSel::Index),
+            1 => any::<u8>().prop_map(BackendSel::Raw),
+        ],
+        prop_oneof![
+            Just(AdminSel::Enable),
+            Just(AdminSel::Drain),
+            Just(AdminSel::Disable),
+        ],
+    )
+        .prop_map(|(backend, state)| Op::Admin { backend, state })
+}
+
 /// Reads mostly small, sometimes up to the 64 KiB cap.
 fn len() -> impl Strategy<Value = u16> {
     prop_oneof![4 => 0u16..200, 1 => any::<u16>()]
@@ -78,6 +94,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (probe(), prop::bool::weighted(0.7)).prop_map(|(probe, passed)| Op::ProbeResult { probe, passed }),
         1 => flow.prop_map(|flow| Op::Release { flow }),
         1 => (stray(), any::<u16>(), any::<u8>()).prop_map(|(call, flow, backend)| Op::Stray { call, flow, backend }),
+        1 => admin(),
     ]
 }
 
@@ -189,6 +206,7 @@ fn the_generators_reach_every_outcome() {
         ("pauses", total.pauses),
         ("latency reports", total.latency_reports),
         ("state changes", total.state_changes),
+        ("admin changes", total.admin_changes),
         ("completed", total.completed),
         ("reset", total.reset),
         ("timed out", total.timed_out),

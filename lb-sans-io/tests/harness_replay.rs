@@ -70,5 +70,9 @@ fn every_corpus_input_passes() {
 #[test]
 fn every_crash_ever_found_stays_fixed() {
     let n = replay("regressions");
-    assert!(n > 0, "no regression inputs found under {}", fuzz_dir().display());
+    assert!(
+        n > 0,
+        "no regression inputs found under {}",
+        fuzz_dir().display()
+    );
 }

@@ -3,12 +3,18 @@
 //! honour pauses, fire due timers), and checks the invariants after every step.
 
 use super::scenario::{
-    client_addr, Amount, AttemptSel, Op, ProbeSel, Scenario, StrayCall, MAX_FLOWS, MAX_OPS,
+    client_addr, AdminSel, Amount, AttemptSel, BackendSel, Op, ProbeSel, Scenario, StrayCall,
+    MAX_FLOWS, MAX_OPS,
 };
 use super::{Mutation, Options, Rule, Stats, Violation};
+use crate::config::Algorithm;
 use crate::flow::{CloseReason, Flow, FlowAction, FlowLimits};
+use crate::health::Health;
 use crate::ids::{BackendId, FlowId, ProbeId, Side};
-use crate::pool::{BackendState, Pool, PoolEvent, ProbeRequest, RejectReason};
+use crate::pool::{
+    AdminState, BackendState, Pool, PoolEvent, ProbeRequest, RejectReason, StateCause,
+};
+use crate::select::{Maglev, MaglevTable, DEFAULT_TABLE_SIZE};
 use crate::time::Timestamp;
 use bytes::Bytes;
 use std::collections::VecDeque;
@@ -24,9 +30,26 @@ const MAX_OUTSTANDING_PROBES: usize = 64;
 /// 17 attempts per flow) or closes the flow.
 const FINAL_TIMER_ROUNDS: usize = 20 * MAX_FLOWS;
 
-/// What a call about an unknown flow must not change: open flows, and per backend its
-/// active count, state, connections, connect failures and bytes.
-type PoolSnapshot = (usize, Vec<(u32, BackendState, u64, u64, u64)>);
+/// The smallest Maglev table for these weights in which every backend still owns a slot
+/// (as in the full-size table the pool builds for at most [`super::MAX_BACKENDS`]
+/// backends): a prime of at least 257 that outlasts the turns the heavier backends take
+/// before the lightest one's first. Backend `j` takes `⌊(w_j + w_min) / (2 w_min)⌋` turns
+/// up to the virtual time `1 / (2 w_min)` of the lightest backend's first turn.
+pub(super) fn small_maglev_size(weights: &[u32]) -> usize {
+    let w_min = u64::from(weights.iter().copied().min().unwrap_or(1).max(1));
+    let turns: u64 = weights
+        .iter()
+        .map(|&w| (u64::from(w.max(1)) + w_min) / (2 * w_min))
+        .sum();
+    let want = (turns as usize + 1).max(257);
+    (want..)
+        .find(|&m| m >= 2 && (2..).take_while(|d| d * d <= m).all(|d| m % d != 0))
+        .unwrap_or(DEFAULT_TABLE_SIZE)
+}
+
+/// What a call about an unknown flow or backend must not change: open flows, and per
+/// backend its active count, state, admin state, connections, connect failures and bytes.
+type PoolSnapshot = (usize, Vec<(u32, BackendState, AdminState, u64, u64, u64)>);
 
 /// The event a flow was given, for the close reasons it may cause.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -196,6 +219,13 @@ pub(super) struct Driver {
     step: usize,
     /// Backend states as the pool's events told them.
     states: Vec<BackendState>,
+    /// Admin states as the driver set them (its own record, not the pool's).
+    admin: Vec<AdminState>,
+    /// By backend: its latest probe (id and deadline) while the driver has not answered it.
+    /// Running while the deadline is after `now` (the pool times it out at the deadline).
+    probe_running: Vec<Option<(ProbeId, Timestamp)>>,
+    /// Pool events drained now come from an admin change (and must say so).
+    in_admin_op: bool,
     probes: VecDeque<ProbeRequest>,
     options: Options,
     /// A write held back by [`Mutation::SwapWrites`].
@@ -206,10 +236,22 @@ pub(super) struct Driver {
 impl Driver {
     pub(super) fn new(scenario: &Scenario, options: Options) -> Driver {
         let (config, limits, addrs) = scenario.config.build();
-        let mut pool = Pool::new(&config, &addrs, scenario.config.seed, Timestamp::ZERO);
-        if let Some(make) = options.selector {
-            pool = pool.with_selector(make(addrs.len()));
-        }
+        let seed = scenario.config.seed;
+        let pool = match options.selector {
+            Some(make) => {
+                Pool::new_with_selector(&config, &addrs, seed, Timestamp::ZERO, make(addrs.len()))
+            }
+            // The same algorithm with a small table: a 65,537-slot table costs milliseconds
+            // to build, most of a run's time.
+            None if config.algorithm == Algorithm::Hash => {
+                let names: Vec<String> = config.backends.iter().map(|b| b.name.clone()).collect();
+                let weights: Vec<u32> = config.backends.iter().map(|b| b.weight).collect();
+                let table = MaglevTable::build(&names, &weights, small_maglev_size(&weights));
+                let selector = Box::new(Maglev::new(table));
+                Pool::new_with_selector(&config, &addrs, seed, Timestamp::ZERO, selector)
+            }
+            None => Pool::new(&config, &addrs, seed, Timestamp::ZERO),
+        };
         let start = if config.health_check.start_up {
             BackendState::Up
         } else {
@@ -227,6 +269,9 @@ impl Driver {
             now: Timestamp::ZERO,
             step: 0,
             states: vec![start; config.backends.len()],
+            admin: vec![AdminState::Enabled; config.backends.len()],
+            probe_running: vec![None; config.backends.len()],
+            in_admin_op: false,
             probes: VecDeque::new(),
             options,
             held: None,
@@ -375,6 +420,11 @@ impl Driver {
             }
             Op::ProbeResult { probe, passed } => {
                 let id = self.resolve_probe(probe);
+                for r in &mut self.probe_running {
+                    if r.is_some_and(|(p, _)| p == id) {
+                        *r = None;
+                    }
+                }
                 self.pool.handle_probe_result(id, passed, self.now);
                 self.drain_pool()
             }
@@ -389,7 +439,67 @@ impl Driver {
                 flow,
                 backend,
             } => self.stray(call, flow, backend),
+            Op::Admin { backend, state } => self.admin_op(backend, state),
         }
+    }
+
+    /// An operator's admin request: the pool must accept exactly the configured backends,
+    /// change nothing for others, and probe a backend leaving `disabled` at once.
+    fn admin_op(&mut self, sel: BackendSel, state: AdminSel) -> Result<(), Violation> {
+        let id = sel.resolve(self.n_backends);
+        let admin = state.state();
+        let known = id.index() < self.n_backends;
+        let snapshot = self.pool_snapshot();
+        let result = if self.options.mutation == Some(Mutation::DropAdmin) {
+            if known {
+                Ok(())
+            } else {
+                self.pool.set_admin(id, admin, self.now)
+            }
+        } else {
+            self.pool.set_admin(id, admin, self.now)
+        };
+        if !known {
+            let problem = match result {
+                Ok(()) => Some("accepted".to_string()),
+                Err(e) if e.0 != id => Some(format!("refused naming {:?}", e.0)),
+                Err(_) => (self.pool_snapshot() != snapshot).then(|| "changed the pool".into()),
+            };
+            if let Some(p) = problem {
+                return Err(self.fail(
+                    Rule::Admin,
+                    format!("set_admin of unknown {id:?} to {admin}: {p}"),
+                ));
+            }
+            return self.drain_pool();
+        }
+        if let Err(e) = result {
+            return Err(self.fail(
+                Rule::Admin,
+                format!("set_admin of {id:?} to {admin} refused: {e}"),
+            ));
+        }
+        let i = id.index();
+        let was = std::mem::replace(&mut self.admin[i], admin);
+        if was != admin {
+            self.stats.admin_changes += 1;
+        }
+        self.in_admin_op = true;
+        let probed = self.drain_pool_probes();
+        self.in_admin_op = false;
+        let probed = probed?;
+        let running = self.probe_running[i].is_some_and(|(_, deadline)| deadline > self.now);
+        if was == AdminState::Disabled
+            && admin != AdminState::Disabled
+            && !running
+            && !probed.contains(&id)
+        {
+            return Err(self.fail(
+                Rule::Admin,
+                format!("{id:?} went from disabled to {admin} but was not probed at once"),
+            ));
+        }
+        Ok(())
     }
 
     fn resolve_attempt(&self, i: usize, a: AttemptSel) -> u32 {
@@ -587,6 +697,7 @@ impl Driver {
                     (
                         b.active,
                         b.state(),
+                        b.admin(),
                         b.connections_total,
                         b.connect_failures_total,
                         b.bytes_to_backend,
@@ -596,13 +707,17 @@ impl Driver {
         )
     }
 
-    /// Which backends a new connect could go to now.
+    /// Which backends a new connect could go to now: healthy by the pool, enabled by the
+    /// driver's own record of admin events, and under the limit.
     fn eligible(&self) -> Vec<bool> {
         self.pool
             .backends()
             .iter()
-            .map(|b| {
-                b.state() == BackendState::Up && b.max_connections.is_none_or(|m| b.active < m)
+            .zip(&self.admin)
+            .map(|(b, &admin)| {
+                b.health() == Health::Up
+                    && admin == AdminState::Enabled
+                    && b.max_connections.is_none_or(|m| b.active < m)
             })
             .collect()
     }
@@ -709,8 +824,11 @@ impl Driver {
                         self.retries
                     ))
                 } else if let Some(b) = b {
+                    let admin = self.admin[backend.index()];
                     if b.addr != addr {
                         Some(format!("address {addr} is not {backend:?}'s {}", b.addr))
+                    } else if admin != AdminState::Enabled {
+                        Some(format!("{backend:?} was set {admin} by an admin event"))
                     } else if b.state() != BackendState::Up {
                         Some(format!("{backend:?} is {}", b.state()))
                     } else if b.max_connections.is_some_and(|max| b.active > max) {
@@ -911,9 +1029,17 @@ impl Driver {
 
     /// Drains the pool's events and probes (after every input, as drivers do).
     fn drain_pool(&mut self) -> Result<(), Violation> {
+        self.drain_pool_probes().map(|_| ())
+    }
+
+    /// [`Driver::drain_pool`], returning the backends probed.
+    fn drain_pool_probes(&mut self) -> Result<Vec<BackendId>, Violation> {
         let mut count = 0;
         while let Some(PoolEvent::BackendStateChanged {
-            backend, from, to, ..
+            backend,
+            from,
+            to,
+            cause,
         }) = self.pool.poll_event()
         {
             count += 1;
@@ -924,10 +1050,24 @@ impl Driver {
                     format!("{backend:?} changed {from} -> {to}, but the events said {known:?} (event {count} of this input)"),
                 ));
             }
+            if (cause == StateCause::Admin) != self.in_admin_op {
+                return Err(self.fail(
+                    Rule::Admin,
+                    format!(
+                        "{backend:?} changed {from} -> {to} with cause {cause:?} after {}",
+                        if self.in_admin_op {
+                            "an admin event"
+                        } else {
+                            "a non-admin event"
+                        }
+                    ),
+                ));
+            }
             self.states[backend.index()] = to;
             self.stats.state_changes += 1;
         }
         let mut count = 0;
+        let mut probed = Vec::new();
         while let Some(p) = self.pool.poll_probe(self.now) {
             count += 1;
             let ok = self.addrs.get(p.backend.index()) == Some(&p.addr) && !p.timeout.is_zero();
@@ -937,12 +1077,27 @@ impl Driver {
                     format!("probe {p:?} (probe {count} of this input)"),
                 ));
             }
+            let i = p.backend.index();
+            if self.admin[i] == AdminState::Disabled {
+                return Err(self.fail(
+                    Rule::Admin,
+                    format!("probe {p:?} of a backend set disabled"),
+                ));
+            }
+            if self.probe_running[i].is_some_and(|(_, deadline)| deadline > self.now) {
+                return Err(self.fail(
+                    Rule::PoolEvents,
+                    format!("probe {p:?} while the previous one still runs"),
+                ));
+            }
+            self.probe_running[i] = Some((p.id, self.now + p.timeout));
+            probed.push(p.backend);
             if self.probes.len() >= MAX_OUTSTANDING_PROBES {
                 self.probes.pop_front();
             }
             self.probes.push_back(p);
         }
-        Ok(())
+        Ok(probed)
     }
 
     fn next_deadline(&self) -> Option<Timestamp> {
@@ -1142,6 +1297,28 @@ impl Driver {
                     format!("{id:?}: {} active over its limit", b.active),
                 ));
             }
+            let admin = self.admin[i];
+            let expected = match (admin, b.health()) {
+                (AdminState::Disabled, _) => BackendState::Disabled,
+                (AdminState::Draining, _) => BackendState::Draining,
+                (AdminState::Enabled, Health::Up) => BackendState::Up,
+                (AdminState::Enabled, Health::Down) => BackendState::Down,
+            };
+            let eligible = b.health() == Health::Up
+                && admin == AdminState::Enabled
+                && b.max_connections.is_none_or(|m| b.active < m);
+            if b.admin() != admin || b.state() != expected || b.eligible() != eligible {
+                return Err(self.fail(
+                    Rule::Admin,
+                    format!(
+                        "{id:?} set {admin} with health {:?}: the pool says admin {}, state {}, eligible {} (expected {expected}, eligible {eligible})",
+                        b.health(),
+                        b.admin(),
+                        b.state(),
+                        b.eligible()
+                    ),
+                ));
+            }
             if self.states[i] != b.state() {
                 return Err(self.fail(
                     Rule::PoolEvents,
@@ -1153,12 +1330,21 @@ impl Driver {
                 ));
             }
         }
+        let idle = self.admin.iter().all(|&a| a == AdminState::Disabled)
+            && self
+                .probe_running
+                .iter()
+                .all(|r| r.is_none_or(|(_, deadline)| deadline <= self.now));
         match self.pool.poll_timeout() {
             Some(t) if t >= self.now => {}
+            None if idle => {}
             t => {
                 return Err(self.fail(
                     Rule::Timer,
-                    format!("the pool's deadline {t:?} is before now {}", self.now),
+                    format!(
+                        "the pool's deadline {t:?} is before now {} (or absent with probes to run)",
+                        self.now
+                    ),
                 ))
             }
         }
@@ -1215,5 +1401,36 @@ impl Driver {
         }
         self.stats.flows = self.flows.len();
         Ok(self.stats)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::small_maglev_size;
+    use crate::select::MaglevTable;
+
+    #[test]
+    fn the_small_maglev_table_leaves_no_backend_without_a_slot() {
+        let cases: [&[u32]; 5] = [
+            &[1],
+            &[1; 16],
+            &[
+                1, 1000, 1000, 1000, 1000, 1000, 1000, 1000, 1000, 1000, 1000, 1000, 1000, 1000,
+                1000, 1000,
+            ],
+            &[
+                1000, 1000, 1000, 1000, 1000, 1000, 1000, 1000, 1000, 1000, 1000, 1000, 1000, 1000,
+                1000, 1,
+            ],
+            &[3, 999, 500, 2, 7],
+        ];
+        for weights in cases {
+            let names: Vec<String> = (0..weights.len()).map(|i| format!("b{i}")).collect();
+            let size = small_maglev_size(weights);
+            assert!((257..8_000).contains(&size), "{size}");
+            let shares = MaglevTable::build(&names, weights, size).shares(weights.len());
+            assert!(shares.iter().all(|&s| s > 0), "{weights:?}: {shares:?}");
+        }
+        assert_eq!(small_maglev_size(&[1; 16]), 257);
     }
 }

@@ -11,7 +11,8 @@ use crate::config::{
     TimeoutsConfig, MAX_RETRIES, MAX_RISE_FALL, MAX_WEIGHT,
 };
 use crate::flow::FlowLimits;
-use crate::ids::Side;
+use crate::ids::{BackendId, Side};
+use crate::pool::AdminState;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -182,11 +183,51 @@ pub enum StrayCall {
     CloseFlow,
 }
 
+/// Which backend an admin change names.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendSel {
+    /// Backend n modulo the backend count (always a configured one).
+    Index(u8),
+    /// Id n as it is: a configured backend only when n is below the backend count.
+    Raw(u8),
+}
+
+impl BackendSel {
+    /// The id it names among `n` configured backends.
+    pub fn resolve(self, n: usize) -> BackendId {
+        match self {
+            BackendSel::Index(k) => BackendId((usize::from(k) % n.max(1)) as u32),
+            BackendSel::Raw(k) => BackendId(u32::from(k)),
+        }
+    }
+}
+
+/// An operator's admin request (`POST /backends/NAME/enable`, `/drain`, `/disable`).
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdminSel {
+    /// `/enable`.
+    Enable,
+    /// `/drain`.
+    Drain,
+    /// `/disable`.
+    Disable,
+}
+
+impl AdminSel {
+    /// The admin state it asks for.
+    pub fn state(self) -> AdminState {
+        match self {
+            AdminSel::Enable => AdminState::Enabled,
+            AdminSel::Drain => AdminState::Draining,
+            AdminSel::Disable => AdminState::Disabled,
+        }
+    }
+}
+
 /// One driver event. `flow` picks among all flows accepted so far, open or closed
 /// (modulo their number; skipped while there are none).
-///
-/// Gap: backend admin changes (drain, disable, enable) are not events yet, because the
-/// pool has no admin state; see the harness module docs.
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Op {
@@ -280,6 +321,14 @@ pub enum Op {
         flow: u16,
         /// The backend id (may be out of range).
         backend: u8,
+    },
+    /// An operator drains, disables or enables a backend (`Pool::set_admin`), possibly one
+    /// that does not exist (must be refused and change nothing).
+    Admin {
+        /// Which backend.
+        backend: BackendSel,
+        /// The state asked for.
+        state: AdminSel,
     },
 }
 

@@ -240,3 +240,275 @@ fn slow_start_ramps_a_returning_backends_share() {
         p.check_invariants();
     }
 }
+
+fn events(p: &mut Pool) -> Vec<PoolEvent> {
+    std::iter::from_fn(|| p.poll_event()).collect()
+}
+
+/// Opens a flow and gives it a backend.
+fn connect(p: &mut Pool, flow: u64, now: Timestamp) -> Option<BackendId> {
+    p.open_flow(FlowId(flow), now).unwrap();
+    let chosen = p.select(FlowId(flow), CLIENT, &[], now).map(|(b, _)| b);
+    if let Some(b) = chosen {
+        p.connect_succeeded(FlowId(flow), b, now);
+    }
+    chosen
+}
+
+#[test]
+fn draining_stops_new_connections_and_keeps_open_ones() {
+    let mut p = pool(2, r#","health_check":{"start_up":true}"#);
+    assert_eq!(connect(&mut p, 0, at(0)), Some(BackendId(0)));
+    assert_eq!(connect(&mut p, 1, at(0)), Some(BackendId(1)));
+    p.set_admin(BackendId(0), AdminState::Draining, at(1))
+        .unwrap();
+    assert_eq!(p.backends()[0].state(), BackendState::Draining);
+    assert_eq!(p.backends()[0].admin(), AdminState::Draining);
+    assert_eq!(p.backends()[0].health(), Health::Up);
+    assert!(!p.backends()[0].eligible());
+    assert_eq!(
+        events(&mut p),
+        [PoolEvent::BackendStateChanged {
+            backend: BackendId(0),
+            from: BackendState::Up,
+            to: BackendState::Draining,
+            cause: StateCause::Admin,
+        }]
+    );
+    // New connections go elsewhere; the open one stays counted.
+    for f in 2..10 {
+        assert_eq!(connect(&mut p, f, at(2)), Some(BackendId(1)));
+    }
+    assert_eq!(p.backends()[0].active, 1);
+    p.check_invariants();
+    // It finishes normally and is released.
+    p.close_flow(FlowId(0), 5, 7, at(3));
+    assert_eq!(p.backends()[0].active, 0);
+    assert_eq!(p.backends()[0].bytes_to_backend, 5);
+    p.check_invariants();
+    // Probes continue while draining, and their results are recorded (silently: the
+    // state users see stays `draining`).
+    let mut probed = Vec::new();
+    let mut now = at(0);
+    for _ in 0..40 {
+        now = now + Duration::from_millis(100);
+        while let Some(req) = p.poll_probe(now) {
+            probed.push(req.backend);
+            p.handle_probe_result(req.id, req.backend != BackendId(0), now);
+        }
+    }
+    assert!(probed.contains(&BackendId(0)));
+    assert_eq!(p.backends()[0].health(), Health::Down);
+    assert_eq!(p.backends()[0].state(), BackendState::Draining);
+    assert_eq!(events(&mut p), []);
+    // Enabled again, it shows its current health.
+    p.set_admin(BackendId(0), AdminState::Enabled, now).unwrap();
+    assert_eq!(
+        events(&mut p),
+        [PoolEvent::BackendStateChanged {
+            backend: BackendId(0),
+            from: BackendState::Draining,
+            to: BackendState::Down,
+            cause: StateCause::Admin,
+        }]
+    );
+    p.check_invariants();
+}
+
+#[test]
+fn disabling_stops_probes_and_new_connections_and_enabling_resumes_both() {
+    let mut p = pool(2, r#","health_check":{"start_up":true,"interval":"1s"}"#);
+    assert_eq!(connect(&mut p, 0, at(0)), Some(BackendId(0)));
+    p.set_admin(BackendId(0), AdminState::Disabled, at(0))
+        .unwrap();
+    assert_eq!(p.backends()[0].state(), BackendState::Disabled);
+    assert_eq!(
+        events(&mut p),
+        [PoolEvent::BackendStateChanged {
+            backend: BackendId(0),
+            from: BackendState::Up,
+            to: BackendState::Disabled,
+            cause: StateCause::Admin,
+        }]
+    );
+    // Ten seconds: backend 1 is probed every interval, backend 0 never.
+    let mut probed = Vec::new();
+    let mut now = at(0);
+    while now < at(10_000) {
+        now = p.poll_timeout().expect("backend 1 is still probed");
+        p.handle_timeout(now);
+        while let Some(req) = p.poll_probe(now) {
+            probed.push(req.backend);
+            p.handle_probe_result(req.id, true, now);
+        }
+        assert!(connect(&mut p, now.as_nanos(), now) == Some(BackendId(1)));
+    }
+    assert!(probed.len() >= 9, "{probed:?}");
+    assert!(probed.iter().all(|&b| b == BackendId(1)), "{probed:?}");
+    // The open connection is untouched and releasable.
+    assert_eq!(p.backends()[0].active, 1);
+    p.close_flow(FlowId(0), 0, 0, now);
+    assert_eq!(p.backends()[0].active, 0);
+    p.check_invariants();
+    // Enabled again: last known health (up), a probe at once, new connections.
+    p.set_admin(BackendId(0), AdminState::Enabled, now).unwrap();
+    assert_eq!(p.backends()[0].state(), BackendState::Up);
+    assert!(p.backends()[0].eligible());
+    let req = p.poll_probe(now).expect("probed at once");
+    assert_eq!(req.backend, BackendId(0));
+    assert_eq!(
+        events(&mut p),
+        [PoolEvent::BackendStateChanged {
+            backend: BackendId(0),
+            from: BackendState::Disabled,
+            to: BackendState::Up,
+            cause: StateCause::Admin,
+        }]
+    );
+    let picks: Vec<_> = (0..4)
+        .map(|k| connect(&mut p, 1_000_000 + k, now).unwrap())
+        .collect();
+    assert!(picks.contains(&BackendId(0)), "{picks:?}");
+    p.check_invariants();
+}
+
+#[test]
+fn a_probe_running_when_disabled_is_still_recorded() {
+    let mut p = pool(
+        1,
+        r#","health_check":{"start_up":true,"rise":1,"fall":1,"timeout":"300ms"}"#,
+    );
+    let req = p.poll_probe(at(100)).unwrap();
+    p.set_admin(BackendId(0), AdminState::Disabled, at(150))
+        .unwrap();
+    // Its deadline still counts; nothing else is scheduled.
+    assert_eq!(p.poll_timeout(), Some(at(400)));
+    p.handle_probe_result(req.id, false, at(200));
+    assert_eq!(p.backends()[0].health(), Health::Down);
+    assert_eq!(p.backends()[0].checks_failed, 1);
+    assert_eq!(p.backends()[0].state(), BackendState::Disabled);
+    assert_eq!(
+        p.poll_timeout(),
+        None,
+        "a disabled backend has no probe due"
+    );
+    assert_eq!(p.poll_probe(at(5000)), None);
+    // Enabled again it is down (its last known health) until a probe passes.
+    p.set_admin(BackendId(0), AdminState::Enabled, at(6000))
+        .unwrap();
+    assert_eq!(p.backends()[0].state(), BackendState::Down);
+    assert_eq!(p.poll_timeout(), Some(at(6000)));
+    let req = p.poll_probe(at(6000)).unwrap();
+    p.handle_probe_result(req.id, true, at(6001));
+    assert_eq!(p.backends()[0].state(), BackendState::Up);
+    let causes: Vec<_> = events(&mut p)
+        .into_iter()
+        .map(|PoolEvent::BackendStateChanged { to, cause, .. }| (to, cause))
+        .collect();
+    assert_eq!(
+        causes,
+        [
+            (BackendState::Disabled, StateCause::Admin),
+            (BackendState::Down, StateCause::Admin),
+            (BackendState::Up, StateCause::Probe),
+        ]
+    );
+    p.check_invariants();
+}
+
+#[test]
+fn every_admin_transition_reports_only_real_changes() {
+    use AdminState::{Disabled, Draining, Enabled};
+    let mut p = pool(1, r#","health_check":{"start_up":true}"#);
+    let mut last = BackendState::Up;
+    for (admin, state) in [
+        (Enabled, BackendState::Up),
+        (Draining, BackendState::Draining),
+        (Draining, BackendState::Draining),
+        (Disabled, BackendState::Disabled),
+        (Draining, BackendState::Draining),
+        (Enabled, BackendState::Up),
+        (Disabled, BackendState::Disabled),
+        (Enabled, BackendState::Up),
+    ] {
+        p.set_admin(BackendId(0), admin, at(0)).unwrap();
+        assert_eq!(p.backends()[0].state(), state);
+        let expected: Vec<_> = (last != state)
+            .then_some(PoolEvent::BackendStateChanged {
+                backend: BackendId(0),
+                from: last,
+                to: state,
+                cause: StateCause::Admin,
+            })
+            .into_iter()
+            .collect();
+        assert_eq!(events(&mut p), expected);
+        last = state;
+        p.check_invariants();
+    }
+}
+
+#[test]
+fn unknown_backends_are_rejected_without_change() {
+    let mut p = pool(2, r#","health_check":{"start_up":true}"#);
+    for id in [2, 3, u32::MAX] {
+        for admin in [
+            AdminState::Draining,
+            AdminState::Disabled,
+            AdminState::Enabled,
+        ] {
+            assert_eq!(
+                p.set_admin(BackendId(id), admin, at(0)),
+                Err(UnknownBackend(BackendId(id)))
+            );
+        }
+    }
+    assert_eq!(events(&mut p), []);
+    assert_eq!(states(&p), [BackendState::Up; 2]);
+    assert_eq!(p.backend_by_name("b1"), Some(BackendId(1)));
+    assert_eq!(p.backend_by_name("b2"), None);
+    assert_eq!(
+        UnknownBackend(BackendId(2)).to_string(),
+        "no backend with id 2"
+    );
+    p.check_invariants();
+}
+
+#[test]
+fn states_and_admin_states_have_their_contract_labels() {
+    let labels: Vec<String> = [
+        BackendState::Up,
+        BackendState::Down,
+        BackendState::Draining,
+        BackendState::Disabled,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    assert_eq!(labels, ["up", "down", "draining", "disabled"]);
+    assert_eq!(AdminState::default(), AdminState::Enabled);
+    assert_eq!(AdminState::Draining.to_string(), "draining");
+}
+
+#[test]
+fn a_backend_enabled_again_ramps_up_under_slow_start() {
+    let mut p = pool(
+        2,
+        r#","algorithm":"weighted_round_robin","slow_start":"10s","health_check":{"start_up":true}"#,
+    );
+    p.set_admin(BackendId(1), AdminState::Draining, at(0))
+        .unwrap();
+    p.set_admin(BackendId(1), AdminState::Enabled, at(1000))
+        .unwrap();
+    let mut got = 0;
+    for k in 0..1000 {
+        let f = FlowId(k);
+        p.open_flow(f, at(1000)).unwrap();
+        if p.select(f, CLIENT, &[], at(1000)).unwrap().0 == BackendId(1) {
+            got += 1;
+        }
+        p.close_flow(f, 0, 0, at(1000));
+    }
+    assert!(got < 150, "starts near 10% of its share: {got} of 1000");
+    p.check_invariants();
+}
