@@ -27,6 +27,6 @@ pub mod time;
 pub use config::{Algorithm, Config, ConfigError};
 pub use flow::{CloseReason, Flow, FlowAction, FlowLimits, FlowSummary};
 pub use ids::{BackendId, FlowId, ProbeId, Side};
-pub use pool::{BackendState, Pool, PoolEvent, ProbeRequest, RejectReason};
+pub use pool::{AdminState, BackendState, Pool, PoolEvent, ProbeRequest, RejectReason};
 pub use rng::LbRng;
 pub use time::Timestamp;

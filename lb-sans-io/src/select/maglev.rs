@@ -220,6 +220,9 @@ impl Selector for Maglev {
             .map(|k| (start + k) % size)
             .find(|&slot| usable(slot))
             .map(|slot| self.table.owner(slot))
+            // A backend can own no slot at all (a weight of 1 among hundreds of weight
+            // 1000): when it is the only usable one, still choose it, by the client's hash.
+            .or_else(|| ctx.usable_from(start).next().map(|i| BackendId(i as u32)))
     }
 }
 
@@ -254,6 +257,38 @@ mod tests {
         let shares = t.shares(3);
         let ratio = shares[0] as f64 / shares[1] as f64;
         assert!((ratio - 5.0).abs() < 0.01, "{shares:?}");
+    }
+
+    #[test]
+    fn a_usable_backend_without_slots_is_still_chosen() {
+        // Found by the fuzz harness's author: one weight-1 backend among 199 of weight 1000
+        // owns no slot of the default table.
+        let n = 200;
+        let mut weights = vec![1000; n];
+        weights[7] = 1;
+        let t = MaglevTable::build(&names(n), &weights, MaglevTable::size_for(n));
+        assert_eq!(t.shares(n)[7], 0, "the premise: it owns no slot");
+        let mut views = vec![
+            super::super::BackendView {
+                weight: 1000,
+                active: 0,
+                eligible: false
+            };
+            n
+        ];
+        views[7].eligible = true;
+        let mut s = Maglev::new(t);
+        let mut rng = crate::rng::LbRng::seed(0);
+        for c in 0..20u32 {
+            let got = s.select(SelectCtx {
+                backends: &views,
+                exclude: &[],
+                client: IpAddr::from(c.to_be_bytes()),
+                now: crate::time::Timestamp::ZERO,
+                rng: &mut rng,
+            });
+            assert_eq!(got, Some(BackendId(7)));
+        }
     }
 
     #[test]
