@@ -69,15 +69,6 @@ fn hold(port: u16) -> (TcpStream, String) {
     }
 }
 
-fn servers(dir: &TempDir, n: usize) -> (Vec<Proc>, Vec<u16>) {
-    let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
-    let procs = ports
-        .iter()
-        .map(|&p| start_server(&dir.0, p, &format!("s{p}"), false))
-        .collect();
-    (procs, ports)
-}
-
 fn counts(names: &[String]) -> BTreeMap<String, usize> {
     let mut c = BTreeMap::new();
     for n in names {

@@ -12,11 +12,7 @@ const FAST_CHECKS: &str = r#","health_check":{"interval":"100ms","timeout":"100m
 #[test]
 fn round_robin_gives_three_backends_exactly_equal_turns() {
     let dir = TempDir::new("rr");
-    let ports = [free_port(), free_port(), free_port()];
-    let _servers: Vec<Proc> = ports
-        .iter()
-        .map(|&p| start_server(&dir.0, p, &format!("s{p}"), false))
-        .collect();
+    let (_servers, ports) = servers(&dir, 3);
     let (lb, port) = start_lb(&dir.0, &config(&ports, FAST_CHECKS));
     assert!(
         lb.wait_log(" is up", 3, Duration::from_secs(5)),
@@ -39,11 +35,7 @@ fn round_robin_gives_three_backends_exactly_equal_turns() {
 #[test]
 fn a_killed_backend_leaves_without_failing_clients_and_returns_after_rise() {
     let dir = TempDir::new("kill");
-    let ports = [free_port(), free_port(), free_port()];
-    let mut servers: Vec<Proc> = ports
-        .iter()
-        .map(|&p| start_server(&dir.0, p, &format!("s{p}"), false))
-        .collect();
+    let (mut servers, ports) = servers(&dir, 3);
     let (lb, port) = start_lb(&dir.0, &config(&ports, FAST_CHECKS));
     assert!(
         lb.wait_log(" is up", 3, Duration::from_secs(5)),

@@ -154,6 +154,16 @@ pub fn start_server(dir: &Path, port: u16, name: &str, echo: bool) -> Proc {
     p
 }
 
+/// `n` HTTP demo backends named `s<port>`, on free ports.
+pub fn servers(dir: &TempDir, n: usize) -> (Vec<Proc>, Vec<u16>) {
+    let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+    let procs = ports
+        .iter()
+        .map(|&p| start_server(&dir.0, p, &format!("s{p}"), false))
+        .collect();
+    (procs, ports)
+}
+
 /// The load balancer with `config` (whose `listen` should be 127.0.0.1:0); returns it and
 /// the port it listens on, read from its log.
 pub fn start_lb(dir: &Path, config: &str) -> (Proc, u16) {
