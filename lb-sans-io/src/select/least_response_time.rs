@@ -1,6 +1,6 @@
 //! `least_response_time`: lowest peak-EWMA latency, weighted by load.
 
-use super::{SelectCtx, Selector};
+use super::{BackendView, SelectCtx, Selector};
 use crate::ids::BackendId;
 use crate::time::Timestamp;
 use std::time::Duration;
@@ -63,7 +63,8 @@ impl PeakEwma {
 #[derive(Clone, Debug)]
 pub struct LeastResponseTime {
     ewma: Vec<Option<PeakEwma>>,
-    /// `ln(value_ns + 1) + stamp/τ` per measured backend.
+    /// `ln(value_ns + 1) + stamp/τ` per backend; −∞ before its first sample, so unmeasured
+    /// backends win the minimum (and are tried first).
     log_key: Vec<f64>,
     /// `ln(a + 1)` for small active counts.
     ln_table: Vec<f64>,
@@ -78,7 +79,7 @@ impl LeastResponseTime {
     pub fn new(n: usize, tau: Duration) -> LeastResponseTime {
         LeastResponseTime {
             ewma: vec![None; n],
-            log_key: vec![0.0; n],
+            log_key: vec![f64::NEG_INFINITY; n],
             ln_table: (0..LN_TABLE_SIZE).map(|a| ((a + 1) as f64).ln()).collect(),
             tau,
             start: 0,
@@ -117,21 +118,41 @@ impl Selector for LeastResponseTime {
         }
         if self.ewma.len() != n {
             self.ewma.resize(n, None);
-            self.log_key.resize(n, 0.0);
+            self.log_key.resize(n, f64::NEG_INFINITY);
         }
         let start = self.start % n;
         self.start = (start + 1) % n;
-        let mut best: Option<(usize, f64)> = None;
-        for i in ctx.usable_from(start) {
-            if self.ewma[i].is_none() {
-                return Some(BackendId(i as u32));
+        if !ctx.exclude.is_empty() {
+            let mut best: Option<(usize, f64)> = None;
+            for i in ctx.usable_from(start) {
+                let cost = self.log_key[i] + self.ln_load(ctx.backends[i].active);
+                if best.is_none_or(|(_, c)| cost < c) {
+                    best = Some((i, cost));
+                }
             }
-            let cost = self.log_key[i] + self.ln_load(ctx.backends[i].active);
-            if best.is_none_or(|(_, c)| cost < c) {
-                best = Some((i, cost));
-            }
+            return best.map(|(i, _)| BackendId(i as u32));
         }
-        best.map(|(i, _)| BackendId(i as u32))
+        // The common case, as two plain slice scans.
+        let (mut best, mut best_cost) = (usize::MAX, f64::INFINITY);
+        let ln_table = &self.ln_table;
+        let mut scan = |from: usize, views: &[BackendView], keys: &[f64]| {
+            for (k, (b, &key)) in views.iter().zip(keys).enumerate() {
+                if b.eligible {
+                    let ln_load = match ln_table.get(b.active as usize) {
+                        Some(&l) => l,
+                        None => (b.active as f64 + 1.0).ln(),
+                    };
+                    let cost = key + ln_load;
+                    if best == usize::MAX || cost < best_cost {
+                        best = from + k;
+                        best_cost = cost;
+                    }
+                }
+            }
+        };
+        scan(start, &ctx.backends[start..], &self.log_key[start..]);
+        scan(0, &ctx.backends[..start], &self.log_key[..start]);
+        (best != usize::MAX).then_some(BackendId(best as u32))
     }
 
     fn observe_latency(&mut self, backend: BackendId, sample: Duration, now: Timestamp) {
@@ -139,7 +160,7 @@ impl Selector for LeastResponseTime {
         let i = backend.index();
         if i >= self.ewma.len() {
             self.ewma.resize(i + 1, None);
-            self.log_key.resize(i + 1, 0.0);
+            self.log_key.resize(i + 1, f64::NEG_INFINITY);
         }
         match &mut self.ewma[i] {
             Some(e) => e.observe(sample, now, tau),
