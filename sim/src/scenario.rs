@@ -368,10 +368,7 @@ impl Plan {
                 Scenario::HashAffinity => "hash",
                 // Swarm: the mix runs every algorithm this build has.
                 Scenario::Mix => {
-                    let all: Vec<Algorithm> = Algorithm::ALL
-                        .into_iter()
-                        .filter(|a| a.is_available())
-                        .collect();
+                    let all = Algorithm::ALL;
                     all[rng.gen_range(0..all.len())].name()
                 }
                 _ => "round_robin",

@@ -53,10 +53,6 @@ fn broken_no_retries_is_caught() {
 /// A selector that ignores the client breaks `hash` affinity between load balancers.
 #[test]
 fn broken_client_blind_hash_is_caught() {
-    if !lb_sans_io::Algorithm::Hash.is_available() {
-        eprintln!("WAITING: the hash algorithm is not available in this build; nothing checked");
-        return;
-    }
     assert_caught(
         Scenario::HashAffinity,
         Mutation::ClientBlind,

@@ -58,10 +58,6 @@ fn mix() {
 /// Two load balancers with `"algorithm": "hash"` send each client to the same backend.
 #[test]
 fn hash_affinity() {
-    if !lb_sans_io::Algorithm::Hash.is_available() {
-        eprintln!("hash_affinity: WAITING: the hash algorithm is not available in this build; nothing checked");
-        return;
-    }
     check_sweep("hash_affinity", Scenario::HashAffinity, 10);
 }
 

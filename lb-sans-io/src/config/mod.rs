@@ -96,11 +96,6 @@ impl Algorithm {
         }
     }
 
-    /// Whether this build implements the algorithm (all of them do).
-    pub fn is_available(self) -> bool {
-        true
-    }
-
     /// Every algorithm.
     pub const ALL: [Algorithm; 7] = [
         Algorithm::RoundRobin,
