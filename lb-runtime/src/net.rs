@@ -52,13 +52,7 @@ pub trait Net: Clone + Send + Sync + 'static {
         cx: &mut Context<'_>,
         size: usize,
     ) -> Poll<io::Result<Option<Bytes>>> {
-        let mut buf = BytesMut::with_capacity(size);
-        let n = ready!(tokio_util::io::poll_read_buf(
-            Pin::new(stream),
-            cx,
-            &mut buf
-        ))?;
-        Poll::Ready(Ok((n > 0).then(|| buf.freeze())))
+        read_fresh(stream, cx, size)
     }
 }
 
@@ -117,12 +111,21 @@ impl Net for TokioNet {
         // (unlike `try_read`) notes that a short read drained the socket, saving the extra
         // `recv` that would only return EAGAIN.
         ready!(stream.poll_read_ready(cx))?;
-        let mut buf = BytesMut::with_capacity(size);
-        let n = ready!(tokio_util::io::poll_read_buf(
-            Pin::new(stream),
-            cx,
-            &mut buf
-        ))?;
-        Poll::Ready(Ok((n > 0).then(|| buf.freeze())))
+        read_fresh(stream, cx, size)
     }
+}
+
+/// Reads up to `size` bytes into a newly allocated buffer; `None` at end of stream.
+fn read_fresh<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    cx: &mut Context<'_>,
+    size: usize,
+) -> Poll<io::Result<Option<Bytes>>> {
+    let mut buf = BytesMut::with_capacity(size);
+    let n = ready!(tokio_util::io::poll_read_buf(
+        Pin::new(stream),
+        cx,
+        &mut buf
+    ))?;
+    Poll::Ready(Ok((n > 0).then(|| buf.freeze())))
 }
