@@ -425,7 +425,7 @@ impl Plan {
             },
             clients: rng.gen_range(2..=4),
             lanes: rng.gen_range(1..=3),
-            tick: ms(1),
+            tick: ms(5),
             max_latency,
             lb,
             warmup,

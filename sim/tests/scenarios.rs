@@ -7,58 +7,58 @@ use sim::Scenario;
 
 #[test]
 fn crash() {
-    check_sweep("crash", Scenario::Crash, 20);
+    check_sweep("crash", Scenario::Crash, 40);
 }
 
 #[test]
 fn bounce() {
-    check_sweep("bounce", Scenario::Bounce, 20);
+    check_sweep("bounce", Scenario::Bounce, 40);
 }
 
 #[test]
 fn partition() {
-    check_sweep("partition", Scenario::Partition, 20);
+    check_sweep("partition", Scenario::Partition, 40);
 }
 
 #[test]
 fn slow() {
-    check_sweep("slow", Scenario::Slow, 20);
+    check_sweep("slow", Scenario::Slow, 40);
 }
 
 #[test]
 fn flap() {
-    check_sweep("flap", Scenario::Flap, 20);
+    check_sweep("flap", Scenario::Flap, 40);
 }
 
 #[test]
 fn all_down() {
-    check_sweep("all_down", Scenario::AllDown, 20);
+    check_sweep("all_down", Scenario::AllDown, 40);
 }
 
 #[test]
 fn half_close() {
-    check_sweep("half_close", Scenario::HalfClose, 20);
+    check_sweep("half_close", Scenario::HalfClose, 40);
 }
 
 #[test]
 fn stall() {
-    check_sweep("stall", Scenario::Stall, 20);
+    check_sweep("stall", Scenario::Stall, 40);
 }
 
 #[test]
 fn mid_transfer() {
-    check_sweep("mid_transfer", Scenario::MidTransfer, 20);
+    check_sweep("mid_transfer", Scenario::MidTransfer, 40);
 }
 
 #[test]
 fn mix() {
-    check_sweep("mix", Scenario::Mix, 40);
+    check_sweep("mix", Scenario::Mix, 80);
 }
 
 /// Two load balancers with `"algorithm": "hash"` send each client to the same backend.
 #[test]
 fn hash_affinity() {
-    check_sweep("hash_affinity", Scenario::HashAffinity, 10);
+    check_sweep("hash_affinity", Scenario::HashAffinity, 20);
 }
 
 /// Minutes of simulated traffic with every kind of fault take a few seconds at most.
