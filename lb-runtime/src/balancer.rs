@@ -60,7 +60,7 @@ impl Balancer {
     }
 
     /// A load balancer around a pool the caller built, for instance with
-    /// [`Pool::with_selector`] to inject a policy in tests. `clock` is the clock the pool's
+    /// [`Pool::new_with_selector`] to inject a policy in tests. `clock` is the clock the pool's
     /// `now` was read from; `limits` are the settings of every new flow.
     pub fn from_pool(pool: Pool, clock: Clock, limits: FlowLimits) -> Balancer {
         Balancer {

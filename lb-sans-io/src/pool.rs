@@ -267,6 +267,8 @@ pub struct Pool {
     checks: CheckSettings,
     slow_start: Option<Duration>,
     views: Vec<BackendView>,
+    /// Backends whose slow start is under way (few at once), so a pick updates only them.
+    ramping: Vec<usize>,
     max_connections: u32,
     flows: BTreeMap<FlowId, FlowSlot>,
     rejected: BTreeMap<RejectReason, u64>,
@@ -345,6 +347,7 @@ impl Pool {
             selector,
             slow_start: config.slow_start.map(|d| d.0).filter(|d| !d.is_zero()),
             views: Vec::with_capacity(backends.len()),
+            ramping: Vec::new(),
             backends,
             rng,
             checks: CheckSettings {
@@ -393,21 +396,20 @@ impl Pool {
         let Some(ramp) = self.slow_start else {
             return;
         };
-        for i in 0..self.backends.len() {
-            if let Some(since) = self.backends[i].ramp_since {
-                if now.saturating_duration_since(since) >= ramp {
-                    self.backends[i].ramp_since = None;
-                }
-                self.views[i] = self.view_of(i, now);
+        let mut k = 0;
+        while k < self.ramping.len() {
+            let i = self.ramping[k];
+            if self.backends[i]
+                .ramp_since
+                .is_none_or(|since| now.saturating_duration_since(since) >= ramp)
+            {
+                self.backends[i].ramp_since = None;
+                self.ramping.swap_remove(k);
+            } else {
+                k += 1;
             }
+            self.views[i] = self.view_of(i, now);
         }
-    }
-
-    /// Replaces the configured algorithm's selector. For tests that prove the checks catch
-    /// a broken policy (a selector may return any configured backend, eligible or not).
-    pub fn with_selector(mut self, selector: Box<dyn Selector>) -> Pool {
-        self.selector = selector;
-        self
     }
 
     // ---- getters -------------------------------------------------------------------
@@ -681,8 +683,12 @@ impl Pool {
         let to = b.state();
         if to != BackendState::Up {
             b.ramp_since = None;
+            self.ramping.retain(|&i| i != backend.index());
         } else if from != BackendState::Up && self.slow_start.is_some() {
             b.ramp_since = Some(now);
+            if !self.ramping.contains(&backend.index()) {
+                self.ramping.push(backend.index());
+            }
         }
         self.refresh(backend.index());
         if from != to {
@@ -761,6 +767,11 @@ impl Pool {
                     b.state()
                 );
             }
+            assert_eq!(
+                b.ramp_since.is_some(),
+                self.ramping.contains(&i),
+                "backend {i} ramp list"
+            );
         }
     }
 }

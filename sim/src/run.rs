@@ -170,7 +170,7 @@ fn build_balancer(plan: &Plan, config: &Config, addrs: &[SocketAddr], seed: u64)
     match selector {
         Some(selector) => {
             let clock = Clock::start();
-            let pool = Pool::new(config, addrs, seed, clock.now()).with_selector(selector);
+            let pool = Pool::new_with_selector(config, addrs, seed, clock.now(), selector);
             Balancer::from_pool(pool, clock, FlowLimits::from_config(config))
         }
         None => Balancer::new(config, addrs, seed),

@@ -161,7 +161,7 @@ pub enum Mutation {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Options {
     /// Replaces the configured algorithm (given the backend count), via
-    /// [`crate::Pool::with_selector`].
+    /// [`crate::Pool::new_with_selector`].
     pub selector: Option<fn(usize) -> Box<dyn Selector>>,
     /// A fault to inject between the machines and the checks.
     pub mutation: Option<Mutation>,
