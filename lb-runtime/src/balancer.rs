@@ -130,7 +130,6 @@ impl Balancer {
                 _ = &mut shutdown => break,
                 accepted = net.accept(&listener) => match accepted {
                     Ok((stream, peer)) => {
-                        net.configure(&stream);
                         let id = FlowId(self.shared.next_flow_id());
                         tasks.live.fetch_add(1, Ordering::AcqRel);
                         let guard = TaskGuard(tasks.clone());

@@ -99,7 +99,6 @@ pub async fn serve<N: Net>(net: N, listener: N::Listener, name: String, mode: De
     loop {
         match net.accept(&listener).await {
             Ok((stream, peer)) => {
-                net.configure(&stream);
                 tracing::debug!(%peer, mode = mode.as_str(), "demo: accepted");
                 match mode {
                     DemoMode::Http => {

@@ -259,7 +259,6 @@ pub async fn run<N: Net>(
                 IoEvent::Eof(side) => flow.handle_eof(side, now),
                 IoEvent::Failed(side) => flow.handle_reset(side, now),
                 IoEvent::Connected(attempt, stream) => {
-                    net.configure(&stream);
                     io.sockets[Side::Backend.index()] = Some(stream);
                     shared.with_pool(|pool, now| flow.handle_connected(pool, attempt, now));
                 }

@@ -3,12 +3,13 @@
 //! simulation. No Cargo feature switches it (features unify across a workspace).
 
 use bytes::{Bytes, BytesMut};
+use socket2::{Domain, Protocol, Socket, Type};
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, Interest};
 
 /// A boxed future that owns everything it needs.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -34,8 +35,6 @@ pub trait Net: Clone + Send + Sync + 'static {
     fn connect(&self, addr: SocketAddr) -> BoxFuture<io::Result<Self::Stream>>;
     /// Runs a task in the background (in the simulation, on the current host).
     fn spawn(&self, task: impl Future<Output = ()> + Send + 'static);
-    /// Per-stream settings on a new connection (e.g. `TCP_NODELAY`).
-    fn configure(&self, _stream: &Self::Stream) {}
     /// Closes a stream so the peer sees a reset (RST) rather than a FIN, where the network
     /// can; otherwise just closes it.
     fn abort(&self, stream: Self::Stream) {
@@ -65,13 +64,7 @@ impl Net for TokioNet {
     type Listener = tokio::net::TcpListener;
 
     fn bind(&self, addr: SocketAddr) -> BoxFuture<io::Result<Self::Listener>> {
-        Box::pin(async move {
-            // std's bind sets SO_REUSEADDR on Unix, so a restarted load balancer can listen
-            // again while old connections linger in TIME_WAIT.
-            let std = std::net::TcpListener::bind(addr)?;
-            std.set_nonblocking(true)?;
-            tokio::net::TcpListener::from_std(std)
-        })
+        Box::pin(async move { tokio::net::TcpListener::from_std(listen(addr)?) })
     }
 
     fn local_addr(&self, listener: &Self::Listener) -> io::Result<SocketAddr> {
@@ -79,20 +72,21 @@ impl Net for TokioNet {
     }
 
     fn accept<'a>(&self, listener: &'a Self::Listener) -> AcceptFuture<'a, Self::Stream> {
-        Box::pin(listener.accept())
+        Box::pin(async move {
+            let (stream, peer) = listener.accept().await?;
+            // Linux copies TCP_NODELAY from the listener (see `listen`); elsewhere set it.
+            #[cfg(not(target_os = "linux"))]
+            let _ = stream.set_nodelay(true);
+            Ok((stream, peer))
+        })
     }
 
     fn connect(&self, addr: SocketAddr) -> BoxFuture<io::Result<Self::Stream>> {
-        Box::pin(tokio::net::TcpStream::connect(addr))
+        Box::pin(connect(addr))
     }
 
     fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
         tokio::spawn(task);
-    }
-
-    fn configure(&self, stream: &Self::Stream) {
-        // Forwarded segments must not wait for Nagle's algorithm; failure only costs latency.
-        let _ = stream.set_nodelay(true);
     }
 
     fn abort(&self, stream: Self::Stream) {
@@ -115,6 +109,61 @@ impl Net for TokioNet {
     }
 }
 
+/// Most connections waiting to be accepted; the kernel caps it at `net.core.somaxconn`.
+/// (std's `bind` uses 128, which overflows in a burst of new clients: a dropped SYN costs
+/// the client a one-second retransmission.)
+const LISTEN_BACKLOG: i32 = 4096;
+
+/// Opens the load balancer's listening socket: non-blocking, `SO_REUSEADDR` (a restarted
+/// load balancer can listen again while old connections linger in TIME_WAIT), a backlog of
+/// 4096, and `TCP_NODELAY`, which Linux copies to every accepted socket (one `setsockopt`
+/// fewer per client).
+pub fn listen(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let socket = stream_socket(addr)?;
+    socket.set_reuse_address(true)?;
+    socket.set_tcp_nodelay(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket.into())
+}
+
+/// A non-blocking TCP socket for `addr`'s address family.
+fn stream_socket(addr: SocketAddr) -> io::Result<Socket> {
+    let domain = Domain::for_address(addr);
+    #[cfg(target_os = "linux")]
+    let socket = Socket::new(domain, Type::STREAM.nonblocking(), Some(Protocol::TCP))?;
+    #[cfg(not(target_os = "linux"))]
+    let socket = {
+        let socket = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_nonblocking(true)?;
+        socket
+    };
+    Ok(socket)
+}
+
+/// Connects to a backend with `TCP_NODELAY` set before the handshake (forwarded segments
+/// must not wait for Nagle's algorithm). Success is read from the socket's readiness: a
+/// failed handshake reports the write side closed, and only then is `SO_ERROR` fetched for
+/// the message. (`tokio::net::TcpStream::connect` fetches it on every connect: one
+/// `getsockopt` per proxied connection.)
+async fn connect(addr: SocketAddr) -> io::Result<tokio::net::TcpStream> {
+    let socket = stream_socket(addr)?;
+    socket.set_tcp_nodelay(true)?;
+    match socket.connect(&addr.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(e),
+    }
+    let stream = tokio::net::TcpStream::from_std(socket.into())?;
+    let ready = stream.ready(Interest::WRITABLE).await?;
+    if ready.is_write_closed() {
+        return Err(stream
+            .take_error()?
+            .unwrap_or_else(|| io::ErrorKind::ConnectionRefused.into()));
+    }
+    Ok(stream)
+}
+
 /// Reads up to `size` bytes into a newly allocated buffer; `None` at end of stream.
 fn read_fresh<S: AsyncRead + Unpin>(
     stream: &mut S,
@@ -128,4 +177,39 @@ fn read_fresh<S: AsyncRead + Unpin>(
         &mut buf
     ))?;
     Poll::Ready(Ok((n > 0).then(|| buf.freeze())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn accepted_and_connected_sockets_have_nodelay() {
+        let net = TokioNet;
+        let listener = net.bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let addr = net.local_addr(&listener).unwrap();
+        let (connected, accepted) = tokio::join!(net.connect(addr), net.accept(&listener));
+        let (connected, (accepted, peer)) = (connected.unwrap(), accepted.unwrap());
+        assert_eq!(peer, connected.local_addr().unwrap());
+        assert!(connected.nodelay().unwrap(), "backend connection without TCP_NODELAY");
+        assert!(accepted.nodelay().unwrap(), "client connection without TCP_NODELAY");
+    }
+
+    #[tokio::test]
+    async fn connect_to_a_closed_port_fails_with_the_reason() {
+        // Bind then drop a listener: nothing listens on that port any more.
+        let addr = listen("127.0.0.1:0".parse().unwrap())
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let err = TokioNet.connect(addr).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused, "{err}");
+    }
+
+    #[test]
+    fn listening_on_a_taken_address_fails() {
+        let first = listen("127.0.0.1:0".parse().unwrap()).unwrap();
+        let err = listen(first.local_addr().unwrap()).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse, "{err}");
+    }
 }

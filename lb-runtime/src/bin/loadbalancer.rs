@@ -84,7 +84,7 @@ async fn run(loaded: load::Loaded, with_demo: bool) -> ExitCode {
             }
         }
     }
-    let listener = match bind_std(config.listen) {
+    let listener = match lb_runtime::net::listen(config.listen) {
         Ok(l) => l,
         Err(e) => {
             eprintln!(
@@ -181,14 +181,6 @@ fn worker(
         let listener = tokio::net::TcpListener::from_std(listener)?;
         Ok(balancer.accept_loop(TokioNet, listener, grace, stop).await)
     })
-}
-
-/// Binds the listening socket (std's bind sets SO_REUSEADDR on Unix, so a restarted load
-/// balancer can listen again while old connections linger in TIME_WAIT).
-fn bind_std(addr: std::net::SocketAddr) -> std::io::Result<std::net::TcpListener> {
-    let l = std::net::TcpListener::bind(addr)?;
-    l.set_nonblocking(true)?;
-    Ok(l)
 }
 
 /// Completes on SIGTERM or SIGINT. SIGHUP is caught so it does not kill the process.
