@@ -141,7 +141,7 @@ impl Balancer {
                         });
                     }
                     Err(e) => {
-                        tracing::warn!("accept failed: {e}");
+                        tracing::warn!("accept failed: {}", crate::load::io_message(&e));
                         tokio::time::sleep(ACCEPT_BACKOFF).await;
                     }
                 },

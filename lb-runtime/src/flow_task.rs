@@ -5,7 +5,7 @@
 use crate::net::{BoxFuture, Net};
 use crate::shared::Shared;
 use bytes::{Buf, Bytes};
-use lb_sans_io::{Flow, FlowAction, FlowId, FlowSummary, Side, Timestamp};
+use lb_sans_io::{ConnectFailure, Flow, FlowAction, FlowId, FlowSummary, Side, Timestamp};
 use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
 use std::io;
@@ -29,7 +29,7 @@ const MAX_IOVECS: usize = 16;
 #[derive(Debug)]
 enum IoEvent<S> {
     Connected(u32, S),
-    ConnectFailed(u32),
+    ConnectFailed(u32, ConnectFailure),
     Read(Side, Bytes),
     Eof(Side),
     Failed(Side),
@@ -81,7 +81,7 @@ impl<N: Net> FlowIo<N> {
                 self.connecting = None;
                 self.events.push(match r {
                     Ok(s) => IoEvent::Connected(attempt, s),
-                    Err(_) => IoEvent::ConnectFailed(attempt),
+                    Err(e) => IoEvent::ConnectFailed(attempt, crate::net::connect_failure(&e)),
                 });
             }
         }
@@ -262,8 +262,10 @@ pub async fn run<N: Net>(
                     io.sockets[Side::Backend.index()] = Some(stream);
                     shared.with_pool(|pool, now| flow.handle_connected(pool, attempt, now));
                 }
-                IoEvent::ConnectFailed(attempt) => {
-                    shared.with_pool(|pool, now| flow.handle_connect_failed(pool, attempt, now));
+                IoEvent::ConnectFailed(attempt, failure) => {
+                    shared.with_pool(|pool, now| {
+                        flow.handle_connect_failed(pool, attempt, failure, now)
+                    });
                 }
                 IoEvent::Timer => shared.with_pool(|pool, now| flow.handle_timeout(pool, now)),
             }

@@ -100,6 +100,11 @@ impl std::error::Error for LoadError {}
 
 /// A short, lower-case description of an I/O error, without the OS error number.
 pub fn io_message(e: &io::Error) -> String {
+    if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
+        return "too many open files (raise the open-file limit: `ulimit -n`, or \
+                LimitNOFILE= in a systemd unit; each proxied connection takes two)"
+            .into();
+    }
     match e.kind() {
         io::ErrorKind::AddrInUse => "address already in use".into(),
         io::ErrorKind::AddrNotAvailable => "address not available on this machine".into(),

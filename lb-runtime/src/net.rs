@@ -3,6 +3,7 @@
 //! simulation. No Cargo feature switches it (features unify across a workspace).
 
 use bytes::{Bytes, BytesMut};
+use lb_sans_io::ConnectFailure;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::future::Future;
 use std::io;
@@ -164,6 +165,18 @@ async fn connect(addr: SocketAddr) -> io::Result<tokio::net::TcpStream> {
     Ok(stream)
 }
 
+/// Whose fault a failed backend connect was. Running out of descriptors, memory or
+/// ephemeral ports is this host's problem, not the backend's; everything else (refused,
+/// reset, unreachable, timed out) is reported as the backend's.
+pub fn connect_failure(error: &io::Error) -> ConnectFailure {
+    match error.raw_os_error() {
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM | libc::EADDRNOTAVAIL) => {
+            ConnectFailure::Local
+        }
+        _ => ConnectFailure::Backend,
+    }
+}
+
 /// Reads up to `size` bytes into a newly allocated buffer; `None` at end of stream.
 fn read_fresh<S: AsyncRead + Unpin>(
     stream: &mut S,
@@ -191,8 +204,14 @@ mod tests {
         let (connected, accepted) = tokio::join!(net.connect(addr), net.accept(&listener));
         let (connected, (accepted, peer)) = (connected.unwrap(), accepted.unwrap());
         assert_eq!(peer, connected.local_addr().unwrap());
-        assert!(connected.nodelay().unwrap(), "backend connection without TCP_NODELAY");
-        assert!(accepted.nodelay().unwrap(), "client connection without TCP_NODELAY");
+        assert!(
+            connected.nodelay().unwrap(),
+            "backend connection without TCP_NODELAY"
+        );
+        assert!(
+            accepted.nodelay().unwrap(),
+            "client connection without TCP_NODELAY"
+        );
     }
 
     #[tokio::test]
@@ -204,6 +223,25 @@ mod tests {
             .unwrap();
         let err = TokioNet.connect(addr).await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused, "{err}");
+    }
+
+    #[test]
+    fn running_out_of_local_resources_is_not_the_backends_fault() {
+        for errno in [
+            libc::EMFILE,
+            libc::ENFILE,
+            libc::EADDRNOTAVAIL,
+            libc::ENOBUFS,
+        ] {
+            let e = io::Error::from_raw_os_error(errno);
+            assert_eq!(connect_failure(&e), ConnectFailure::Local, "{e}");
+        }
+        for errno in [libc::ECONNREFUSED, libc::ECONNRESET, libc::EHOSTUNREACH] {
+            let e = io::Error::from_raw_os_error(errno);
+            assert_eq!(connect_failure(&e), ConnectFailure::Backend, "{e}");
+        }
+        let timeout = io::Error::from(io::ErrorKind::TimedOut);
+        assert_eq!(connect_failure(&timeout), ConnectFailure::Backend);
     }
 
     #[test]

@@ -129,3 +129,54 @@ fn with_every_backend_down_a_new_client_is_closed_at_once() {
         lb.log_text()
     );
 }
+
+/// A load balancer that runs out of file descriptors must not blame its backends: failed
+/// probes and connects of its own making leave them up, and it serves again once
+/// descriptors free up.
+#[test]
+fn running_out_of_file_descriptors_does_not_mark_backends_down() {
+    let dir = TempDir::new("nofile");
+    let (_servers, ports) = servers(&dir, 2);
+    let path = dir.write("config.json", &config(&ports, FAST_CHECKS));
+    // `prlimit` execs the load balancer in place, so the PID is the load balancer's.
+    let lb = Proc::spawn(
+        "prlimit",
+        &["--nofile=64:64", LB, "--config", path.to_str().unwrap()],
+        &dir.0,
+        "lb",
+    );
+    let port = lb.wait_lb_port();
+    assert!(
+        lb.wait_log(" is up", 2, Duration::from_secs(5)),
+        "{}",
+        lb.log_text()
+    );
+    // Far more held connections than 64 descriptors allow (each needs two).
+    let mut held = Vec::new();
+    for _ in 0..60 {
+        if let Ok(s) = std::net::TcpStream::connect_timeout(&addr(port), Duration::from_secs(1)) {
+            held.push(s);
+        }
+    }
+    // Probes come every 100 ms with `fall` 2: a second is ten chances to blame a backend.
+    assert!(
+        lb.wait_log("cannot probe", 2, Duration::from_secs(5)),
+        "descriptors never ran out: {}",
+        lb.log_text()
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    drop(held);
+    // Both backends still serve, in turn.
+    let mut names = std::collections::BTreeSet::new();
+    let end = Instant::now() + Duration::from_secs(5);
+    while names.len() < 2 && Instant::now() < end {
+        if let Ok(body) = http_get(port) {
+            names.insert(who(&body));
+        } else {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let log = lb.log_text();
+    assert_eq!(names.len(), 2, "{names:?}: {log}");
+    assert!(!log.contains(" is down"), "a backend was blamed: {log}");
+}

@@ -54,6 +54,19 @@ impl FlowLimits {
     }
 }
 
+/// Why a connection to a backend could not be opened, as far as health is concerned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+pub enum ConnectFailure {
+    /// The backend, or the network to it, refused, reset or did not answer. Counts as a
+    /// failed health check of the backend (passive health).
+    Backend,
+    /// This host could not open the connection: out of file descriptors, ephemeral ports
+    /// or memory. The backend is not to blame, so its health is untouched; the flow still
+    /// tries the next backend (ephemeral ports run out per destination).
+    Local,
+}
+
 /// How a flow ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CloseReason {
@@ -71,6 +84,9 @@ pub enum CloseReason {
     ConnectFailed {
         /// Backends tried.
         attempts: u32,
+        /// The last attempt failed for lack of local resources ([`ConnectFailure::Local`]),
+        /// not because of the backend.
+        local: bool,
     },
     /// The driver closed it (for instance at the end of the shutdown grace period).
     Aborted,
@@ -84,9 +100,17 @@ impl fmt::Display for CloseReason {
             CloseReason::IdleTimeout => f.write_str("idle timeout"),
             CloseReason::HalfCloseTimeout => f.write_str("half-close timeout"),
             CloseReason::Rejected(r) => write!(f, "rejected ({})", r.label()),
-            CloseReason::ConnectFailed { attempts } => {
-                write!(f, "backend connect failed ({attempts} attempts)")
-            }
+            CloseReason::ConnectFailed {
+                attempts,
+                local: false,
+            } => write!(f, "backend connect failed ({attempts} attempts)"),
+            CloseReason::ConnectFailed {
+                attempts,
+                local: true,
+            } => write!(
+                f,
+                "no local resources for a backend connection ({attempts} attempts)"
+            ),
             CloseReason::Aborted => f.write_str("aborted"),
         }
     }
@@ -209,6 +233,8 @@ pub struct Flow {
     phase: Phase,
     attempt: u32,
     tried: Vec<BackendId>,
+    /// How the latest connect attempt failed, if one did.
+    last_failure: Option<ConnectFailure>,
     /// Client bytes read before the backend connection was up.
     early: VecDeque<Bytes>,
     dirs: [Direction; 2],
@@ -241,6 +267,7 @@ impl Flow {
             phase: Phase::Closed,
             attempt: 0,
             tried: Vec::new(),
+            last_failure: None,
             early: VecDeque::new(),
             dirs: Default::default(),
             first_fin_at: None,
@@ -334,8 +361,15 @@ impl Flow {
         self.maybe_complete();
     }
 
-    /// The backend connect of `attempt` failed: the flow tries another backend or closes.
-    pub fn handle_connect_failed(&mut self, pool: &mut Pool, attempt: u32, now: Timestamp) {
+    /// The backend connect of `attempt` failed (see [`ConnectFailure`] for how the cause
+    /// matters): the flow tries another backend or closes.
+    pub fn handle_connect_failed(
+        &mut self,
+        pool: &mut Pool,
+        attempt: u32,
+        failure: ConnectFailure,
+        now: Timestamp,
+    ) {
         let now = self.observe(now);
         let Phase::Connecting { backend, .. } = self.phase else {
             return;
@@ -343,7 +377,8 @@ impl Flow {
         if attempt != self.attempt {
             return;
         }
-        pool.connect_failed(self.id, backend, now);
+        self.last_failure = Some(failure);
+        pool.connect_failed(self.id, backend, failure, now);
         self.connect_next(pool, now);
     }
 
@@ -452,7 +487,8 @@ impl Flow {
                 backend, deadline, ..
             } => {
                 if now >= deadline {
-                    pool.connect_failed(self.id, backend, now);
+                    self.last_failure = Some(ConnectFailure::Backend);
+                    pool.connect_failed(self.id, backend, ConnectFailure::Backend, now);
                     self.connect_next(pool, now);
                 }
             }
@@ -512,7 +548,8 @@ impl Flow {
     fn connect_next(&mut self, pool: &mut Pool, now: Timestamp) {
         if self.tried.len() > self.limits.retries as usize {
             let attempts = self.tried.len() as u32;
-            return self.close(CloseReason::ConnectFailed { attempts }, false);
+            let local = self.last_failure == Some(ConnectFailure::Local);
+            return self.close(CloseReason::ConnectFailed { attempts, local }, false);
         }
         match pool.select(self.id, self.client, &self.tried, now) {
             Some((backend, addr)) => {
@@ -534,7 +571,8 @@ impl Flow {
             }
             None => {
                 let attempts = self.tried.len() as u32;
-                self.close(CloseReason::ConnectFailed { attempts }, false)
+                let local = self.last_failure == Some(ConnectFailure::Local);
+                self.close(CloseReason::ConnectFailed { attempts, local }, false)
             }
         }
     }

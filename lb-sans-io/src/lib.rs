@@ -25,7 +25,7 @@ pub mod select;
 pub mod time;
 
 pub use config::{Algorithm, Config, ConfigError};
-pub use flow::{CloseReason, Flow, FlowAction, FlowLimits, FlowSummary};
+pub use flow::{CloseReason, ConnectFailure, Flow, FlowAction, FlowLimits, FlowSummary};
 pub use ids::{BackendId, FlowId, ProbeId, Side};
 pub use pool::{AdminState, BackendState, Pool, PoolEvent, ProbeRequest, RejectReason};
 pub use rng::LbRng;

@@ -4,6 +4,7 @@
 //! backend, learn how their connect went, and close, so the data path never touches it.
 
 use crate::config::{CheckType, Config};
+use crate::flow::ConnectFailure;
 use crate::health::{Health, HealthCounter};
 use crate::ids::{BackendId, FlowId, ProbeId};
 use crate::rng::LbRng;
@@ -540,14 +541,26 @@ impl Pool {
         }
     }
 
-    /// The flow's connect to `backend` failed or timed out: releases the slot and counts a
-    /// failed check against the backend (passive health).
-    pub fn connect_failed(&mut self, flow: FlowId, backend: BackendId, now: Timestamp) {
+    /// The flow's connect to `backend` failed or timed out: releases the slot and, when the
+    /// backend is to blame ([`ConnectFailure::Backend`]), counts a failed check against it
+    /// (passive health). A local failure (this host out of descriptors or ports) leaves the
+    /// backend's health and counters alone: otherwise a load spike that exhausts the
+    /// host would mark every healthy backend down.
+    pub fn connect_failed(
+        &mut self,
+        flow: FlowId,
+        backend: BackendId,
+        failure: ConnectFailure,
+        now: Timestamp,
+    ) {
         self.observe(now);
         if self.flow_backend(flow) != Some(backend) {
             return;
         }
         self.release_slot(flow, backend);
+        if failure == ConnectFailure::Local {
+            return;
+        }
         let b = &mut self.backends[backend.index()];
         b.connect_failures_total += 1;
         let before = b.state();
@@ -654,6 +667,21 @@ impl Pool {
             return;
         };
         self.record_check(BackendId(i as u32), passed, now);
+    }
+
+    /// A probe could not be run for a reason of this host's own (out of descriptors,
+    /// memory or ephemeral ports; see [`ConnectFailure::Local`]). It neither passes nor
+    /// fails: the backend's health is untouched and it is probed again at its next
+    /// interval. Unknown or stale probes are ignored.
+    pub fn handle_probe_not_run(&mut self, probe: ProbeId, now: Timestamp) {
+        self.observe(now);
+        if let Some(b) = self
+            .backends
+            .iter_mut()
+            .find(|b| b.probe_in_flight.is_some_and(|(id, _)| id == probe))
+        {
+            b.probe_in_flight = None;
+        }
     }
 
     fn record_check(&mut self, id: BackendId, passed: bool, now: Timestamp) {

@@ -298,3 +298,36 @@ fn a_pool_that_ignores_admin_changes_is_caught() {
         );
     }
 }
+
+#[test]
+fn local_connect_failures_blamed_on_the_backend_are_caught() {
+    let local_failure = Op::ConnectFailed {
+        flow: 0,
+        attempt: AttemptSel::Current,
+        local: true,
+    };
+    assert_eq!(
+        mutated(
+            Mutation::BlameLocal,
+            ConfigSpec::simple(2),
+            vec![ACCEPT, local_failure]
+        ),
+        Rule::LocalFailure
+    );
+}
+
+#[test]
+fn probes_that_could_not_run_counted_as_failed_are_caught() {
+    let (config, mut ops) = only_backend_1_up();
+    // Backend 1 is up and due for its next probe, which cannot run (say, out of descriptors).
+    ops.extend([
+        Op::Advance(Advance::Secs(1)),
+        Op::ProbeNotRun {
+            probe: ProbeSel::ForBackend(1),
+        },
+    ]);
+    assert_eq!(
+        mutated(Mutation::BlameLocal, config, ops),
+        Rule::LocalFailure
+    );
+}

@@ -80,7 +80,8 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         3 => any::<u8>().prop_map(|client| Op::Accept { client }),
         3 => (flow, attempt()).prop_map(|(flow, attempt)| Op::Connected { flow, attempt }),
-        1 => (flow, attempt()).prop_map(|(flow, attempt)| Op::ConnectFailed { flow, attempt }),
+        1 => (flow, attempt(), prop::bool::weighted(0.3))
+            .prop_map(|(flow, attempt, local)| Op::ConnectFailed { flow, attempt, local }),
         6 => (flow, side(), len(), prop::bool::weighted(0.05))
             .prop_map(|(flow, side, len, force)| Op::Read { flow, side, len, force }),
         5 => (flow, side(), amount()).prop_map(|(flow, side, amount)| Op::Written { flow, side, amount }),
@@ -92,6 +93,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => flow.prop_map(|flow| Op::EarlyTimer { flow }),
         1 => Just(Op::PoolEarlyTimer),
         3 => (probe(), prop::bool::weighted(0.7)).prop_map(|(probe, passed)| Op::ProbeResult { probe, passed }),
+        1 => probe().prop_map(|probe| Op::ProbeNotRun { probe }),
         1 => flow.prop_map(|flow| Op::Release { flow }),
         1 => (stray(), any::<u16>(), any::<u8>()).prop_map(|(call, flow, backend)| Op::Stray { call, flow, backend }),
         1 => admin(),

@@ -307,10 +307,16 @@ fn retries_try_other_backends_and_never_repeat_one() {
             } => {
                 assert!(!tried.contains(&backend), "{backend:?} tried twice");
                 tried.push(backend);
-                f.handle_connect_failed(&mut r.pool, attempt, at(1));
+                f.handle_connect_failed(&mut r.pool, attempt, ConnectFailure::Backend, at(1));
             }
             FlowAction::Close { reason, reset } => {
-                assert_eq!(reason, CloseReason::ConnectFailed { attempts: 3 });
+                assert_eq!(
+                    reason,
+                    CloseReason::ConnectFailed {
+                        attempts: 3,
+                        local: false
+                    }
+                );
                 assert!(!reset);
                 break;
             }
@@ -330,14 +336,54 @@ fn retries_are_bounded_by_the_config() {
     while let Some(a) = f.poll_action() {
         if let FlowAction::Connect { attempt, .. } = a {
             connects += 1;
-            f.handle_connect_failed(&mut r.pool, attempt, at(1));
+            f.handle_connect_failed(&mut r.pool, attempt, ConnectFailure::Backend, at(1));
         }
     }
     assert_eq!(connects, 2);
     assert_eq!(
         f.summary().reason,
-        Some(CloseReason::ConnectFailed { attempts: 2 })
+        Some(CloseReason::ConnectFailed {
+            attempts: 2,
+            local: false
+        })
     );
+}
+
+#[test]
+fn local_connect_failures_retry_without_blaming_the_backends() {
+    let mut r = Rig::new(2, r#","retries":1"#);
+    let mut f = r.accept(1, at(0));
+    let mut tried = Vec::new();
+    while let Some(a) = f.poll_action() {
+        if let FlowAction::Connect {
+            backend, attempt, ..
+        } = a
+        {
+            tried.push(backend);
+            f.handle_connect_failed(&mut r.pool, attempt, ConnectFailure::Local, at(1));
+        }
+    }
+    // Both backends were tried (ephemeral ports run out per destination) ...
+    assert_eq!(tried.len(), 2);
+    let reason = f.summary().reason.unwrap();
+    assert_eq!(
+        reason,
+        CloseReason::ConnectFailed {
+            attempts: 2,
+            local: true
+        }
+    );
+    assert_eq!(
+        reason.to_string(),
+        "no local resources for a backend connection (2 attempts)"
+    );
+    // ... and neither was blamed.
+    for b in r.pool.backends() {
+        assert_eq!(b.state(), BackendState::Up, "{}", b.name);
+        assert_eq!(b.connect_failures_total, 0);
+    }
+    f.release(&mut r.pool, at(1));
+    r.pool.check_invariants();
 }
 
 #[test]

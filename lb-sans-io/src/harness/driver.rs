@@ -8,7 +8,7 @@ use super::scenario::{
 };
 use super::{Mutation, Options, Rule, Stats, Violation};
 use crate::config::Algorithm;
-use crate::flow::{CloseReason, Flow, FlowAction, FlowLimits};
+use crate::flow::{CloseReason, ConnectFailure, Flow, FlowAction, FlowLimits};
 use crate::health::Health;
 use crate::ids::{BackendId, FlowId, ProbeId, Side};
 use crate::pool::{
@@ -324,19 +324,55 @@ impl Driver {
                     f.handle_connected(p, a, now)
                 })
             }
-            Op::ConnectFailed { flow, attempt } => {
+            Op::ConnectFailed {
+                flow,
+                attempt,
+                local,
+            } => {
                 let Some(i) = self.pick(flow) else {
                     return Ok(());
                 };
                 let a = self.resolve_attempt(i, attempt);
                 let m = &mut self.flows[i];
+                // The backend a local failure must leave alone, and how it stood before.
+                let blameless = match m.backend {
+                    Some(b) if local && !m.closed && m.connecting && a == m.attempt => self
+                        .pool
+                        .backend(b)
+                        .map(|v| (b, v.state(), v.connect_failures_total)),
+                    _ => None,
+                };
+                let m = &mut self.flows[i];
                 if !m.closed && m.connecting && a == m.attempt {
                     m.connecting = false;
                     m.backend = None;
                 }
+                let blame_local = self.options.mutation == Some(Mutation::BlameLocal);
+                let failure = if local && !blame_local {
+                    ConnectFailure::Local
+                } else {
+                    ConnectFailure::Backend
+                };
                 self.call(i, Cause::ConnectFailed, |f, p, now| {
-                    f.handle_connect_failed(p, a, now)
-                })
+                    f.handle_connect_failed(p, a, failure, now)
+                })?;
+                if let Some((b, state, failures)) = blameless {
+                    let after = self
+                        .pool
+                        .backend(b)
+                        .map(|v| (v.state(), v.connect_failures_total));
+                    if after != Some((state, failures)) {
+                        return Err(self.fail(
+                            Rule::LocalFailure,
+                            format!(
+                                "a local connect failure changed backend {} from {:?} to {after:?}",
+                                b.0,
+                                (state, failures)
+                            ),
+                        ));
+                    }
+                }
+                Ok(())
             }
             Op::Read {
                 flow,
@@ -426,6 +462,34 @@ impl Driver {
                     }
                 }
                 self.pool.handle_probe_result(id, passed, self.now);
+                self.drain_pool()
+            }
+            Op::ProbeNotRun { probe } => {
+                let id = self.resolve_probe(probe);
+                for r in &mut self.probe_running {
+                    if r.is_some_and(|(p, _)| p == id) {
+                        *r = None;
+                    }
+                }
+                let health = |pool: &Pool| {
+                    pool.backends()
+                        .iter()
+                        .map(|b| (b.state(), b.checks_passed, b.checks_failed))
+                        .collect::<Vec<_>>()
+                };
+                let before = health(&self.pool);
+                if self.options.mutation == Some(Mutation::BlameLocal) {
+                    self.pool.handle_probe_result(id, false, self.now);
+                } else {
+                    self.pool.handle_probe_not_run(id, self.now);
+                }
+                let after = health(&self.pool);
+                if after != before {
+                    return Err(self.fail(
+                        Rule::LocalFailure,
+                        format!("a probe that could not run changed {before:?} to {after:?}"),
+                    ));
+                }
                 self.drain_pool()
             }
             Op::Release { flow } => {
@@ -668,7 +732,8 @@ impl Driver {
                 None
             }
             StrayCall::ConnectFailed => {
-                self.pool.connect_failed(id, backend, self.now);
+                self.pool
+                    .connect_failed(id, backend, ConnectFailure::Backend, self.now);
                 None
             }
             StrayCall::CloseFlow => {
@@ -969,7 +1034,7 @@ impl Driver {
                                 )
                             })
                         }
-                        CloseReason::ConnectFailed { attempts } => {
+                        CloseReason::ConnectFailed { attempts, .. } => {
                             if attempts as usize != m.tried.len() {
                                 Some(format!(
                                     "{attempts} attempts reported, {} made",

@@ -30,6 +30,9 @@
 //!   probe, one that leaves `disabled` is probed at once unless a probe of it is still
 //!   running; state changes from admin events, and only those, have cause `Admin`
 //!   ([`Rule::Admin`]);
+//! - a local connect failure (this host out of descriptors or ports), of a flow or of a
+//!   probe, leaves the backends' states and failure counts as they were
+//!   ([`Rule::LocalFailure`]);
 //! - each backend's active count equals the open flows holding it, and the pool's open flows
 //!   the driver's ([`Rule::ActiveCount`], plus [`crate::Pool::check_invariants`]);
 //! - the backlog equals bytes read and not yet written, a side is paused exactly when the
@@ -111,6 +114,9 @@ pub enum Rule {
     /// An admin change was refused or accepted wrongly, or a backend's admin state, the
     /// state, eligibility or probing it implies, disagree with the admin events given.
     Admin,
+    /// A local connect failure (this host out of resources) changed the backend's health
+    /// or its failure count.
+    LocalFailure,
 }
 
 /// A broken invariant: which rule, at which event, and what was seen.
@@ -155,6 +161,9 @@ pub enum Mutation {
     /// Admin changes never reach the pool (a pool that ignores them); the driver still
     /// records them.
     DropAdmin,
+    /// Local connect failures reach the flow as the backend's fault, and probes that could
+    /// not run reach the pool as failed.
+    BlameLocal,
 }
 
 /// How [`run_with`] sets the machines up.

@@ -249,6 +249,8 @@ pub enum Op {
         flow: u8,
         /// The attempt reported.
         attempt: AttemptSel,
+        /// The failure was this host's (`ConnectFailure::Local`), not the backend's.
+        local: bool,
     },
     /// `len` bytes arrive on `side`. A faithful driver reads only an open, connected,
     /// unpaused side before its EOF; with `force` the read is delivered anyway.
@@ -307,6 +309,11 @@ pub enum Op {
         probe: ProbeSel,
         /// Whether it passed.
         passed: bool,
+    },
+    /// A health probe could not run for a local reason (`Pool::handle_probe_not_run`).
+    ProbeNotRun {
+        /// Which probe.
+        probe: ProbeSel,
     },
     /// `Flow::release` again, or on an open flow (must do nothing).
     Release {

@@ -122,7 +122,7 @@ fn passive_failures_count_as_failed_checks() {
         p.open_flow(f, at(0)).unwrap();
         let (b, _) = p.select(f, CLIENT, &[BackendId(0)], at(0)).unwrap();
         assert_eq!(b, BackendId(1));
-        p.connect_failed(f, b, at(0));
+        p.connect_failed(f, b, ConnectFailure::Backend, at(0));
         p.close_flow(f, 0, 0, at(0));
     }
     assert_eq!(p.backends()[1].state(), BackendState::Down);
@@ -178,7 +178,7 @@ fn global_and_per_backend_connection_limits() {
 fn unknown_and_repeated_events_are_ignored() {
     let mut p = pool(2, r#","health_check":{"start_up":true}"#);
     p.close_flow(FlowId(42), 1, 1, at(0));
-    p.connect_failed(FlowId(42), BackendId(0), at(0));
+    p.connect_failed(FlowId(42), BackendId(0), ConnectFailure::Backend, at(0));
     p.connect_succeeded(FlowId(42), BackendId(1), at(0));
     p.handle_probe_result(ProbeId(999), false, at(0));
     assert_eq!(p.select(FlowId(42), CLIENT, &[], at(0)), None);
@@ -510,5 +510,28 @@ fn a_backend_enabled_again_ramps_up_under_slow_start() {
         p.close_flow(f, 0, 0, at(1000));
     }
     assert!(got < 150, "starts near 10% of its share: {got} of 1000");
+    p.check_invariants();
+}
+
+#[test]
+fn a_probe_that_could_not_run_neither_passes_nor_fails() {
+    let mut p = pool(
+        1,
+        r#","health_check":{"interval":"1s","fall":1,"start_up":true}"#,
+    );
+    // The first probe comes within a tenth of the interval.
+    let probe = p.poll_probe(at(100)).unwrap();
+    p.handle_probe_not_run(probe.id, at(110));
+    let b = &p.backends()[0];
+    assert_eq!(b.state(), BackendState::Up);
+    assert_eq!((b.checks_passed, b.checks_failed), (0, 0));
+    assert!(p.poll_event().is_none());
+    // Probed again at the next interval, not before.
+    assert!(p.poll_probe(at(500)).is_none());
+    let next = p.poll_probe(at(1100)).unwrap();
+    // A stale report of the old probe changes nothing.
+    p.handle_probe_not_run(probe.id, at(1100));
+    p.handle_probe_result(next.id, false, at(1101));
+    assert_eq!(p.backends()[0].state(), BackendState::Down);
     p.check_invariants();
 }
