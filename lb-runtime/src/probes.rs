@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 
 /// Drives the pool's probe schedule until `stop` completes.
 pub async fn run<N: Net>(net: N, shared: Arc<Shared>, stop: impl Future<Output = ()>) {
-    let (tx, mut rx) = mpsc::unbounded_channel::<(ProbeId, Outcome)>();
+    let (tx, mut rx) = mpsc::unbounded_channel::<(ProbeId, Result<(), ConnectFailure>)>();
     tokio::pin!(stop);
     loop {
         let next = shared.with_pool(|pool, now| {
@@ -28,9 +28,8 @@ pub async fn run<N: Net>(net: N, shared: Arc<Shared>, stop: impl Future<Output =
             _ = &mut stop => return,
             Some((id, outcome)) = rx.recv() => {
                 shared.with_pool(|pool, now| match outcome {
-                    Outcome::Passed => pool.handle_probe_result(id, true, now),
-                    Outcome::Failed => pool.handle_probe_result(id, false, now),
-                    Outcome::NotRun => pool.handle_probe_not_run(id, now),
+                    Ok(()) => pool.handle_probe_result(id, true, now),
+                    Err(failure) => pool.handle_probe_failed(id, failure, now),
                 });
             }
             _ = sleep_until(deadline) => {}
@@ -45,28 +44,25 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     }
 }
 
-/// What became of one probe.
-#[derive(Clone, Copy, Debug)]
-enum Outcome {
-    Passed,
-    Failed,
-    /// This host could not open the connection (see `net::connect_failure`).
-    NotRun,
-}
-
-async fn probe<N: Net>(net: N, req: ProbeRequest, tx: mpsc::UnboundedSender<(ProbeId, Outcome)>) {
+/// Runs one probe and reports it: passed, or whose fault the failure was (the pool decides
+/// what that means).
+async fn probe<N: Net>(
+    net: N,
+    req: ProbeRequest,
+    tx: mpsc::UnboundedSender<(ProbeId, Result<(), ConnectFailure>)>,
+) {
     let outcome = match req.kind {
         ProbeKind::TcpConnect => {
             match tokio::time::timeout(req.timeout, net.connect(req.addr)).await {
-                Ok(Ok(_)) => Outcome::Passed,
-                Ok(Err(e)) => match connect_failure(&e) {
-                    ConnectFailure::Local => {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => {
+                    let failure = connect_failure(&e);
+                    if failure == ConnectFailure::Local {
                         tracing::warn!("cannot probe {}: {}", req.addr, io_message(&e));
-                        Outcome::NotRun
                     }
-                    ConnectFailure::Backend => Outcome::Failed,
-                },
-                Err(_) => Outcome::Failed,
+                    Err(failure)
+                }
+                Err(_) => Err(ConnectFailure::Backend),
             }
         }
     };

@@ -669,11 +669,15 @@ impl Pool {
         self.record_check(BackendId(i as u32), passed, now);
     }
 
-    /// A probe could not be run for a reason of this host's own (out of descriptors,
-    /// memory or ephemeral ports; see [`ConnectFailure::Local`]). It neither passes nor
-    /// fails: the backend's health is untouched and it is probed again at its next
-    /// interval. Unknown or stale probes are ignored.
-    pub fn handle_probe_not_run(&mut self, probe: ProbeId, now: Timestamp) {
+    /// A probe's connect failed. A backend failure ([`ConnectFailure::Backend`]) is a
+    /// failed check, as `handle_probe_result(probe, false, ..)`. A local one (this host out
+    /// of descriptors, memory or ephemeral ports) means the probe could not run: it neither
+    /// passes nor fails, the backend's health is untouched and it is probed again at its
+    /// next interval. Unknown or stale probes are ignored.
+    pub fn handle_probe_failed(&mut self, probe: ProbeId, failure: ConnectFailure, now: Timestamp) {
+        if failure == ConnectFailure::Backend {
+            return self.handle_probe_result(probe, false, now);
+        }
         self.observe(now);
         if let Some(b) = self
             .backends

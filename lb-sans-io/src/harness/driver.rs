@@ -478,11 +478,12 @@ impl Driver {
                         .collect::<Vec<_>>()
                 };
                 let before = health(&self.pool);
-                if self.options.mutation == Some(Mutation::BlameLocal) {
-                    self.pool.handle_probe_result(id, false, self.now);
+                let failure = if self.options.mutation == Some(Mutation::BlameLocal) {
+                    ConnectFailure::Backend
                 } else {
-                    self.pool.handle_probe_not_run(id, self.now);
-                }
+                    ConnectFailure::Local
+                };
+                self.pool.handle_probe_failed(id, failure, self.now);
                 let after = health(&self.pool);
                 if after != before {
                     return Err(self.fail(

@@ -310,7 +310,7 @@ pub enum Op {
         /// Whether it passed.
         passed: bool,
     },
-    /// A health probe could not run for a local reason (`Pool::handle_probe_not_run`).
+    /// A health probe could not run for a local reason (`Pool::handle_probe_failed` with `ConnectFailure::Local`).
     ProbeNotRun {
         /// Which probe.
         probe: ProbeSel,

@@ -521,7 +521,7 @@ fn a_probe_that_could_not_run_neither_passes_nor_fails() {
     );
     // The first probe comes within a tenth of the interval.
     let probe = p.poll_probe(at(100)).unwrap();
-    p.handle_probe_not_run(probe.id, at(110));
+    p.handle_probe_failed(probe.id, ConnectFailure::Local, at(110));
     let b = &p.backends()[0];
     assert_eq!(b.state(), BackendState::Up);
     assert_eq!((b.checks_passed, b.checks_failed), (0, 0));
@@ -530,7 +530,7 @@ fn a_probe_that_could_not_run_neither_passes_nor_fails() {
     assert!(p.poll_probe(at(500)).is_none());
     let next = p.poll_probe(at(1100)).unwrap();
     // A stale report of the old probe changes nothing.
-    p.handle_probe_not_run(probe.id, at(1100));
+    p.handle_probe_failed(probe.id, ConnectFailure::Local, at(1100));
     p.handle_probe_result(next.id, false, at(1101));
     assert_eq!(p.backends()[0].state(), BackendState::Down);
     p.check_invariants();
