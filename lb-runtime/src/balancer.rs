@@ -3,7 +3,9 @@
 //! simulation run this same code.
 
 use crate::clock::Clock;
+use crate::failure_log::FailureRun;
 use crate::flow_task;
+use crate::load::io_message;
 use crate::net::Net;
 use crate::probes;
 use crate::shared::Shared;
@@ -14,6 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
+use tokio::time::Instant;
 
 /// How long to wait before accepting again after `accept` failed (e.g. out of file
 /// descriptors), so the loop does not spin.
@@ -123,6 +126,7 @@ impl Balancer {
         shutdown: impl Future<Output = ()>,
     ) -> Stopped {
         let tasks = Arc::new(TaskCount::default());
+        let mut failures = FailureRun::new("accept failed", "accepting again");
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -130,6 +134,9 @@ impl Balancer {
                 _ = &mut shutdown => break,
                 accepted = net.accept(&listener) => match accepted {
                     Ok((stream, peer)) => {
+                        if let Some(line) = failures.succeeded(Instant::now()) {
+                            tracing::info!("{line}");
+                        }
                         let id = FlowId(self.shared.next_flow_id());
                         tasks.live.fetch_add(1, Ordering::AcqRel);
                         let guard = TaskGuard(tasks.clone());
@@ -141,7 +148,9 @@ impl Balancer {
                         });
                     }
                     Err(e) => {
-                        tracing::warn!("accept failed: {}", crate::load::io_message(&e));
+                        if let Some(line) = failures.failed(&io_message(&e), Instant::now()) {
+                            tracing::warn!("{line}");
+                        }
                         tokio::time::sleep(ACCEPT_BACKOFF).await;
                     }
                 },

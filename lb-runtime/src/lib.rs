@@ -13,6 +13,7 @@
 pub mod balancer;
 pub mod clock;
 pub mod demo;
+pub mod failure_log;
 pub mod flow_task;
 pub mod load;
 pub mod logging;

@@ -130,42 +130,70 @@ fn with_every_backend_down_a_new_client_is_closed_at_once() {
     );
 }
 
-/// A load balancer that runs out of file descriptors must not blame its backends: failed
-/// probes and connects of its own making leave them up, and it serves again once
-/// descriptors free up.
+/// The soft open-file limit of process `pid`, from `/proc/PID/limits`.
+fn soft_nofile(pid: u32) -> String {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    line.split_whitespace().nth(3).unwrap().to_string()
+}
+
+/// Sets the soft open-file limit of process `pid` (lowering it, or raising it back up to
+/// the hard limit, needs no privilege).
+fn set_soft_nofile(pid: u32, soft: &str) {
+    let ok = std::process::Command::new("prlimit")
+        .args(["--pid", &pid.to_string(), &format!("--nofile={soft}:")])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "prlimit --pid {pid} --nofile={soft}:");
+}
+
+/// A load balancer that runs out of file descriptors must not blame its backends: probes
+/// that cannot even open a socket leave them up, a client that arrives meanwhile waits
+/// instead of being refused, and it serves from every backend once descriptors free up.
 #[test]
 fn running_out_of_file_descriptors_does_not_mark_backends_down() {
     let dir = TempDir::new("nofile");
     let (_servers, ports) = servers(&dir, 2);
-    let path = dir.write("config.json", &config(&ports, FAST_CHECKS));
-    // `prlimit` execs the load balancer in place, so the PID is the load balancer's.
-    let lb = Proc::spawn(
-        "prlimit",
-        &["--nofile=64:64", LB, "--config", path.to_str().unwrap()],
-        &dir.0,
-        "lb",
-    );
-    let port = lb.wait_lb_port();
+    let (lb, port) = start_lb(&dir.0, &config(&ports, FAST_CHECKS));
     assert!(
         lb.wait_log(" is up", 2, Duration::from_secs(5)),
         "{}",
         lb.log_text()
     );
-    // Far more held connections than 64 descriptors allow (each needs two).
-    let mut held = Vec::new();
-    for _ in 0..60 {
-        if let Ok(s) = std::net::TcpStream::connect_timeout(&addr(port), Duration::from_secs(1)) {
-            held.push(s);
-        }
-    }
-    // Probes come every 100 ms with `fall` 2: a second is ten chances to blame a backend.
+    // A soft limit of 3 leaves no descriptor to allocate (0, 1 and 2 are open), however
+    // many the load balancer holds: every socket() and accept() fails with EMFILE.
+    let soft = soft_nofile(lb.pid());
+    set_soft_nofile(lb.pid(), "3");
+    // Probes come every 100 ms with `fall` 2: each failure to probe is a chance to blame.
     assert!(
-        lb.wait_log("cannot probe", 2, Duration::from_secs(5)),
+        lb.wait_log(
+            "cannot probe backends: too many open files",
+            1,
+            Duration::from_secs(5)
+        ),
         "descriptors never ran out: {}",
         lb.log_text()
     );
+    // A client that connects now completes its handshake in the kernel's backlog and
+    // waits there until the load balancer can accept it.
+    let waiting = std::thread::spawn(move || http_get(port));
+    assert!(
+        lb.wait_log(
+            "accept failed: too many open files",
+            1,
+            Duration::from_secs(5)
+        ),
+        "{}",
+        lb.log_text()
+    );
     std::thread::sleep(Duration::from_secs(1));
-    drop(held);
+    set_soft_nofile(lb.pid(), &soft);
+    let body = waiting.join().unwrap();
+    assert!(body.is_ok(), "{body:?}: {}", lb.log_text());
     // Both backends still serve, in turn.
     let mut names = std::collections::BTreeSet::new();
     let end = Instant::now() + Duration::from_secs(5);
@@ -176,7 +204,36 @@ fn running_out_of_file_descriptors_does_not_mark_backends_down() {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+    assert_eq!(names.len(), 2, "{names:?}: {}", lb.log_text());
+    // Probes failed for over a second, on both backends, far more than `fall` times; the
+    // log says so in two lines, not one per probe.
+    assert!(
+        lb.wait_log("probing again after", 1, Duration::from_secs(2)),
+        "{}",
+        lb.log_text()
+    );
     let log = lb.log_text();
-    assert_eq!(names.len(), 2, "{names:?}: {log}");
+    let probes_failed: u64 = log
+        .split("probing again after ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no failure count: {log}"));
+    assert!(probes_failed >= 8, "{probes_failed} probes failed: {log}");
     assert!(!log.contains(" is down"), "a backend was blamed: {log}");
+    assert_eq!(log.matches("cannot probe").count(), 1, "{log}");
+    // Accept failed every 10 ms for a second; the log says so once per worker thread
+    // and says when it recovered.
+    let workers: usize = log
+        .split(" worker thread(s)")
+        .next()
+        .and_then(|head| head.rsplit("; ").next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no worker count in the startup line: {log}"));
+    let failed = log.matches("accept failed").count();
+    assert!((1..=workers).contains(&failed), "{failed} lines: {log}");
+    assert!(
+        lb.wait_log("accepting again after", 1, Duration::from_secs(2)),
+        "{log}"
+    );
 }
