@@ -10,6 +10,16 @@ pub enum Health {
     Down,
 }
 
+impl Health {
+    /// The label used in the admin endpoint: `up` or `down`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Health::Up => "up",
+            Health::Down => "down",
+        }
+    }
+}
+
 /// Counts consecutive check results and flips between [`Health::Up`] and [`Health::Down`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HealthCounter {

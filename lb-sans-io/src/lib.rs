@@ -14,6 +14,7 @@
 //! `poll_timeout`, before giving the machine its next input.
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod config;
 pub mod flow;
 pub mod harness;

@@ -121,6 +121,9 @@ pub enum RejectReason {
 }
 
 impl RejectReason {
+    /// Every reason, in the order metrics list them.
+    pub const ALL: [RejectReason; 2] = [RejectReason::MaxConnections, RejectReason::NoBackend];
+
     /// The label used in logs and metrics.
     pub fn label(self) -> &'static str {
         match self {
