@@ -220,3 +220,57 @@ fn the_generators_reach_every_outcome() {
     }
     assert!(total.bytes_forwarded > 0);
 }
+
+/// Bytes of one admin connection: mostly near-valid requests, with junk mixed in.
+fn admin_bytes() -> impl Strategy<Value = Vec<u8>> {
+    let method = prop::sample::select(vec!["GET", "POST", "HEAD", "PUT", "", "get"]);
+    let path = prop::sample::select(vec![
+        "/",
+        "/status",
+        "/metrics",
+        "/backends/a/drain",
+        "/backends/b%20c/disable",
+        "/backends/a/enable",
+        "/backends/zz/drain",
+        "/backends/a",
+        "/backends//drain",
+        "/%zz",
+        "status",
+    ]);
+    let version = prop::sample::select(vec!["HTTP/1.1", "HTTP/1.0", "HTTP/2", ""]);
+    let end = prop::sample::select(vec!["\r\n\r\n", "\n\n", "\r\n", ""]);
+    (
+        any::<u8>(),
+        method,
+        path,
+        version,
+        end,
+        prop::collection::vec(any::<u8>(), 0..16),
+    )
+        .prop_map(|(split, m, p, v, e, junk)| {
+            let mut out = vec![split];
+            out.extend_from_slice(format!("{m} {p} {v}{e}").as_bytes());
+            out.extend_from_slice(&junk);
+            out
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn admin_requests_get_well_formed_answers_and_only_actions_change_state(
+        data in admin_bytes()
+    ) {
+        if let Err(v) = lb_sans_io::harness::check_admin_bytes(&data) {
+            prop_assert!(false, "{}", v);
+        }
+    }
+
+    #[test]
+    fn arbitrary_admin_bytes_never_panic(data in prop::collection::vec(any::<u8>(), 0..300)) {
+        if let Err(v) = lb_sans_io::harness::check_admin_bytes(&data) {
+            prop_assert!(false, "{}", v);
+        }
+    }
+}

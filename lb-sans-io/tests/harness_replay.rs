@@ -2,7 +2,7 @@
 //! and every crash the fuzzers ever found (`fuzz/regressions/<target>/`), through the same
 //! harness the fuzz targets call.
 
-use lb_sans_io::harness::{check_config_bytes, check_events_bytes, Violation};
+use lb_sans_io::harness::{check_admin_bytes, check_config_bytes, check_events_bytes, Violation};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -15,6 +15,7 @@ fn checker(target: &str) -> fn(&[u8]) -> Result<(), Violation> {
     match target {
         "events" => check_events_bytes,
         "config" => check_config_bytes,
+        "admin" => check_admin_bytes,
         other => panic!("no harness check for fuzz target {other:?}: add it to harness_replay.rs"),
     }
 }

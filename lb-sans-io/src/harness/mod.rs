@@ -2,8 +2,8 @@
 //!
 //! One harness serves three callers, so they all check the same invariants:
 //!
-//! - the cargo-fuzz targets in `fuzz/` (one-liners calling [`fuzz_events`] and
-//!   [`fuzz_config`], with the `arbitrary` feature),
+//! - the cargo-fuzz targets in `fuzz/` (one-liners calling [`fuzz_events`],
+//!   [`fuzz_config`] and [`fuzz_admin`], with the `arbitrary` feature),
 //! - the proptest properties in `tests/harness_props.rs`, which generate [`Scenario`]s,
 //! - the replay test in `tests/harness_replay.rs`, which runs every file of the fuzz
 //!   corpus and every crash kept as a regression, on stable `cargo test`.
@@ -59,10 +59,12 @@
 //! every backend owns a slot) instead of 65,537 slots: the same algorithm, built in
 //! microseconds instead of milliseconds, which was most of a fuzz run's time.
 
+mod admin_check;
 mod config_check;
 mod driver;
 mod scenario;
 
+pub use admin_check::check_admin_bytes;
 pub use config_check::check_config_bytes;
 pub use scenario::{
     available_algorithms, backend_addr, client_addr, AdminSel, Advance, Amount, AttemptSel,
@@ -117,6 +119,9 @@ pub enum Rule {
     /// A local connect failure (this host out of resources) changed the backend's health
     /// or its failure count.
     LocalFailure,
+    /// An admin request panicked, parsed differently in pieces, got a malformed answer, or
+    /// changed the pool without being a `POST` action.
+    AdminHttp,
 }
 
 /// A broken invariant: which rule, at which event, and what was seen.
@@ -265,6 +270,13 @@ pub fn fuzz_events(data: &[u8]) {
 /// The `config` fuzz target: panics with the violation, so libFuzzer records a crash.
 pub fn fuzz_config(data: &[u8]) {
     if let Err(v) = check_config_bytes(data) {
+        panic!("{v}");
+    }
+}
+
+/// The `admin` fuzz target: panics with the violation, so libFuzzer records a crash.
+pub fn fuzz_admin(data: &[u8]) {
+    if let Err(v) = check_admin_bytes(data) {
         panic!("{v}");
     }
 }

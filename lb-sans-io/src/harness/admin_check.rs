@@ -1,0 +1,135 @@
+//! The `admin` target: arbitrary bytes sent to the admin endpoint.
+
+use super::{Rule, Violation};
+use crate::admin::{self, Info, Method, Parsed};
+use crate::config::{Algorithm, Config};
+use crate::pool::{BackendState, Pool};
+use crate::time::Timestamp;
+use std::net::SocketAddr;
+
+/// Feeds `data` after its first byte to the admin endpoint as the bytes of one
+/// connection, arriving in two pieces (split where the first byte says), and answers it
+/// against a two-backend pool.
+/// Checks: no panic; the head parses the same whole as in pieces and with more bytes after
+/// it; every answer is a well-formed HTTP/1.1 response whose `Content-Length` is its body's
+/// length (with no body for `HEAD`); only a `POST` to a backend action changes the pool,
+/// and only that backend's state; the pool's invariants hold.
+pub fn check_admin_bytes(data: &[u8]) -> Result<(), Violation> {
+    let fail = |detail: String| Violation {
+        step: 0,
+        rule: Rule::AdminHttp,
+        detail,
+    };
+    let Some((&split, data)) = data.split_first() else {
+        return Ok(());
+    };
+    let split = usize::from(split).min(data.len());
+    let whole = admin::parse_request(data);
+    let first = admin::parse_request(&data[..split]);
+    if !matches!(first, Parsed::Incomplete) && first != whole {
+        // A complete head in the first piece must be the same head as in the whole.
+        return Err(fail(format!(
+            "the head parsed differently in pieces: {first:?} vs {whole:?}"
+        )));
+    }
+    if let Parsed::Request(_) = &whole {
+        let mut longer = data.to_vec();
+        longer.extend_from_slice(b"GET /other HTTP/1.1\r\n\r\n");
+        let again = admin::parse_request(&longer);
+        if again != whole {
+            return Err(fail(format!(
+                "bytes after the head changed it: {whole:?} vs {again:?}"
+            )));
+        }
+    }
+    let mut pool = pool();
+    let before: Vec<BackendState> = pool.backends().iter().map(|b| b.state()).collect();
+    let info = Info {
+        algorithm: Algorithm::RoundRobin,
+        listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        started: Timestamp::ZERO,
+    };
+    let (reply, request) = match whole {
+        Parsed::Incomplete => return Ok(()),
+        Parsed::Bad(response) => (admin::reply_to_bad(response), None),
+        Parsed::Request(req) => (
+            admin::handle(&req, &mut pool, &info, Timestamp::from_nanos(1_000_000_000)),
+            Some(req),
+        ),
+    };
+    pool.check_invariants();
+    let wire = reply.bytes();
+    check_response(&wire, reply.send_body, reply.response.body.len()).map_err(fail)?;
+    let after: Vec<BackendState> = pool.backends().iter().map(|b| b.state()).collect();
+    let changed: Vec<usize> = (0..after.len())
+        .filter(|&i| after[i] != before[i])
+        .collect();
+    let is_action = request.as_ref().is_some_and(|r| {
+        r.method == Method::Post && r.path.starts_with("/backends/") && reply.response.status == 200
+    });
+    if !changed.is_empty() && !is_action {
+        return Err(fail(format!(
+            "{request:?} (status {}) changed backends {changed:?}",
+            reply.response.status
+        )));
+    }
+    if changed.len() > 1 {
+        return Err(fail(format!("{request:?} changed backends {changed:?}")));
+    }
+    if is_action != reply.probes_changed {
+        return Err(fail(format!(
+            "{request:?}: probes_changed {} for an action {is_action}",
+            reply.probes_changed
+        )));
+    }
+    Ok(())
+}
+
+fn pool() -> Pool {
+    let config = Config::from_json(
+        r#"{"backends":[{"name":"a","address":"127.0.0.1:1"},{"name":"b c","address":"127.0.0.1:2"}],
+            "health_check":{"start_up":true}}"#,
+    )
+    .expect("the harness config is valid");
+    let addrs = [
+        SocketAddr::from(([127, 0, 0, 1], 1)),
+        SocketAddr::from(([127, 0, 0, 1], 2)),
+    ];
+    Pool::new(&config, &addrs, 1, Timestamp::ZERO)
+}
+
+/// A response on the wire: status line, headers, blank line, and a body of its
+/// `Content-Length` (none on the wire when `with_body` is false).
+fn check_response(wire: &[u8], with_body: bool, body_len: usize) -> Result<(), String> {
+    let text = String::from_utf8(wire.to_vec()).map_err(|_| "response is not UTF-8".to_string())?;
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("no end of head: {text:?}"))?;
+    let status = head
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| code.parse::<u16>().ok())
+        .ok_or_else(|| format!("bad status line: {head:?}"))?;
+    if !(200..600).contains(&status) {
+        return Err(format!("status {status}"));
+    }
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| format!("no Content-Length: {head:?}"))?;
+    if length != body_len {
+        return Err(format!("Content-Length {length}, body {body_len}"));
+    }
+    let expected = if with_body { body_len } else { 0 };
+    if body.len() != expected {
+        return Err(format!(
+            "{} body bytes on the wire, expected {expected}",
+            body.len()
+        ));
+    }
+    if !head.contains("\r\nConnection: close") {
+        return Err(format!("no Connection: close: {head:?}"));
+    }
+    Ok(())
+}
