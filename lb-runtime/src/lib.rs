@@ -10,6 +10,7 @@
 //! - [`logging`]: buffered log output for the binaries.
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod balancer;
 pub mod clock;
 pub mod demo;

@@ -48,6 +48,7 @@ pub async fn run<N: Net>(net: N, shared: Arc<Shared>, stop: impl Future<Output =
                 });
             }
             _ = sleep_until(deadline) => {}
+            _ = shared.probes_woken() => {}
         }
     }
 }

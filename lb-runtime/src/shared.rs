@@ -6,6 +6,7 @@ use lb_sans_io::pool::StateCause;
 use lb_sans_io::{BackendState, FlowLimits, Pool, PoolEvent, Timestamp};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
+use tokio::sync::Notify;
 
 /// Shared by the accept loop, every flow task and the probe task.
 pub struct Shared {
@@ -15,6 +16,7 @@ pub struct Shared {
     /// Settings for every new flow.
     pub limits: FlowLimits,
     next_flow: AtomicU64,
+    probes_wake: Notify,
 }
 
 impl Shared {
@@ -25,12 +27,24 @@ impl Shared {
             clock,
             limits,
             next_flow: AtomicU64::new(0),
+            probes_wake: Notify::new(),
         }
     }
 
     /// A new flow id, unique across every accept loop of this load balancer.
     pub fn next_flow_id(&self) -> u64 {
         self.next_flow.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Tells the probe task to ask the pool for due probes now (after an admin change
+    /// made one due at once). A wake while the task is busy is kept for its next wait.
+    pub fn wake_probes(&self) {
+        self.probes_wake.notify_one();
+    }
+
+    /// Completes on the next [`Shared::wake_probes`].
+    pub async fn probes_woken(&self) {
+        self.probes_wake.notified().await;
     }
 
     fn lock(&self) -> MutexGuard<'_, Pool> {

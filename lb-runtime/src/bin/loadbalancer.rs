@@ -96,6 +96,19 @@ async fn run(loaded: load::Loaded, with_demo: bool) -> ExitCode {
         }
     };
     let local = listener.local_addr().unwrap_or(config.listen);
+    let admin_listener = match config.admin {
+        None => None,
+        Some(addr) => match net.bind(addr).await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                eprintln!(
+                    "loadbalancer: cannot listen on the admin address {addr}: {}",
+                    io_message(&e)
+                );
+                return ExitCode::from(1);
+            }
+        },
+    };
     let balancer = Balancer::new(config, &loaded.addrs, random_seed());
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     tracing::info!(
@@ -118,6 +131,22 @@ async fn run(loaded: load::Loaded, with_demo: bool) -> ExitCode {
         let b = balancer.clone_handle();
         b_run_probes(b, stop(stop_rx.clone()))
     });
+    if let Some(admin) = admin_listener {
+        match net.local_addr(&admin) {
+            Ok(addr) => tracing::info!("admin endpoint on http://{addr}/"),
+            Err(e) => tracing::warn!("admin endpoint: {}", io_message(&e)),
+        }
+        let info = lb_sans_io::admin::Info {
+            algorithm: config.algorithm,
+            listen: local,
+            started: balancer.shared().clock.now(),
+        };
+        let shared = balancer.shared().clone();
+        // It serves through the drain after SIGTERM, so /status shows connections ending.
+        net.spawn(async move {
+            lb_runtime::admin::serve(TokioNet, admin, shared, info, std::future::pending()).await
+        });
+    }
     let grace = config.timeouts.shutdown_grace.0;
     let (done_tx, mut done_rx) = mpsc::unbounded_channel();
     for i in 0..workers {

@@ -418,6 +418,10 @@ impl Config {
             self.max_connections,
         )
         .replace("Tcp checks", "tcp checks")
+            + &self
+                .admin
+                .map(|a| format!(", admin {a}"))
+                .unwrap_or_default()
     }
 }
 

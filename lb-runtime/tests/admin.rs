@@ -1,0 +1,301 @@
+//! The admin endpoint through the real binary: `/status`, `/metrics` and the dashboard
+//! report what happened; drain, disable and enable take effect by name; bad requests and
+//! idle clients get answers without holding anyone up.
+
+mod common;
+use common::*;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+const CHECKS: &str =
+    r#","health_check":{"interval":"100ms","timeout":"100ms"},"admin":"127.0.0.1:0""#;
+
+/// The admin port, from the startup log.
+fn admin_port(lb: &Proc) -> u16 {
+    assert!(
+        lb.wait_log(
+            "admin endpoint on http://127.0.0.1:",
+            1,
+            Duration::from_secs(10)
+        ),
+        "{}",
+        lb.log_text()
+    );
+    let log = lb.log_text();
+    let rest = log
+        .split("admin endpoint on http://127.0.0.1:")
+        .nth(1)
+        .unwrap();
+    let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+    digits.parse().unwrap()
+}
+
+/// Sends raw bytes to the admin endpoint; returns the status code and body.
+fn raw(port: u16, request: &[u8]) -> (u16, String) {
+    let mut s = TcpStream::connect_timeout(&addr(port), Duration::from_secs(2)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(request).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {out:?}"));
+    (status, body.to_string())
+}
+
+fn request(port: u16, method: &str, path: &str) -> (u16, String) {
+    raw(
+        port,
+        format!("{method} {path} HTTP/1.1\r\nHost: admin\r\n\r\n").as_bytes(),
+    )
+}
+
+fn status(port: u16) -> serde_json::Value {
+    let (code, body) = request(port, "GET", "/status");
+    assert_eq!(code, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+/// The backend's entry in `/status`.
+fn backend(port: u16, name: &str) -> serde_json::Value {
+    status(port)["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["name"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no backend {name}"))
+}
+
+/// A kept-alive HTTP request on `s`; returns who answered (the demo server's body is one
+/// line).
+fn ask(s: &mut TcpStream) -> String {
+    s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 1024];
+    loop {
+        let n = s.read(&mut chunk).unwrap();
+        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&buf));
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf);
+        if let Some((_, body)) = text.split_once("\r\n\r\n") {
+            if body.ends_with('\n') {
+                return who(body);
+            }
+        }
+    }
+}
+
+#[test]
+fn status_and_metrics_report_traffic_per_backend() {
+    let dir = TempDir::new("admin-status");
+    let (_servers, ports) = servers(&dir, 2);
+    let (lb, port) = start_lb(&dir.0, &config(&ports, CHECKS));
+    let admin = admin_port(&lb);
+    assert!(
+        lb.wait_log(" is up", 2, Duration::from_secs(5)),
+        "{}",
+        lb.log_text()
+    );
+    for _ in 0..6 {
+        http_get(port).unwrap();
+    }
+    // Byte counts are added when a connection closes; the closes are logged.
+    assert!(lb.wait_log("connection closed", 6, Duration::from_secs(5)));
+    let v = status(admin);
+    assert_eq!(v["algorithm"], "round_robin");
+    assert_eq!(v["listen"], format!("127.0.0.1:{port}"));
+    assert_eq!(v["active_connections"], 0);
+    for (b, p) in v["backends"].as_array().unwrap().iter().zip(&ports) {
+        assert_eq!(b["name"], format!("s{p}"));
+        assert_eq!(b["address"], format!("127.0.0.1:{p}"));
+        assert_eq!(b["state"], "up");
+        assert_eq!(b["connections_total"], 3, "{b}");
+        assert!(b["bytes_to_client"].as_u64().unwrap() > 3 * 20, "{b}");
+        assert_eq!(b["last_check"]["result"], "passed", "{b}");
+    }
+
+    let (code, metrics) = request(admin, "GET", "/metrics");
+    assert_eq!(code, 200);
+    let sample = |line: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(line)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {line} in {metrics}"))
+    };
+    for p in &ports {
+        assert_eq!(sample(&format!("lb_backend_up{{backend=\"s{p}\"}}")), 1);
+        assert_eq!(
+            sample(&format!("lb_backend_connections_total{{backend=\"s{p}\"}}")),
+            3
+        );
+        assert!(
+            sample(&format!(
+                "lb_health_checks_total{{backend=\"s{p}\",result=\"passed\"}}"
+            )) >= 1
+        );
+    }
+    assert_eq!(
+        sample("lb_connections_rejected_total{reason=\"no_backend\"}"),
+        0
+    );
+
+    let (code, page) = request(admin, "GET", "/");
+    assert_eq!(code, 200);
+    for p in &ports {
+        assert!(page.contains(&format!("<td>s{p}</td>")), "{page}");
+    }
+}
+
+#[test]
+fn a_drained_backend_keeps_its_connections_and_gets_no_new_ones_until_enabled() {
+    let dir = TempDir::new("admin-drain");
+    let (_servers, ports) = servers(&dir, 2);
+    let (lb, port) = start_lb(&dir.0, &config(&ports, CHECKS));
+    let admin = admin_port(&lb);
+    assert!(
+        lb.wait_log(" is up", 2, Duration::from_secs(5)),
+        "{}",
+        lb.log_text()
+    );
+    let mut held = TcpStream::connect(addr(port)).unwrap();
+    held.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let victim = ask(&mut held);
+    let other = format!(
+        "s{}",
+        ports.iter().find(|p| format!("s{p}") != victim).unwrap()
+    );
+
+    let (code, body) = request(admin, "POST", &format!("/backends/{victim}/drain"));
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["state"], "draining");
+    assert_eq!(v["active_connections"], 1);
+    for _ in 0..6 {
+        assert_eq!(who(&http_get(port).unwrap()), other);
+    }
+    // The open connection goes on with the drained backend.
+    assert_eq!(ask(&mut held), victim);
+    assert_eq!(backend(admin, &victim)["active_connections"], 1);
+    drop(held);
+
+    let (code, _) = request(admin, "POST", &format!("/backends/{victim}/disable"));
+    assert_eq!(code, 200);
+    assert_eq!(backend(admin, &victim)["state"], "disabled");
+    assert_eq!(who(&http_get(port).unwrap()), other);
+
+    let (code, _) = request(admin, "POST", &format!("/backends/{victim}/enable"));
+    assert_eq!(code, 200);
+    let names: Vec<String> = (0..4).map(|_| who(&http_get(port).unwrap())).collect();
+    assert_eq!(
+        names.iter().filter(|n| **n == victim).count(),
+        2,
+        "{names:?}"
+    );
+    for state in ["draining", "disabled", "up"] {
+        assert!(
+            lb.wait_log(
+                &format!("backend {victim} is {state}"),
+                1,
+                Duration::from_secs(2)
+            ),
+            "{}",
+            lb.log_text()
+        );
+    }
+}
+
+#[test]
+fn enabling_a_disabled_backend_probes_it_at_once() {
+    let dir = TempDir::new("admin-probe");
+    let (_servers, ports) = servers(&dir, 1);
+    // Probes every 5 s: the first within 0.5 s, the next not for seconds.
+    let cfg = config(
+        &ports,
+        r#","health_check":{"interval":"5s","timeout":"1s"},"admin":"127.0.0.1:0""#,
+    );
+    let (lb, _port) = start_lb(&dir.0, &cfg);
+    let admin = admin_port(&lb);
+    let name = format!("s{}", ports[0]);
+    assert!(
+        lb.wait_log(" is up", 1, Duration::from_secs(5)),
+        "{}",
+        lb.log_text()
+    );
+    let passed = backend(admin, &name)["checks_passed"].as_u64().unwrap();
+    assert_eq!(
+        request(admin, "POST", &format!("/backends/{name}/disable")).0,
+        200
+    );
+    assert_eq!(
+        request(admin, "POST", &format!("/backends/{name}/enable")).0,
+        200
+    );
+    let end = Instant::now() + Duration::from_secs(2);
+    loop {
+        let now_passed = backend(admin, &name)["checks_passed"].as_u64().unwrap();
+        if now_passed > passed {
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "no probe after enable: {}",
+            lb.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn bad_requests_get_errors_and_an_idle_client_holds_nobody_up() {
+    let dir = TempDir::new("admin-bad");
+    let (_servers, ports) = servers(&dir, 1);
+    let (lb, _port) = start_lb(&dir.0, &config(&ports, CHECKS));
+    let admin = admin_port(&lb);
+    // Connected, sends nothing.
+    let _idle = TcpStream::connect(addr(admin)).unwrap();
+    assert_eq!(request(admin, "GET", "/status").0, 200);
+    assert_eq!(request(admin, "GET", "/nope").0, 404);
+    assert_eq!(request(admin, "DELETE", "/status").0, 405);
+    assert_eq!(request(admin, "GET", "/backends/x/drain").0, 405);
+    assert_eq!(request(admin, "POST", "/backends/x/drain").0, 404);
+    assert_eq!(request(admin, "POST", "/backends/x/reboot").0, 404);
+    assert_eq!(raw(admin, b"\x16\x03\x01\x00\xa5\x01\r\n\r\n").0, 400);
+    assert_eq!(raw(admin, b"GET / HTTP/2.0\r\n\r\n").0, 505);
+    // A POST with a body still gets its whole answer.
+    let (code, body) = raw(
+        admin,
+        format!(
+            "POST /backends/s{}/drain HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello",
+            ports[0]
+        )
+        .as_bytes(),
+    );
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"draining\""), "{body}");
+}
+
+#[test]
+fn a_taken_admin_address_exits_1_and_says_so() {
+    let dir = TempDir::new("admin-taken");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let p = dir.write(
+        "lb.json",
+        &config(&[5001], &format!(r#","admin":"127.0.0.1:{port}""#)),
+    );
+    let mut lb = Proc::spawn(LB, &["--config", p.to_str().unwrap()], &dir.0, "lb");
+    let status = lb.wait_exit(Duration::from_secs(10)).expect("did not exit");
+    assert_eq!(status.code(), Some(1));
+    let log = lb.log_text();
+    assert!(
+        log.contains(&format!(
+            "cannot listen on the admin address 127.0.0.1:{port}: address already in use"
+        )),
+        "{log}"
+    );
+}
