@@ -2,6 +2,8 @@
 //! connection (bounded in size and time), lets `lb_sans_io::admin` answer it under the
 //! pool's lock, writes the answer and closes. What each request means is decided there.
 
+use crate::failure_log::FailureRun;
+use crate::load::io_message;
 use crate::net::Net;
 use crate::shared::Shared;
 use lb_sans_io::admin::{self, Info, Parsed, Reply};
@@ -10,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Semaphore;
+use tokio::time::Instant;
 
 /// How long a client may take to send its request head.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
@@ -27,6 +30,7 @@ pub async fn serve<N: Net>(
     stop: impl Future<Output = ()>,
 ) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut failures = FailureRun::new("admin: accept failed", "admin: accepting again");
     tokio::pin!(stop);
     loop {
         tokio::select! {
@@ -34,6 +38,9 @@ pub async fn serve<N: Net>(
             _ = &mut stop => return,
             accepted = net.accept(&listener) => match accepted {
                 Ok((stream, peer)) => {
+                    if let Some(line) = failures.succeeded(Instant::now()) {
+                        tracing::info!("{line}");
+                    }
                     let Ok(slot) = slots.clone().try_acquire_owned() else {
                         tracing::warn!(%peer, "admin: {MAX_CONNECTIONS} requests already open; closing");
                         continue;
@@ -45,7 +52,9 @@ pub async fn serve<N: Net>(
                     });
                 }
                 Err(e) => {
-                    tracing::warn!("admin: accept failed: {}", crate::load::io_message(&e));
+                    if let Some(line) = failures.failed(&io_message(&e), Instant::now()) {
+                        tracing::warn!("{line}");
+                    }
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },
