@@ -299,3 +299,66 @@ fn a_taken_admin_address_exits_1_and_says_so() {
         "{log}"
     );
 }
+
+#[test]
+fn a_client_outside_allow_is_closed_at_once_and_counted() {
+    let dir = TempDir::new("allow");
+    let (_servers, ports) = servers(&dir, 1);
+    let cfg = config(
+        &ports,
+        r#","allow":["10.0.0.0/8","::1"],"health_check":{"interval":"100ms"},"admin":"127.0.0.1:0""#,
+    );
+    let (lb, port) = start_lb(&dir.0, &cfg);
+    let admin = admin_port(&lb);
+    assert!(
+        lb.wait_log(" is up", 1, Duration::from_secs(5)),
+        "{}",
+        lb.log_text()
+    );
+    // 127.0.0.1 is outside: closed at once, without an answer.
+    let mut s = TcpStream::connect(addr(port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let start = Instant::now();
+    let _ = s.write_all(b"GET / HTTP/1.1\r\n\r\n");
+    let mut buf = [0u8; 64];
+    assert_eq!(
+        s.read(&mut buf).unwrap_or(0),
+        0,
+        "answered a client outside allow"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(
+        lb.wait_log("rejected (not_allowed)", 1, Duration::from_secs(2)),
+        "{}",
+        lb.log_text()
+    );
+    let (_, metrics) = request(admin, "GET", "/metrics");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == r#"lb_connections_rejected_total{reason="not_allowed"} 1"#),
+        "{metrics}"
+    );
+    assert_eq!(status(admin)["backends"][0]["connections_total"], 0);
+}
+
+#[test]
+fn a_client_inside_allow_is_served() {
+    let dir = TempDir::new("allow-in");
+    let (_servers, ports) = servers(&dir, 1);
+    let cfg = config(
+        &ports,
+        r#","allow":["127.0.0.0/8"],"health_check":{"interval":"100ms"}"#,
+    );
+    let (lb, port) = start_lb(&dir.0, &cfg);
+    assert!(
+        lb.wait_log(" is up", 1, Duration::from_secs(5)),
+        "{}",
+        lb.log_text()
+    );
+    assert_eq!(who(&http_get(port).unwrap()), format!("s{}", ports[0]));
+}

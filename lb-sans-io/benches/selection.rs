@@ -111,7 +111,7 @@ fn main() {
         let client = SocketAddr::from(([10, 0, 0, 1], 40000));
         let t = measure(runs, iters, |i| {
             let f = FlowId(i);
-            pool.open_flow(f, Timestamp::ZERO).unwrap();
+            pool.open_flow(f, client.ip(), Timestamp::ZERO).unwrap();
             black_box(pool.select(f, client, &[], Timestamp::ZERO));
             pool.close_flow(f, 0, 0, Timestamp::ZERO);
         });

@@ -276,7 +276,7 @@ impl Flow {
             reason: None,
             released: false,
         };
-        match pool.open_flow(id, now) {
+        match pool.open_flow(id, client.ip(), now) {
             Ok(()) => flow.connect_next(pool, now),
             Err(reason) => flow.close(CloseReason::Rejected(reason), false),
         }

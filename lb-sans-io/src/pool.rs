@@ -3,7 +3,7 @@
 //! limits, and the schedule of health probes. Flows consult it only when they open, pick a
 //! backend, learn how their connect went, and close, so the data path never touches it.
 
-use crate::config::{CheckType, Config};
+use crate::config::{CheckType, Cidr, Config};
 use crate::flow::ConnectFailure;
 use crate::health::{Health, HealthCounter};
 use crate::ids::{BackendId, FlowId, ProbeId};
@@ -12,7 +12,7 @@ use crate::select::{selector_for, BackendView, SelectCtx, Selector, SelectorSpec
 use crate::time::Timestamp;
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 /// A backend's state as users see it (`/status`, logs): the admin state when an operator
@@ -118,17 +118,24 @@ pub enum RejectReason {
     MaxConnections,
     /// No backend was up (or all were at their connection limit).
     NoBackend,
+    /// The client's address is outside `allow`.
+    NotAllowed,
 }
 
 impl RejectReason {
     /// Every reason, in the order metrics list them.
-    pub const ALL: [RejectReason; 2] = [RejectReason::MaxConnections, RejectReason::NoBackend];
+    pub const ALL: [RejectReason; 3] = [
+        RejectReason::MaxConnections,
+        RejectReason::NoBackend,
+        RejectReason::NotAllowed,
+    ];
 
     /// The label used in logs and metrics.
     pub fn label(self) -> &'static str {
         match self {
             RejectReason::MaxConnections => "max_connections",
             RejectReason::NoBackend => "no_backend",
+            RejectReason::NotAllowed => "not_allowed",
         }
     }
 }
@@ -274,6 +281,7 @@ pub struct Pool {
     /// Backends whose slow start is under way (few at once), so a pick updates only them.
     ramping: Vec<usize>,
     max_connections: u32,
+    allow: Option<Vec<Cidr>>,
     flows: BTreeMap<FlowId, FlowSlot>,
     rejected: BTreeMap<RejectReason, u64>,
     events: VecDeque<PoolEvent>,
@@ -360,6 +368,7 @@ impl Pool {
                 timeout: hc.timeout.0,
             },
             max_connections: config.max_connections,
+            allow: config.allow.clone(),
             flows: BTreeMap::new(),
             rejected: BTreeMap::new(),
             events: VecDeque::new(),
@@ -458,12 +467,24 @@ impl Pool {
         self.last_now
     }
 
-    /// A client connected: admits it, or refuses it if `max_connections` are open.
-    /// An id already open is not counted twice.
-    pub fn open_flow(&mut self, flow: FlowId, now: Timestamp) -> Result<(), RejectReason> {
+    /// A client connected from `client`: admits it, or refuses it if `allow` does not
+    /// cover its address or `max_connections` are open. An id already open is not counted
+    /// twice.
+    pub fn open_flow(
+        &mut self,
+        flow: FlowId,
+        client: IpAddr,
+        now: Timestamp,
+    ) -> Result<(), RejectReason> {
         self.observe(now);
         if self.flows.contains_key(&flow) {
             return Ok(());
+        }
+        if let Some(allow) = &self.allow {
+            if !allow.iter().any(|net| net.contains(client)) {
+                self.reject(RejectReason::NotAllowed);
+                return Err(RejectReason::NotAllowed);
+            }
         }
         if self.flows.len() >= self.max_connections as usize {
             self.reject(RejectReason::MaxConnections);

@@ -96,11 +96,11 @@ pub fn handle(req: &Request, pool: &mut Pool, info: &Info, now: Timestamp) -> Re
             send_body: req.method == Method::Get,
             probes_changed: false,
         },
-        _ => Reply::new(not_allowed("GET, HEAD")),
+        _ => Reply::new(method_not_allowed("GET, HEAD")),
     }
 }
 
-fn not_allowed(allow: &'static str) -> Response {
+fn method_not_allowed(allow: &'static str) -> Response {
     Response {
         allow: Some(allow),
         ..Response::text(405, format!("method not allowed; use {allow}\n"))
@@ -133,7 +133,7 @@ fn backend_action(req: &Request, rest: &str, pool: &mut Pool, now: Timestamp) ->
         }
     };
     if req.method != Method::Post {
-        return Reply::new(not_allowed("POST"));
+        return Reply::new(method_not_allowed("POST"));
     }
     let Some(id) = pool.backend_by_name(name) else {
         return error(404, format!("no backend named {name:?}"));

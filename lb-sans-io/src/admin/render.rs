@@ -205,7 +205,7 @@ tr.draining td:nth-child(4), tr.disabled td:nth-child(4) {{ color: #a60; }}
 </style></head>
 <body>
 <h1>loadbalancer on {listen}</h1>
-<p>{algorithm} &middot; up {uptime} s &middot; {open} open connection(s) &middot; rejected: {max} max_connections, {none} no_backend</p>
+<p>{algorithm} &middot; up {uptime} s &middot; {open} open connection(s) &middot; rejected: {max} max_connections, {none} no_backend, {denied} not_allowed</p>
 <table>
 <tr><th>backend</th><th>address</th><th>weight</th><th>state</th><th>active</th><th>connections</th><th>connect failures</th><th>bytes to backend</th><th>bytes to client</th><th>last check</th></tr>
 {rows}</table>
@@ -218,6 +218,7 @@ tr.draining td:nth-child(4), tr.disabled td:nth-child(4) {{ color: #a60; }}
         open = pool.open_flows(),
         max = pool.rejected(RejectReason::MaxConnections),
         none = pool.rejected(RejectReason::NoBackend),
+        denied = pool.rejected(RejectReason::NotAllowed),
     )
 }
 

@@ -48,7 +48,7 @@ fn post(pool: &mut Pool, path: &str) -> Reply {
 /// One finished connection to backend 0 with these byte counts.
 fn one_connection(p: &mut Pool, flow: u64, up: u64, down: u64) -> BackendId {
     let client = SocketAddr::from(([127, 0, 0, 1], 40000));
-    p.open_flow(FlowId(flow), at(1)).unwrap();
+    p.open_flow(FlowId(flow), client.ip(), at(1)).unwrap();
     let (b, _) = p.select(FlowId(flow), client, &[], at(1)).unwrap();
     p.connect_succeeded(FlowId(flow), b, at(2));
     p.close_flow(FlowId(flow), up, down, at(3));

@@ -5,9 +5,11 @@
 //! the driver at load time.
 
 mod address;
+mod cidr;
 mod duration;
 
 pub use address::BackendAddress;
+pub use cidr::Cidr;
 pub use duration::ConfigDuration;
 
 use serde::{Deserialize, Serialize};
@@ -52,6 +54,10 @@ pub struct Config {
     /// Default 10000.
     #[serde(default = "default_max_connections")]
     pub max_connections: u32,
+    /// Client networks allowed to connect; others are closed at accept and counted as
+    /// rejected. Absent: every client is allowed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow: Option<Vec<Cidr>>,
     /// Address of the admin HTTP endpoint; absent disables it.
     #[serde(
         default,
@@ -398,6 +404,12 @@ impl Config {
         if self.max_connections == 0 {
             return Err(ConfigError::field("max_connections", "must be at least 1"));
         }
+        if self.allow.as_ref().is_some_and(|a| a.is_empty()) {
+            return Err(ConfigError::field(
+                "allow",
+                "an empty list refuses every client (omit `allow` to allow all)",
+            ));
+        }
         Ok(())
     }
 
@@ -418,6 +430,11 @@ impl Config {
             self.max_connections,
         )
         .replace("Tcp checks", "tcp checks")
+            + &self
+                .allow
+                .as_ref()
+                .map(|a| format!(", allow {} network(s)", a.len()))
+                .unwrap_or_default()
             + &self
                 .admin
                 .map(|a| format!(", admin {a}"))

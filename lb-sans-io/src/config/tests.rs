@@ -143,3 +143,36 @@ fn odd_addresses_that_would_not_round_trip_are_rejected() {
         assert!(Config::from_json(&format!(r#"{{"backends":[{{"address":"{good}"}}]}}"#)).is_ok());
     }
 }
+
+#[test]
+fn allow_takes_networks_and_names_the_bad_one() {
+    let c = Config::from_json(r#"{"backends":[{"address":"h:1"}],"allow":["10.0.0.0/8","::1"]}"#)
+        .unwrap();
+    let allow = c.allow.as_ref().unwrap();
+    assert_eq!(allow.len(), 2);
+    assert_eq!(allow[1].to_string(), "::1/128");
+    assert!(
+        c.summary().contains("allow 2 network(s)"),
+        "{}",
+        c.summary()
+    );
+    assert_eq!(Config::from_json(&c.to_json()).unwrap(), c);
+    let e = Config::from_json(
+        r#"{"backends":[{"address":"h:1"}],"allow":["10.0.0.0/8","10.0.0.1/8"]}"#,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("allow[1]"), "{e}");
+    assert!(e.contains("did you mean \"10.0.0.0/8\""), "{e}");
+    let e = Config::from_json(r#"{"backends":[{"address":"h:1"}],"allow":[]}"#)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("allow: an empty list refuses every client"),
+        "{e}"
+    );
+    let e = Config::from_json(r#"{"backends":[{"address":"h:1"}],"allow":"10.0.0.0/8"}"#)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("allow"), "{e}");
+}

@@ -453,6 +453,35 @@ fn all_backends_down_closes_the_client_at_once() {
 }
 
 #[test]
+fn a_client_outside_allow_is_closed_at_once_without_a_connect() {
+    let mut r = Rig::new(1, r#","allow":["10.0.0.0/8","::1"],"max_connections":1"#);
+    let mut outside = r.accept(1, at(0));
+    assert_eq!(
+        drain(&mut outside),
+        [FlowAction::Close {
+            reason: CloseReason::Rejected(RejectReason::NotAllowed),
+            reset: false
+        }]
+    );
+    outside.release(&mut r.pool, at(0));
+    assert_eq!(r.pool.rejected(RejectReason::NotAllowed), 1);
+    // It took no seat: an allowed client still gets the only one.
+    let inside: SocketAddr = "10.9.8.7:5555".parse().unwrap();
+    let mut f = Flow::accept(&mut r.pool, FlowId(2), inside, r.limits, at(0));
+    assert!(matches!(f.poll_action(), Some(FlowAction::Connect { .. })));
+    let v6: SocketAddr = "[::1]:5555".parse().unwrap();
+    let mut g = Flow::accept(&mut r.pool, FlowId(3), v6, r.limits, at(0));
+    assert_eq!(
+        drain(&mut g),
+        [FlowAction::Close {
+            reason: CloseReason::Rejected(RejectReason::MaxConnections),
+            reset: false
+        }],
+        "allowed, but over max_connections"
+    );
+}
+
+#[test]
 fn the_connection_limit_rejects_at_once() {
     let mut r = Rig::new(1, r#","max_connections":1"#);
     let _first = r.established(1);

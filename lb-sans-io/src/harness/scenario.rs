@@ -436,6 +436,7 @@ impl ConfigSpec {
                 .slow_start_ms
                 .map(|v| ConfigDuration(Duration::from_millis(v.into()))),
             max_connections: u32::from(self.max_connections) + 1,
+            allow: None,
             admin: None,
         };
         let mut limits = FlowLimits::from_config(&config);

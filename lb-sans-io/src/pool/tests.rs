@@ -106,7 +106,7 @@ fn selection_never_returns_a_down_backend() {
     probe_round(&mut p, at(100), |b| b.0 != 1);
     for i in 0..30 {
         let f = FlowId(i);
-        p.open_flow(f, at(200)).unwrap();
+        p.open_flow(f, CLIENT.ip(), at(200)).unwrap();
         let (b, _) = p.select(f, CLIENT, &[], at(200)).unwrap();
         assert_ne!(b, BackendId(1));
         p.close_flow(f, 0, 0, at(200));
@@ -119,7 +119,7 @@ fn passive_failures_count_as_failed_checks() {
     let mut p = pool(2, r#","health_check":{"fall":2,"start_up":true}"#);
     for i in 0..2 {
         let f = FlowId(i);
-        p.open_flow(f, at(0)).unwrap();
+        p.open_flow(f, CLIENT.ip(), at(0)).unwrap();
         let (b, _) = p.select(f, CLIENT, &[BackendId(0)], at(0)).unwrap();
         assert_eq!(b, BackendId(1));
         p.connect_failed(f, b, ConnectFailure::Backend, at(0));
@@ -152,12 +152,12 @@ fn global_and_per_backend_connection_limits() {
     let mut p = Pool::new(&c, &addrs, 1, Timestamp::ZERO);
     let mut picks = Vec::new();
     for i in 0..3 {
-        p.open_flow(FlowId(i), at(0)).unwrap();
+        p.open_flow(FlowId(i), CLIENT.ip(), at(0)).unwrap();
         picks.push(p.select(FlowId(i), CLIENT, &[], at(0)).unwrap().0 .0);
     }
     assert_eq!(picks, [0, 1, 1], "backend 0 holds at most one connection");
     assert_eq!(
-        p.open_flow(FlowId(9), at(0)),
+        p.open_flow(FlowId(9), CLIENT.ip(), at(0)),
         Err(RejectReason::MaxConnections)
     );
     assert_eq!(p.rejected(RejectReason::MaxConnections), 1);
@@ -170,7 +170,38 @@ fn global_and_per_backend_connection_limits() {
         ),
         (10, 20)
     );
-    p.open_flow(FlowId(9), at(1)).unwrap();
+    p.open_flow(FlowId(9), CLIENT.ip(), at(1)).unwrap();
+    p.check_invariants();
+}
+
+#[test]
+fn allow_admits_exactly_the_clients_in_its_networks() {
+    let mut p = pool(
+        1,
+        r#","allow":["192.168.0.0/16","10.1.0.0/24","2001:db8::/32"]"#,
+    );
+    let cases = [
+        ("192.168.4.5", true),
+        ("192.169.0.1", false),
+        ("10.1.0.255", true),
+        ("10.1.1.0", false),
+        ("127.0.0.1", false),
+        ("::ffff:192.168.1.1", true),
+        ("2001:db8::7", true),
+        ("2001:db9::7", false),
+        ("::1", false),
+    ];
+    for (i, (ip, allowed)) in cases.iter().enumerate() {
+        let got = p.open_flow(FlowId(i as u64), ip.parse().unwrap(), at(0));
+        let want = if *allowed {
+            Ok(())
+        } else {
+            Err(RejectReason::NotAllowed)
+        };
+        assert_eq!(got, want, "{ip}");
+    }
+    assert_eq!(p.rejected(RejectReason::NotAllowed), 5);
+    assert_eq!(p.open_flows(), 4);
     p.check_invariants();
 }
 
@@ -182,8 +213,8 @@ fn unknown_and_repeated_events_are_ignored() {
     p.connect_succeeded(FlowId(42), BackendId(1), at(0));
     p.handle_probe_result(ProbeId(999), false, at(0));
     assert_eq!(p.select(FlowId(42), CLIENT, &[], at(0)), None);
-    p.open_flow(FlowId(1), at(0)).unwrap();
-    p.open_flow(FlowId(1), at(0)).unwrap();
+    p.open_flow(FlowId(1), CLIENT.ip(), at(0)).unwrap();
+    p.open_flow(FlowId(1), CLIENT.ip(), at(0)).unwrap();
     assert_eq!(p.open_flows(), 1);
     p.check_invariants();
     assert_eq!(states(&p), [BackendState::Up; 2]);
@@ -216,7 +247,7 @@ fn slow_start_ramps_a_returning_backends_share() {
             let mut got = 0;
             for k in 0..2000 {
                 let f = FlowId(t_ms * 10_000 + k);
-                p.open_flow(f, at(t_ms)).unwrap();
+                p.open_flow(f, CLIENT.ip(), at(t_ms)).unwrap();
                 if p.select(f, CLIENT, &[], at(t_ms)).unwrap().0 == BackendId(1) {
                     got += 1;
                 }
@@ -247,7 +278,7 @@ fn events(p: &mut Pool) -> Vec<PoolEvent> {
 
 /// Opens a flow and gives it a backend.
 fn connect(p: &mut Pool, flow: u64, now: Timestamp) -> Option<BackendId> {
-    p.open_flow(FlowId(flow), now).unwrap();
+    p.open_flow(FlowId(flow), CLIENT.ip(), now).unwrap();
     let chosen = p.select(FlowId(flow), CLIENT, &[], now).map(|(b, _)| b);
     if let Some(b) = chosen {
         p.connect_succeeded(FlowId(flow), b, now);
@@ -503,7 +534,7 @@ fn a_backend_enabled_again_ramps_up_under_slow_start() {
     let mut got = 0;
     for k in 0..1000 {
         let f = FlowId(k);
-        p.open_flow(f, at(1000)).unwrap();
+        p.open_flow(f, CLIENT.ip(), at(1000)).unwrap();
         if p.select(f, CLIENT, &[], at(1000)).unwrap().0 == BackendId(1) {
             got += 1;
         }
