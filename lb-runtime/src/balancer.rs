@@ -58,16 +58,17 @@ impl Balancer {
         let clock = Clock::start();
         let pool = Pool::new(config, addrs, seed, clock.now());
         Balancer {
-            shared: Arc::new(Shared::new(pool, clock, FlowLimits::from_config(config))),
+            shared: Arc::new(Shared::new(pool, clock)),
         }
     }
 
     /// A load balancer around a pool the caller built, for instance with
     /// [`Pool::new_with_selector`] to inject a policy in tests. `clock` is the clock the pool's
     /// `now` was read from; `limits` are the settings of every new flow.
-    pub fn from_pool(pool: Pool, clock: Clock, limits: FlowLimits) -> Balancer {
+    pub fn from_pool(mut pool: Pool, clock: Clock, limits: FlowLimits) -> Balancer {
+        pool.set_flow_limits(limits);
         Balancer {
-            shared: Arc::new(Shared::new(pool, clock, limits)),
+            shared: Arc::new(Shared::new(pool, clock)),
         }
     }
 

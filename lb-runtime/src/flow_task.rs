@@ -221,7 +221,8 @@ pub async fn run<N: Net>(
     client: N::Stream,
     peer: SocketAddr,
 ) {
-    let mut flow = shared.with_pool(|pool, now| Flow::accept(pool, id, peer, shared.limits, now));
+    let mut flow =
+        shared.with_pool(|pool, now| Flow::accept(pool, id, peer, pool.flow_limits(), now));
     let mut io = FlowIo::new(net.clone(), client);
     loop {
         while let Some(action) = flow.poll_action() {

@@ -1,9 +1,10 @@
 //! The state all tasks of one load balancer share: the pool machine behind a lock that is
-//! taken only at connect, close and health events, the clock and the flow settings.
+//! taken only at connect, close, health and admin events (it also holds the settings of new
+//! flows, so a reload changes them in one place), and the clock.
 
 use crate::clock::Clock;
 use lb_sans_io::pool::StateCause;
-use lb_sans_io::{BackendState, FlowLimits, Pool, PoolEvent, Timestamp};
+use lb_sans_io::{BackendState, Pool, PoolEvent, Timestamp};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use tokio::sync::Notify;
@@ -13,19 +14,16 @@ pub struct Shared {
     pool: Mutex<Pool>,
     /// The driver's clock.
     pub clock: Clock,
-    /// Settings for every new flow.
-    pub limits: FlowLimits,
     next_flow: AtomicU64,
     probes_wake: Notify,
 }
 
 impl Shared {
     /// Wraps a pool.
-    pub fn new(pool: Pool, clock: Clock, limits: FlowLimits) -> Shared {
+    pub fn new(pool: Pool, clock: Clock) -> Shared {
         Shared {
             pool: Mutex::new(pool),
             clock,
-            limits,
             next_flow: AtomicU64::new(0),
             probes_wake: Notify::new(),
         }
@@ -79,6 +77,7 @@ fn log_pool_event(pool: &Pool, event: &PoolEvent) {
                 StateCause::Probe => "health check",
                 StateCause::ClientConnectFailed => "client connects failed",
                 StateCause::Admin => "admin request",
+                StateCause::Reload => "config reload",
             };
             let message = format!("backend {} is {to}", b.name);
             match to {

@@ -46,6 +46,12 @@ impl HealthCounter {
         }
     }
 
+    /// New `rise` / `fall` thresholds (a reloaded config); the state and streak stay.
+    pub fn set_thresholds(&mut self, rise: u32, fall: u32) {
+        self.rise = rise.max(1);
+        self.fall = fall.max(1);
+    }
+
     /// The current state.
     pub fn health(&self) -> Health {
         self.health

@@ -3,8 +3,9 @@
 //! limits, and the schedule of health probes. Flows consult it only when they open, pick a
 //! backend, learn how their connect went, and close, so the data path never touches it.
 
+use crate::config::Algorithm;
 use crate::config::{CheckType, Cidr, Config};
-use crate::flow::ConnectFailure;
+use crate::flow::{ConnectFailure, FlowLimits};
 use crate::health::{Health, HealthCounter};
 use crate::ids::{BackendId, FlowId, ProbeId};
 use crate::rng::LbRng;
@@ -109,6 +110,9 @@ pub enum StateCause {
     ClientConnectFailed,
     /// An operator drained, disabled or enabled it ([`Pool::set_admin`]).
     Admin,
+    /// A reloaded config no longer has it ([`Pool::reconfigure`]): it drains until its
+    /// open connections end.
+    Reload,
 }
 
 /// Why a new client connection was refused before any backend was tried.
@@ -213,12 +217,18 @@ pub struct Backend {
     probe_in_flight: Option<(ProbeId, Timestamp)>,
     /// When it last came up, while its slow start lasts.
     ramp_since: Option<Timestamp>,
+    /// A reloaded config no longer has it: it keeps its open connections and gets nothing
+    /// new (see [`Pool::reconfigure`]).
+    removed: bool,
 }
 
 impl Backend {
     /// The state users see: `Draining` / `Disabled` when an operator said so, else `Up` /
     /// `Down` from its health.
     pub fn state(&self) -> BackendState {
+        if self.removed {
+            return BackendState::Draining;
+        }
         match self.admin {
             AdminState::Disabled => BackendState::Disabled,
             AdminState::Draining => BackendState::Draining,
@@ -247,12 +257,27 @@ impl Backend {
     /// Whether it may take a new connection: healthy, [`AdminState::Enabled`] and under its
     /// connection limit. This is what selectors see as [`BackendView::eligible`].
     pub fn eligible(&self) -> bool {
-        self.health.health() == Health::Up && self.admin == AdminState::Enabled && self.has_room()
+        self.health.health() == Health::Up
+            && self.admin == AdminState::Enabled
+            && !self.removed
+            && self.has_room()
+    }
+
+    /// Whether a reloaded config removed it. A removed backend shows as
+    /// [`BackendState::Draining`] while connections to it are open; with none left it is
+    /// gone for users (`/status`, metrics) but keeps its [`BackendId`].
+    pub fn removed(&self) -> bool {
+        self.removed
+    }
+
+    /// Whether users still see it: configured, or removed with connections open.
+    pub fn listed(&self) -> bool {
+        !self.removed || self.active > 0
     }
 
     /// Whether the pool starts health probes of it.
     fn probed(&self) -> bool {
-        self.admin != AdminState::Disabled
+        self.admin != AdminState::Disabled && !self.removed
     }
 }
 
@@ -273,6 +298,7 @@ struct FlowSlot {
 /// The shared pool machine. See the module docs.
 pub struct Pool {
     backends: Vec<Backend>,
+    algorithm: Algorithm,
     selector: Box<dyn Selector>,
     rng: LbRng,
     checks: CheckSettings,
@@ -282,6 +308,7 @@ pub struct Pool {
     ramping: Vec<usize>,
     max_connections: u32,
     allow: Option<Vec<Cidr>>,
+    limits: FlowLimits,
     flows: BTreeMap<FlowId, FlowSlot>,
     rejected: BTreeMap<RejectReason, u64>,
     events: VecDeque<PoolEvent>,
@@ -353,9 +380,11 @@ impl Pool {
                 next_probe_at: now + rng.duration_below(interval / 10),
                 probe_in_flight: None,
                 ramp_since: None,
+                removed: false,
             })
             .collect::<Vec<_>>();
         let mut pool = Pool {
+            algorithm: config.algorithm,
             selector,
             slow_start: config.slow_start.map(|d| d.0).filter(|d| !d.is_zero()),
             views: Vec::with_capacity(backends.len()),
@@ -369,6 +398,7 @@ impl Pool {
             },
             max_connections: config.max_connections,
             allow: config.allow.clone(),
+            limits: FlowLimits::from_config(config),
             flows: BTreeMap::new(),
             rejected: BTreeMap::new(),
             events: VecDeque::new(),
@@ -437,12 +467,24 @@ impl Pool {
         self.backends.get(id.index())
     }
 
-    /// The backend with this configured name (names are unique), for the admin endpoint.
+    /// The configured backend with this name (names are unique), for the admin endpoint.
+    /// Backends a reload removed are not found.
     pub fn backend_by_name(&self, name: &str) -> Option<BackendId> {
         self.backends
             .iter()
-            .position(|b| b.name == name)
+            .position(|b| b.name == name && !b.removed)
             .map(|i| BackendId(i as u32))
+    }
+
+    /// The settings every new flow gets (from the config, and kept up to date by
+    /// [`Pool::reconfigure`]).
+    pub fn flow_limits(&self) -> FlowLimits {
+        self.limits
+    }
+
+    /// Replaces the settings of new flows (e.g. smaller watermarks in tests).
+    pub fn set_flow_limits(&mut self, limits: FlowLimits) {
+        self.limits = limits;
     }
 
     /// Client connections open now.
@@ -828,6 +870,10 @@ impl Pool {
                 self.ramping.contains(&i),
                 "backend {i} ramp list"
             );
+            assert!(
+                !b.removed || (!b.eligible() && b.ramp_since.is_none()),
+                "removed backend {i} is eligible or ramping"
+            );
         }
     }
 }
@@ -842,6 +888,9 @@ pub fn slow_start_weight(full: u32, elapsed: Duration, ramp: Duration) -> u32 {
     let grow = (full as u128 - base) * elapsed.as_nanos() / ramp.as_nanos();
     ((base + grow) as u32).max(1)
 }
+
+mod reload;
+pub use reload::ReloadSummary;
 
 #[cfg(test)]
 mod tests;

@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 /// `GET /metrics`: the Prometheus text exposition format (0.0.4).
 pub fn metrics(pool: &Pool, info: &Info, now: Timestamp) -> String {
     let mut out = String::new();
-    let backends = pool.backends();
+    let backends: Vec<&Backend> = pool.backends().iter().filter(|b| b.listed()).collect();
     let mut family = |name: &str, kind: &str, help: &str, samples: Vec<(String, u64)>| {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
         for (labels, value) in samples {
@@ -129,6 +129,7 @@ pub fn backend_json(b: &Backend, now: Timestamp) -> Value {
         "weight": b.weight,
         "max_connections": b.max_connections,
         "state": b.state().label(),
+        "removed": b.removed(),
         "admin": b.admin().label(),
         "health": b.health().label(),
         "active_connections": b.active,
@@ -157,7 +158,12 @@ pub fn status(pool: &Pool, info: &Info, now: Timestamp) -> String {
         "uptime_ms": now.saturating_duration_since(info.started).as_millis() as u64,
         "active_connections": pool.open_flows(),
         "rejected": rejected,
-        "backends": pool.backends().iter().map(|b| backend_json(b, now)).collect::<Vec<_>>(),
+        "backends": pool
+            .backends()
+            .iter()
+            .filter(|b| b.listed())
+            .map(|b| backend_json(b, now))
+            .collect::<Vec<_>>(),
     });
     let mut s = serde_json::to_string_pretty(&v).unwrap_or_default();
     s.push('\n');
@@ -167,7 +173,7 @@ pub fn status(pool: &Pool, info: &Info, now: Timestamp) -> String {
 /// `GET /`: a small page of the same, reloading itself every 2 s.
 pub fn dashboard(pool: &Pool, info: &Info, now: Timestamp) -> String {
     let mut rows = String::new();
-    for b in pool.backends() {
+    for b in pool.backends().iter().filter(|b| b.listed()) {
         let last = match b.last_check {
             Some((at, passed)) => format!(
                 "{} {} ms ago",

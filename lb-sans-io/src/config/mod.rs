@@ -413,6 +413,24 @@ impl Config {
         Ok(())
     }
 
+    /// The fields that differ between this (running) config and `new` but take a restart
+    /// to apply: the listening socket stays open across a reload, and so does the admin
+    /// endpoint's; the drain period is fixed when the workers start. A reload applies
+    /// everything else ([`crate::Pool::reconfigure`]).
+    pub fn restart_needed(&self, new: &Config) -> Vec<&'static str> {
+        let mut fields = Vec::new();
+        if self.listen != new.listen {
+            fields.push("listen");
+        }
+        if self.admin != new.admin {
+            fields.push("admin");
+        }
+        if self.timeouts.shutdown_grace != new.timeouts.shutdown_grace {
+            fields.push("timeouts.shutdown_grace");
+        }
+        fields
+    }
+
     /// One line for `--check` and the startup log.
     pub fn summary(&self) -> String {
         format!(

@@ -566,3 +566,293 @@ fn a_probe_that_could_not_run_neither_passes_nor_fails() {
     assert_eq!(p.backends()[0].state(), BackendState::Down);
     p.check_invariants();
 }
+
+// ---- reload ----------------------------------------------------------------------------
+
+/// A config and addresses for backends named by `specs`: (name, port, weight).
+fn reload_config(specs: &[(&str, u16, u32)], extra: &str) -> (Config, Vec<SocketAddr>) {
+    let backends: Vec<String> = specs
+        .iter()
+        .map(|(n, p, w)| format!(r#"{{"name":"{n}","address":"127.0.0.1:{p}","weight":{w}}}"#))
+        .collect();
+    let c = Config::from_json(&format!(
+        r#"{{"backends":[{}],"health_check":{{"start_up":true}}{extra}}}"#,
+        backends.join(",")
+    ))
+    .unwrap();
+    let addrs = specs
+        .iter()
+        .map(|(_, p, _)| SocketAddr::from(([127, 0, 0, 1], *p)))
+        .collect();
+    (c, addrs)
+}
+
+fn names_in_turn(p: &mut Pool, first_flow: u64, n: u64) -> Vec<String> {
+    (first_flow..first_flow + n)
+        .map(|f| {
+            p.open_flow(FlowId(f), CLIENT.ip(), at(10)).unwrap();
+            let (b, _) = p.select(FlowId(f), CLIENT, &[], at(10)).unwrap();
+            p.close_flow(FlowId(f), 0, 0, at(10));
+            p.backends()[b.index()].name.clone()
+        })
+        .collect()
+}
+
+#[test]
+fn a_reload_keeps_backends_by_name_drains_removed_ones_and_adds_new_ones() {
+    let (c, addrs) = reload_config(&[("a", 1, 1), ("b", 2, 1), ("c", 3, 1)], "");
+    let mut p = Pool::new(&c, &addrs, 1, Timestamp::ZERO);
+    // A connection open to b, and some history on a.
+    p.open_flow(FlowId(100), CLIENT.ip(), at(1)).unwrap();
+    let (held, _) = p.select(FlowId(100), CLIENT, &[], at(1)).unwrap();
+    assert_eq!(held, BackendId(0));
+    p.connect_succeeded(FlowId(100), held, at(1));
+    p.set_admin(BackendId(2), AdminState::Draining, at(1))
+        .unwrap();
+    let _ = std::iter::from_fn(|| p.poll_event()).count();
+
+    // a stays; b... is dropped; c stays (still drained by the operator); d is new.
+    let (c2, addrs2) = reload_config(&[("c", 3, 1), ("a", 1, 5), ("d", 4, 1)], "");
+    let summary = p.reconfigure(&c2, &addrs2, at(5));
+    assert_eq!(summary.kept, 2);
+    assert_eq!(summary.added, ["d"]);
+    assert_eq!(summary.removed, [("b".to_string(), 0)]);
+    p.check_invariants();
+    let a = &p.backends()[0];
+    assert_eq!(
+        (a.name.as_str(), a.weight, a.active),
+        ("a", 5, 1),
+        "kept, reweighted"
+    );
+    assert_eq!(a.connections_total, 1);
+    assert!(p.backends()[1].removed());
+    assert!(!p.backends()[1].listed(), "b had no connection: gone");
+    assert_eq!(
+        p.backends()[2].state(),
+        BackendState::Draining,
+        "admin state kept"
+    );
+    assert_eq!(p.backends()[3].name, "d");
+    assert_eq!(p.backend_by_name("b"), None);
+    let events: Vec<_> = std::iter::from_fn(|| p.poll_event()).collect();
+    assert_eq!(
+        events,
+        [PoolEvent::BackendStateChanged {
+            backend: BackendId(1),
+            from: BackendState::Up,
+            to: BackendState::Draining,
+            cause: StateCause::Reload,
+        }]
+    );
+    // New connections go to a and d only (c is drained), round robin.
+    let names = names_in_turn(&mut p, 0, 6);
+    assert!(names.iter().all(|n| n == "a" || n == "d"), "{names:?}");
+    assert_eq!(names.iter().filter(|n| *n == "d").count(), 3, "{names:?}");
+    // The held connection still closes normally and adds its bytes to a.
+    p.close_flow(FlowId(100), 7, 8, at(6));
+    assert_eq!(p.backends()[0].active, 0);
+    assert_eq!(p.backends()[0].bytes_to_client, 8);
+    p.check_invariants();
+}
+
+#[test]
+fn a_removed_backend_drains_its_open_connections_and_is_never_chosen() {
+    let (c, addrs) = reload_config(&[("a", 1, 1), ("b", 2, 1)], "");
+    let mut p = Pool::new(&c, &addrs, 1, Timestamp::ZERO);
+    let mut held = Vec::new();
+    for f in 0..4 {
+        p.open_flow(FlowId(f), CLIENT.ip(), at(1)).unwrap();
+        let (b, _) = p.select(FlowId(f), CLIENT, &[], at(1)).unwrap();
+        p.connect_succeeded(FlowId(f), b, at(1));
+        held.push(b);
+    }
+    let (c2, addrs2) = reload_config(&[("b", 2, 1)], "");
+    let summary = p.reconfigure(&c2, &addrs2, at(2));
+    assert_eq!(summary.removed, [("a".to_string(), 2)]);
+    let a = &p.backends()[0];
+    assert!(a.removed() && a.listed());
+    assert_eq!(a.state(), BackendState::Draining);
+    assert!(!a.eligible());
+    // It is not probed any more.
+    while let Some(req) = p.poll_probe(at(5_000)) {
+        assert_ne!(req.backend, BackendId(0), "probed a removed backend");
+        p.handle_probe_result(req.id, true, at(5_000));
+    }
+    for name in names_in_turn(&mut p, 10, 5) {
+        assert_eq!(name, "b");
+    }
+    for (f, b) in held.iter().enumerate() {
+        if *b == BackendId(0) {
+            p.close_flow(FlowId(f as u64), 1, 1, at(6));
+        }
+    }
+    assert!(!p.backends()[0].listed(), "gone once its connections ended");
+    p.check_invariants();
+    // Configured again with the same address: back in place, under the same id.
+    let summary = p.reconfigure(&c, &addrs, at(7));
+    assert_eq!(summary.added, ["a"]);
+    assert_eq!(p.backends().len(), 2);
+    assert!(!p.backends()[0].removed());
+    assert_eq!(p.backend_by_name("a"), Some(BackendId(0)));
+    p.check_invariants();
+}
+
+#[test]
+fn a_changed_address_is_a_new_backend() {
+    let (c, addrs) = reload_config(&[("a", 1, 1)], "");
+    let mut p = Pool::new(&c, &addrs, 1, Timestamp::ZERO);
+    let (c2, addrs2) = reload_config(&[("a", 9, 1)], "");
+    let summary = p.reconfigure(&c2, &addrs2, at(1));
+    assert_eq!(summary.added, ["a"]);
+    assert_eq!(summary.removed, [("a".to_string(), 0)]);
+    assert_eq!(p.backend_by_name("a"), Some(BackendId(1)));
+    assert_eq!(p.backends()[1].addr.port(), 9);
+    assert_eq!(
+        p.backends()[1].state(),
+        BackendState::Up,
+        "start_up in the new config"
+    );
+}
+
+#[test]
+fn a_reload_applies_algorithm_limits_and_flow_settings() {
+    let (c, addrs) = reload_config(&[("a", 1, 1), ("b", 2, 3)], "");
+    let mut p = Pool::new(&c, &addrs, 1, Timestamp::ZERO);
+    let mut limits = p.flow_limits();
+    limits.high_watermark = 123;
+    limits.low_watermark = 45;
+    p.set_flow_limits(limits);
+    let (c2, addrs2) = reload_config(
+        &[("a", 1, 1), ("b", 2, 3)],
+        r#","algorithm":"weighted_round_robin","retries":7,"max_connections":1,
+            "timeouts":{"idle":"9s"},"allow":["10.0.0.0/8"]"#,
+    );
+    p.reconfigure(&c2, &addrs2, at(1));
+    let l = p.flow_limits();
+    assert_eq!((l.retries, l.idle_timeout), (7, Duration::from_secs(9)));
+    assert_eq!(
+        (l.high_watermark, l.low_watermark),
+        (123, 45),
+        "watermarks kept"
+    );
+    assert_eq!(
+        p.open_flow(FlowId(1), CLIENT.ip(), at(1)),
+        Err(RejectReason::NotAllowed)
+    );
+    let inside: SocketAddr = "10.0.0.1:1".parse().unwrap();
+    let mut names = Vec::new();
+    for f in 0..8 {
+        p.open_flow(FlowId(f + 10), inside.ip(), at(1)).unwrap();
+        assert_eq!(
+            p.open_flow(FlowId(99), inside.ip(), at(1)),
+            Err(RejectReason::MaxConnections)
+        );
+        let (b, _) = p.select(FlowId(f + 10), inside, &[], at(1)).unwrap();
+        names.push(b.0);
+        p.close_flow(FlowId(f + 10), 0, 0, at(1));
+    }
+    assert_eq!(
+        names.iter().filter(|&&b| b == 1).count(),
+        6,
+        "weights 1:3: {names:?}"
+    );
+}
+
+#[test]
+fn hash_after_a_reload_matches_a_fresh_start_with_the_same_config() {
+    let (c, addrs) = reload_config(
+        &[("a", 1, 1), ("b", 2, 1), ("c", 3, 1)],
+        r#","algorithm":"hash""#,
+    );
+    let mut p = Pool::new(&c, &addrs, 1, Timestamp::ZERO);
+    let (c2, addrs2) = reload_config(&[("c", 3, 1), ("d", 4, 1)], r#","algorithm":"hash""#);
+    p.reconfigure(&c2, &addrs2, at(1));
+    let mut fresh = Pool::new(&c2, &addrs2, 1, Timestamp::ZERO);
+    for i in 0..200u32 {
+        let client = SocketAddr::from(([10, (i >> 8) as u8, i as u8, 1], 1000));
+        let f = FlowId(u64::from(i));
+        p.open_flow(f, client.ip(), at(1)).unwrap();
+        fresh.open_flow(f, client.ip(), at(1)).unwrap();
+        let (got, _) = p.select(f, client, &[], at(1)).unwrap();
+        let (want, _) = fresh.select(f, client, &[], at(1)).unwrap();
+        assert_eq!(
+            p.backends()[got.index()].name,
+            fresh.backends()[want.index()].name,
+            "client {client}"
+        );
+        p.close_flow(f, 0, 0, at(1));
+        fresh.close_flow(f, 0, 0, at(1));
+    }
+}
+
+#[test]
+fn random_reloads_keep_the_books_straight() {
+    // Backends named by a small universe; every few steps a reload keeps a random subset.
+    let universe: Vec<(String, u16)> = (0..6).map(|i| (format!("n{i}"), 100 + i)).collect();
+    for seed in 0..40u64 {
+        let mut rng = crate::rng::LbRng::seed(seed);
+        let pick = |rng: &mut crate::rng::LbRng| -> Vec<(&str, u16, u32)> {
+            let mut v: Vec<(&str, u16, u32)> = Vec::new();
+            for (n, p) in &universe {
+                if rng.below(2) == 0 {
+                    v.push((n.as_str(), *p, 1 + rng.below(3) as u32));
+                }
+            }
+            if v.is_empty() {
+                v.push((universe[0].0.as_str(), universe[0].1, 1));
+            }
+            v
+        };
+        let specs = pick(&mut rng);
+        let (c, addrs) = reload_config(&specs, "");
+        let mut p = Pool::new(&c, &addrs, seed, Timestamp::ZERO);
+        let mut open: Vec<FlowId> = Vec::new();
+        let mut configured: Vec<String> = specs.iter().map(|s| s.0.to_string()).collect();
+        for step in 0..200u64 {
+            let now = at(step);
+            match rng.below(4) {
+                0 => {
+                    let specs = pick(&mut rng);
+                    let (c, addrs) = reload_config(&specs, "");
+                    p.reconfigure(&c, &addrs, now);
+                    configured = specs.iter().map(|s| s.0.to_string()).collect();
+                }
+                1 if !open.is_empty() => {
+                    let f = open.swap_remove(rng.below(open.len() as u64) as usize);
+                    p.close_flow(f, 1, 1, now);
+                }
+                _ => {
+                    let f = FlowId(1000 + step);
+                    if p.open_flow(f, CLIENT.ip(), now).is_ok() {
+                        match p.select(f, CLIENT, &[], now) {
+                            Some((b, _)) => {
+                                let name = &p.backends()[b.index()].name;
+                                assert!(configured.contains(name), "seed {seed}: chose {name}");
+                                assert!(!p.backends()[b.index()].removed());
+                                p.connect_succeeded(f, b, now);
+                                open.push(f);
+                            }
+                            None => p.close_flow(f, 0, 0, now),
+                        }
+                    }
+                }
+            }
+            p.check_invariants();
+            let listed: Vec<&str> = p
+                .backends()
+                .iter()
+                .filter(|b| !b.removed())
+                .map(|b| b.name.as_str())
+                .collect();
+            let mut want: Vec<&str> = configured.iter().map(|s| s.as_str()).collect();
+            let mut got = listed.clone();
+            want.sort();
+            got.sort();
+            assert_eq!(got, want, "seed {seed} step {step}");
+            assert!(
+                p.backends().len() <= universe.len(),
+                "ids are reused by name"
+            );
+        }
+    }
+}

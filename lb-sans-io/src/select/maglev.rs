@@ -150,6 +150,18 @@ impl MaglevTable {
         self.entries.len()
     }
 
+    /// The table with backend `i` of the build renamed `ids[i]`: a table built over some
+    /// of the pool's backends (those still configured after a reload), addressed by their
+    /// pool ids.
+    pub fn with_ids(mut self, ids: &[u32]) -> MaglevTable {
+        for e in &mut self.entries {
+            if let Some(&id) = ids.get(*e as usize) {
+                *e = id;
+            }
+        }
+        self
+    }
+
     /// The backend owning `slot`.
     pub fn owner(&self, slot: usize) -> BackendId {
         BackendId(self.entries[slot])

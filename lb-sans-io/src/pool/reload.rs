@@ -1,0 +1,185 @@
+//! Reloading the config into a running pool: which backends stay (with their health,
+//! counters, admin state and open connections), which are new, and which drain away.
+//!
+//! A backend keeps its [`BackendId`] for the pool's whole life, because open flows name
+//! their backend by id: a removed backend stays in the list, marked removed, and a new one
+//! is appended (or a removed one with the same name and address comes back in place).
+
+use super::{AdminState, Backend, CheckSettings, Pool, StateCause};
+use crate::config::Config;
+use crate::flow::FlowLimits;
+use crate::health::HealthCounter;
+use crate::ids::BackendId;
+use crate::select::{selector_for, Maglev, MaglevTable, Selector, SelectorSpec};
+use crate::time::Timestamp;
+use crate::Algorithm;
+use std::net::SocketAddr;
+
+/// What a reload changed, for the log.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReloadSummary {
+    /// Backends the new config added (or changed the address of), by name.
+    pub added: Vec<String>,
+    /// Backends the new config dropped (or changed the address of), by name, with the
+    /// connections still open to them (they drain).
+    pub removed: Vec<(String, u32)>,
+    /// Backends kept as they were (health, counters, admin state, open connections).
+    pub kept: usize,
+}
+
+impl Pool {
+    /// Applies a reloaded `config` (already validated), whose backend `i` is at `addrs[i]`.
+    ///
+    /// - A backend with the same name and address as before is kept: its health, counters,
+    ///   admin state and open connections carry over; its weight and connection limit
+    ///   follow the new config.
+    /// - A backend the config no longer has (or whose address changed) is removed: it gets
+    ///   no new connections and no probes, its open connections continue, and it shows as
+    ///   `draining` until they end ([`StateCause::Reload`]).
+    /// - A new backend starts as one does at startup (down until its first probe passes,
+    ///   unless `start_up`), probed within a tenth of the interval.
+    /// - Algorithm, health check settings, `retries`, timeouts, `max_connections`, `allow`
+    ///   and `slow_start` apply from now on (open flows keep the timeouts they started with;
+    ///   lowering `max_connections` below the open count closes nobody, it only refuses
+    ///   new clients). The selector is rebuilt, so round-robin order and latency averages
+    ///   start over.
+    ///
+    /// `listen`, `admin` and `timeouts.shutdown_grace` are not the pool's: see
+    /// [`Config::restart_needed`].
+    ///
+    /// # Panics
+    /// If `addrs` and `config.backends` differ in length (a driver bug).
+    pub fn reconfigure(
+        &mut self,
+        config: &Config,
+        addrs: &[SocketAddr],
+        now: Timestamp,
+    ) -> ReloadSummary {
+        assert_eq!(
+            addrs.len(),
+            config.backends.len(),
+            "one address per backend"
+        );
+        let now = self.observe(now);
+        let hc = &config.health_check;
+        let interval = hc.interval.0;
+        let mut summary = ReloadSummary::default();
+        let find = |backends: &[Backend], name: &str, addr: SocketAddr| {
+            backends
+                .iter()
+                .position(|b| b.name == name && b.addr == addr)
+        };
+        // Backends that stay or come back.
+        let mut configured = vec![false; self.backends.len()];
+        for (b, &addr) in config.backends.iter().zip(addrs) {
+            match find(&self.backends, &b.name, addr) {
+                Some(i) => {
+                    configured[i] = true;
+                    let old = &mut self.backends[i];
+                    old.weight = b.weight;
+                    old.max_connections = b.max_connections;
+                    old.health.set_thresholds(hc.rise, hc.fall);
+                    if old.removed {
+                        old.removed = false;
+                        old.next_probe_at = now;
+                        summary.added.push(b.name.clone());
+                    } else {
+                        old.next_probe_at = old.next_probe_at.min(now + interval);
+                        summary.kept += 1;
+                    }
+                }
+                None => {
+                    configured.push(true);
+                    summary.added.push(b.name.clone());
+                    self.backends.push(Backend {
+                        name: b.name.clone(),
+                        addr,
+                        weight: b.weight,
+                        max_connections: b.max_connections,
+                        health: HealthCounter::new(hc.rise, hc.fall, hc.start_up),
+                        admin: AdminState::Enabled,
+                        active: 0,
+                        connections_total: 0,
+                        connect_failures_total: 0,
+                        bytes_to_backend: 0,
+                        bytes_to_client: 0,
+                        checks_passed: 0,
+                        checks_failed: 0,
+                        last_check: None,
+                        next_probe_at: now + self.rng.duration_below(interval / 10),
+                        probe_in_flight: None,
+                        ramp_since: None,
+                        removed: false,
+                    });
+                }
+            }
+        }
+        // Backends that go.
+        let mut newly_removed = Vec::new();
+        for (i, keep) in configured.iter().enumerate() {
+            let b = &mut self.backends[i];
+            if !keep && !b.removed {
+                let before = b.state();
+                b.removed = true;
+                b.probe_in_flight = None;
+                summary.removed.push((b.name.clone(), b.active));
+                newly_removed.push((i, before));
+            }
+        }
+        self.algorithm = config.algorithm;
+        self.checks = CheckSettings {
+            kind: hc.kind,
+            interval,
+            timeout: hc.timeout.0,
+        };
+        self.slow_start = config.slow_start.map(|d| d.0).filter(|d| !d.is_zero());
+        self.max_connections = config.max_connections;
+        self.allow = config.allow.clone();
+        self.limits = FlowLimits {
+            high_watermark: self.limits.high_watermark,
+            low_watermark: self.limits.low_watermark,
+            ..FlowLimits::from_config(config)
+        };
+        self.selector = build_selector(self.algorithm, &self.backends);
+        if self.slow_start.is_none() {
+            for &i in &self.ramping {
+                self.backends[i].ramp_since = None;
+            }
+            self.ramping.clear();
+        }
+        self.views.clear();
+        for i in 0..self.backends.len() {
+            let view = self.view_of(i, now);
+            self.views.push(view);
+        }
+        for (i, before) in newly_removed {
+            self.push_change(BackendId(i as u32), before, StateCause::Reload);
+        }
+        summary
+    }
+}
+
+/// The selector for `algorithm` over the pool's backends (indexed by id). Removed backends
+/// are never eligible, so most selectors need only the count; Maglev's table is built over
+/// the configured backends alone, so it is the table a fresh start with this config builds.
+fn build_selector(algorithm: Algorithm, backends: &[Backend]) -> Box<dyn Selector> {
+    if algorithm == Algorithm::Hash {
+        let live: Vec<&Backend> = backends.iter().filter(|b| !b.removed).collect();
+        let ids: Vec<u32> = (0..backends.len() as u32)
+            .filter(|&i| !backends[i as usize].removed)
+            .collect();
+        let names: Vec<String> = live.iter().map(|b| b.name.clone()).collect();
+        let weights: Vec<u32> = live.iter().map(|b| b.weight).collect();
+        let table = MaglevTable::build(&names, &weights, MaglevTable::size_for(names.len()));
+        return Box::new(Maglev::new(table.with_ids(&ids)));
+    }
+    let names: Vec<String> = backends.iter().map(|b| b.name.clone()).collect();
+    let weights: Vec<u32> = backends.iter().map(|b| b.weight).collect();
+    selector_for(
+        algorithm,
+        &SelectorSpec {
+            names: &names,
+            weights: &weights,
+        },
+    )
+}
