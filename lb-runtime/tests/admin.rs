@@ -71,25 +71,6 @@ fn backend(port: u16, name: &str) -> serde_json::Value {
         .unwrap_or_else(|| panic!("no backend {name}"))
 }
 
-/// A kept-alive HTTP request on `s`; returns who answered (the demo server's body is one
-/// line).
-fn ask(s: &mut TcpStream) -> String {
-    s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 1024];
-    loop {
-        let n = s.read(&mut chunk).unwrap();
-        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&buf));
-        buf.extend_from_slice(&chunk[..n]);
-        let text = String::from_utf8_lossy(&buf);
-        if let Some((_, body)) = text.split_once("\r\n\r\n") {
-            if body.ends_with('\n') {
-                return who(body);
-            }
-        }
-    }
-}
-
 #[test]
 fn status_and_metrics_report_traffic_per_backend() {
     let dir = TempDir::new("admin-status");

@@ -476,6 +476,11 @@ impl Pool {
             .map(|i| BackendId(i as u32))
     }
 
+    /// The selection algorithm in use.
+    pub fn algorithm(&self) -> Algorithm {
+        self.algorithm
+    }
+
     /// The settings every new flow gets (from the config, and kept up to date by
     /// [`Pool::reconfigure`]).
     pub fn flow_limits(&self) -> FlowLimits {

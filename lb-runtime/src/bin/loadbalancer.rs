@@ -58,12 +58,22 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let code = runtime.block_on(run(loaded, cli.demo));
+    let reload = Reload {
+        path: cli.config.clone(),
+        port: cli.port,
+    };
+    let code = runtime.block_on(run(loaded, cli.demo, reload));
     lb_runtime::logging::flush();
     code
 }
 
-async fn run(loaded: load::Loaded, with_demo: bool) -> ExitCode {
+/// How to read the config again on SIGHUP: as at startup.
+struct Reload {
+    path: Option<PathBuf>,
+    port: Option<u16>,
+}
+
+async fn run(loaded: load::Loaded, with_demo: bool, reload: Reload) -> ExitCode {
     let net = TokioNet;
     let config = &loaded.config;
     if with_demo {
@@ -137,7 +147,6 @@ async fn run(loaded: load::Loaded, with_demo: bool) -> ExitCode {
             Err(e) => tracing::warn!("admin endpoint: {}", io_message(&e)),
         }
         let info = lb_sans_io::admin::Info {
-            algorithm: config.algorithm,
             listen: local,
             started: balancer.shared().clock.now(),
         };
@@ -178,7 +187,20 @@ async fn run(loaded: load::Loaded, with_demo: bool) -> ExitCode {
     // The workers hold the listening socket now: it closes when the last one stops.
     drop(listener);
     drop(done_tx);
-    shutdown_signal().await;
+    let mut running = config.clone();
+    let Some(mut signals) = Signals::install() else {
+        tracing::error!("cannot install signal handlers; stop with SIGKILL");
+        return std::future::pending().await;
+    };
+    loop {
+        match signals.next().await {
+            Signal::Stop(name) => {
+                tracing::info!("{name}: shutting down");
+                break;
+            }
+            Signal::Reload => reload_config(&balancer, &reload, &mut running).await,
+        }
+    }
     let _ = stop_tx.send(true);
     let mut abandoned = 0;
     while let Some(stopped) = done_rx.recv().await {
@@ -212,27 +234,87 @@ fn worker(
     })
 }
 
-/// Completes on SIGTERM or SIGINT. SIGHUP is caught so it does not kill the process.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stop with SIGKILL");
-        return std::future::pending().await;
-    };
-    loop {
+enum Signal {
+    /// SIGTERM or SIGINT.
+    Stop(&'static str),
+    /// SIGHUP.
+    Reload,
+}
+
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Option<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Some(Signals {
+            term: signal(SignalKind::terminate()).ok()?,
+            int: signal(SignalKind::interrupt()).ok()?,
+            hup: signal(SignalKind::hangup()).ok()?,
+        })
+    }
+
+    async fn next(&mut self) -> Signal {
         tokio::select! {
             biased;
-            _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); return; }
-            _ = int.recv() => { tracing::info!("SIGINT: shutting down"); return; }
-            _ = hup.recv() => {
-                tracing::warn!("SIGHUP: config reload is not available in this version; still serving the loaded config");
-            }
+            _ = self.term.recv() => Signal::Stop("SIGTERM"),
+            _ = self.int.recv() => Signal::Stop("SIGINT"),
+            _ = self.hup.recv() => Signal::Reload,
         }
     }
+}
+
+/// SIGHUP: reads the config as at startup (file, `PORT` override, host names resolved) and
+/// hands it to the pool, which decides what changes. An invalid file changes nothing. The
+/// listening socket is never touched.
+async fn reload_config(balancer: &Balancer, how: &Reload, running: &mut lb_sans_io::Config) {
+    let path = how.path.clone();
+    let loaded = match tokio::task::spawn_blocking(move || load::load(path.as_deref())).await {
+        Ok(Ok(loaded)) => loaded,
+        Ok(Err(e)) => {
+            tracing::error!("SIGHUP: reload failed, still serving the previous config: {e}");
+            return;
+        }
+        Err(e) => {
+            tracing::error!("SIGHUP: reload failed, still serving the previous config: {e}");
+            return;
+        }
+    };
+    let mut new = loaded.config;
+    if let Some(port) = how.port {
+        new.listen.set_port(port);
+    }
+    let shared = balancer.shared();
+    let summary = shared.with_pool(|pool, now| pool.reconfigure(&new, &loaded.addrs, now));
+    shared.wake_probes();
+    let removed: Vec<String> = summary
+        .removed
+        .iter()
+        .map(|(name, open)| format!("{name} ({open} open connection(s) drain)"))
+        .collect();
+    tracing::info!(
+        "SIGHUP: config reloaded from {}: {}; {} backend(s) kept, added: [{}], removed: [{}]",
+        loaded.source,
+        new.summary(),
+        summary.kept,
+        summary.added.join(", "),
+        removed.join(", ")
+    );
+    let later = running.restart_needed(&new);
+    if !later.is_empty() {
+        tracing::warn!(
+            "SIGHUP: {} changed; that takes a restart (the running values stay)",
+            later.join(", ")
+        );
+    }
+    // What runs now: the new config, with the values only a restart changes.
+    new.listen = running.listen;
+    new.admin = running.admin;
+    new.timeouts.shutdown_grace = running.timeouts.shutdown_grace;
+    *running = new;
 }
 
 /// A seed for the pool's generator from the OS's per-process randomness.

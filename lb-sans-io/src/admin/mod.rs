@@ -13,7 +13,6 @@ mod render;
 
 pub use http::{parse_request, Method, Parsed, Request, Response, MAX_HEAD};
 
-use crate::config::Algorithm;
 use crate::pool::{AdminState, Pool};
 use crate::time::Timestamp;
 use serde_json::json;
@@ -22,8 +21,6 @@ use std::net::SocketAddr;
 /// What the endpoint shows about the load balancer itself.
 #[derive(Clone, Copy, Debug)]
 pub struct Info {
-    /// The selection algorithm.
-    pub algorithm: Algorithm,
     /// The address clients connect to.
     pub listen: SocketAddr,
     /// When the load balancer started (for the uptime).

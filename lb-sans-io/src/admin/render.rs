@@ -153,7 +153,7 @@ pub fn status(pool: &Pool, info: &Info, now: Timestamp) -> String {
         .map(|r| (r.label().to_string(), json!(pool.rejected(*r))))
         .collect();
     let v = json!({
-        "algorithm": info.algorithm.name(),
+        "algorithm": pool.algorithm().name(),
         "listen": info.listen.to_string(),
         "uptime_ms": now.saturating_duration_since(info.started).as_millis() as u64,
         "active_connections": pool.open_flows(),
@@ -219,7 +219,7 @@ tr.draining td:nth-child(4), tr.disabled td:nth-child(4) {{ color: #a60; }}
 </body></html>
 "#,
         listen = info.listen,
-        algorithm = info.algorithm.name(),
+        algorithm = pool.algorithm().name(),
         uptime = now.saturating_duration_since(info.started).as_secs(),
         open = pool.open_flows(),
         max = pool.rejected(RejectReason::MaxConnections),

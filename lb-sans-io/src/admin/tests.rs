@@ -19,7 +19,6 @@ fn pool() -> Pool {
 
 fn info() -> Info {
     Info {
-        algorithm: Algorithm::RoundRobin,
         listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
         started: Timestamp::ZERO,
     }

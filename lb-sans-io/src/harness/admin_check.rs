@@ -2,7 +2,7 @@
 
 use super::{Rule, Violation};
 use crate::admin::{self, Info, Method, Parsed};
-use crate::config::{Algorithm, Config};
+use crate::config::Config;
 use crate::pool::{BackendState, Pool};
 use crate::time::Timestamp;
 use std::net::SocketAddr;
@@ -45,7 +45,6 @@ pub fn check_admin_bytes(data: &[u8]) -> Result<(), Violation> {
     let mut pool = pool();
     let before: Vec<BackendState> = pool.backends().iter().map(|b| b.state()).collect();
     let info = Info {
-        algorithm: Algorithm::RoundRobin,
         listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
         started: Timestamp::ZERO,
     };
