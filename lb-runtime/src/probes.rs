@@ -5,10 +5,10 @@ use crate::failure_log::FailureRun;
 use crate::load::io_message;
 use crate::net::{connect_failure, Net};
 use crate::shared::Shared;
-use lb_sans_io::pool::ProbeKind;
 use lb_sans_io::{ConnectFailure, ProbeId, ProbeRequest};
 use std::future::Future;
 use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -61,20 +61,44 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 }
 
 /// Runs one probe and reports it: passed, or whose fault the failure was (the pool decides
-/// what that means).
+/// what that means). The timeout bounds the connect and the exchange together.
 async fn probe<N: Net>(net: N, req: ProbeRequest, tx: mpsc::UnboundedSender<(ProbeId, Outcome)>) {
-    let outcome = match req.kind {
-        ProbeKind::TcpConnect => {
-            match tokio::time::timeout(req.timeout, net.connect(req.addr)).await {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err(e)) => match connect_failure(&e) {
-                    ConnectFailure::Local => Err((ConnectFailure::Local, Some(io_message(&e)))),
-                    ConnectFailure::Backend => Err((ConnectFailure::Backend, None)),
-                },
-                Err(_) => Err((ConnectFailure::Backend, None)),
-            }
-        }
-    };
+    let outcome = tokio::time::timeout(req.timeout, check(&net, &req))
+        .await
+        .unwrap_or(Err((ConnectFailure::Backend, None)));
     // The receiver is gone only when the load balancer is stopping.
     let _ = tx.send((req.id, outcome));
+}
+
+/// Connects, writes what the probe sends, and reads until the probe's kind has a verdict.
+async fn check<N: Net>(net: &N, req: &ProbeRequest) -> Outcome {
+    let mut stream = match net.connect(req.addr).await {
+        Ok(s) => s,
+        Err(e) => {
+            return Err(match connect_failure(&e) {
+                ConnectFailure::Local => (ConnectFailure::Local, Some(io_message(&e))),
+                ConnectFailure::Backend => (ConnectFailure::Backend, None),
+            })
+        }
+    };
+    let request = req.kind.request();
+    if !request.is_empty() && stream.write_all(request).await.is_err() {
+        return Err((ConnectFailure::Backend, None));
+    }
+    let mut reply = Vec::new();
+    let mut chunk = [0u8; 2048];
+    let passed = loop {
+        if let Some(verdict) = req.kind.judge(&reply, false) {
+            break verdict;
+        }
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => break req.kind.judge(&reply, true) == Some(true),
+            Ok(n) => reply.extend_from_slice(&chunk[..n]),
+        }
+    };
+    if passed {
+        Ok(())
+    } else {
+        Err((ConnectFailure::Backend, None))
+    }
 }

@@ -21,6 +21,7 @@ pub mod harness;
 pub mod health;
 pub mod ids;
 pub mod pool;
+pub mod probe;
 pub mod rng;
 pub mod select;
 pub mod time;

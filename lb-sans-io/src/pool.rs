@@ -4,7 +4,7 @@
 //! backend, learn how their connect went, and close, so the data path never touches it.
 
 use crate::config::Algorithm;
-use crate::config::{CheckType, Cidr, Config};
+use crate::config::{Cidr, Config, HealthCheckConfig};
 use crate::flow::{ConnectFailure, FlowLimits};
 use crate::health::{Health, HealthCounter};
 use crate::ids::{BackendId, FlowId, ProbeId};
@@ -162,12 +162,7 @@ pub enum PoolEvent {
     },
 }
 
-/// The kind of check a probe performs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ProbeKind {
-    /// Connect, then close.
-    TcpConnect,
-}
+pub use crate::probe::ProbeKind;
 
 /// A health probe the driver must run, then report with [`Pool::handle_probe_result`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -282,9 +277,10 @@ impl Backend {
 }
 
 /// Health check settings the pool uses.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct CheckSettings {
-    kind: CheckType,
+    /// What a probe does (`send` / `expect`, `http` path).
+    check: HealthCheckConfig,
     interval: Duration,
     timeout: Duration,
 }
@@ -392,7 +388,7 @@ impl Pool {
             backends,
             rng,
             checks: CheckSettings {
-                kind: hc.kind,
+                check: hc.clone(),
                 interval,
                 timeout: hc.timeout.0,
             },
@@ -719,9 +715,7 @@ impl Pool {
             backend: BackendId(i as u32),
             addr: b.addr,
             timeout: self.checks.timeout,
-            kind: match self.checks.kind {
-                CheckType::Tcp => ProbeKind::TcpConnect,
-            },
+            kind: ProbeKind::from_config(&self.checks.check, b.addr),
         })
     }
 

@@ -135,10 +135,26 @@ pub struct BackendConfig {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CheckType {
-    /// A TCP connect that succeeds within the timeout.
+    /// A TCP connect that succeeds within the timeout; with `send` / `expect`, also an
+    /// exchange of bytes.
     #[default]
     Tcp,
+    /// An HTTP/1.1 `GET` of `path` whose status must be 2xx or 3xx.
+    Http,
 }
+
+impl CheckType {
+    /// The config name.
+    pub fn name(self) -> &'static str {
+        match self {
+            CheckType::Tcp => "tcp",
+            CheckType::Http => "http",
+        }
+    }
+}
+
+/// Longest `send`, `expect` or `path` of a health check.
+pub const MAX_CHECK_TEXT: usize = 4096;
 
 /// `health_check`: how backends are probed and when they change state.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -163,6 +179,16 @@ pub struct HealthCheckConfig {
     /// down and its first successful check brings it up.
     #[serde(default)]
     pub start_up: bool,
+    /// `tcp` only: bytes the probe writes once connected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send: Option<String>,
+    /// `tcp` only: the probe passes once the reply contains these bytes (and fails if the
+    /// backend closes first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect: Option<String>,
+    /// `http` only: the path requested. Default `/health`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
 }
 
 /// `timeouts`: every one optional.
@@ -218,6 +244,24 @@ fn default_shutdown_grace() -> ConfigDuration {
     ConfigDuration(Duration::from_secs(30))
 }
 
+impl HealthCheckConfig {
+    /// The path an `http` check requests.
+    pub fn http_path(&self) -> &str {
+        self.path.as_deref().unwrap_or("/health")
+    }
+
+    /// The kind of check, for the summary line: `tcp`, `tcp send/expect`, `http GET /health`.
+    pub fn describe(&self) -> String {
+        match self.kind {
+            CheckType::Tcp if self.send.is_some() || self.expect.is_some() => {
+                "tcp send/expect".to_string()
+            }
+            CheckType::Tcp => "tcp".to_string(),
+            CheckType::Http => format!("http GET {}", self.http_path()),
+        }
+    }
+}
+
 impl Default for HealthCheckConfig {
     fn default() -> Self {
         HealthCheckConfig {
@@ -227,6 +271,9 @@ impl Default for HealthCheckConfig {
             rise: default_rise_fall(),
             fall: default_rise_fall(),
             start_up: false,
+            send: None,
+            expect: None,
+            path: None,
         }
     }
 }
@@ -383,6 +430,50 @@ impl Config {
                 ));
             }
         }
+        match hc.kind {
+            CheckType::Tcp => {
+                if hc.path.is_some() {
+                    return Err(ConfigError::field(
+                        "health_check.path",
+                        "only an \"http\" check has a path (set \"type\": \"http\")",
+                    ));
+                }
+            }
+            CheckType::Http => {
+                for (field, v) in [("send", &hc.send), ("expect", &hc.expect)] {
+                    if v.is_some() {
+                        return Err(ConfigError::field(
+                            format!("health_check.{field}"),
+                            "only a \"tcp\" check has send / expect (an \"http\" check sends a GET of `path`)",
+                        ));
+                    }
+                }
+                if let Some(path) = &hc.path {
+                    if !path.starts_with('/')
+                        || path.chars().any(|c| c.is_whitespace() || c.is_control())
+                    {
+                        return Err(ConfigError::field(
+                            "health_check.path",
+                            format!("must start with / and have no spaces or control characters, got {path:?}"),
+                        ));
+                    }
+                }
+            }
+        }
+        for (field, v) in [
+            ("send", &hc.send),
+            ("expect", &hc.expect),
+            ("path", &hc.path),
+        ] {
+            if let Some(v) = v {
+                if v.is_empty() || v.len() > MAX_CHECK_TEXT {
+                    return Err(ConfigError::field(
+                        format!("health_check.{field}"),
+                        format!("must be 1 to {MAX_CHECK_TEXT} bytes long (omit it for none)"),
+                    ));
+                }
+            }
+        }
         let positive = [
             ("health_check.interval", hc.interval),
             ("health_check.timeout", hc.timeout),
@@ -434,12 +525,12 @@ impl Config {
     /// One line for `--check` and the startup log.
     pub fn summary(&self) -> String {
         format!(
-            "listen {}, {} over {} backend{}, {:?} checks every {} (timeout {}, rise {}, fall {}), retries {}, max_connections {}",
+            "listen {}, {} over {} backend{}, {} checks every {} (timeout {}, rise {}, fall {}), retries {}, max_connections {}",
             self.listen,
             self.algorithm.name(),
             self.backends.len(),
             if self.backends.len() == 1 { "" } else { "s" },
-            self.health_check.kind,
+            self.health_check.describe(),
             self.health_check.interval,
             self.health_check.timeout,
             self.health_check.rise,
@@ -447,7 +538,6 @@ impl Config {
             self.retries,
             self.max_connections,
         )
-        .replace("Tcp checks", "tcp checks")
             + &self
                 .allow
                 .as_ref()

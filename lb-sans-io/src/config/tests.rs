@@ -176,3 +176,56 @@ fn allow_takes_networks_and_names_the_bad_one() {
         .to_string();
     assert!(e.contains("allow"), "{e}");
 }
+
+#[test]
+fn health_check_kinds_take_only_their_own_fields() {
+    let parse = |check: &str| {
+        Config::from_json(&format!(
+            r#"{{"backends":[{{"address":"h:1"}}],"health_check":{check}}}"#
+        ))
+    };
+    let c = parse(r#"{"type":"http"}"#).unwrap();
+    assert_eq!(c.health_check.http_path(), "/health");
+    assert!(
+        c.summary().contains("http GET /health checks every 1s"),
+        "{}",
+        c.summary()
+    );
+    let c = parse(r#"{"send":"PING\r\n","expect":"PONG"}"#).unwrap();
+    assert!(
+        c.summary().contains("tcp send/expect checks"),
+        "{}",
+        c.summary()
+    );
+    assert_eq!(Config::from_json(&c.to_json()).unwrap(), c);
+    for (check, says) in [
+        (
+            r#"{"path":"/x"}"#,
+            "health_check.path: only an \"http\" check has a path",
+        ),
+        (
+            r#"{"type":"http","send":"x"}"#,
+            "health_check.send: only a \"tcp\" check",
+        ),
+        (
+            r#"{"type":"http","expect":"x"}"#,
+            "health_check.expect: only a \"tcp\" check",
+        ),
+        (
+            r#"{"type":"http","path":"health"}"#,
+            "health_check.path: must start with /",
+        ),
+        (
+            r#"{"type":"http","path":"/a b"}"#,
+            "health_check.path: must start with /",
+        ),
+        (
+            r#"{"expect":""}"#,
+            "health_check.expect: must be 1 to 4096 bytes",
+        ),
+        (r#"{"type":"grpc"}"#, "health_check.type"),
+    ] {
+        let e = parse(check).unwrap_err().to_string();
+        assert!(e.contains(says), "{check}: {e}");
+    }
+}

@@ -424,6 +424,9 @@ impl ConfigSpec {
                 rise: 1 + u32::from(self.rise) % MAX_RISE_FALL,
                 fall: 1 + u32::from(self.fall) % MAX_RISE_FALL,
                 start_up: self.start_up,
+                send: None,
+                expect: None,
+                path: None,
             },
             timeouts: TimeoutsConfig {
                 connect: ms(self.connect_timeout_ms),

@@ -128,7 +128,7 @@ impl Pool {
         }
         self.algorithm = config.algorithm;
         self.checks = CheckSettings {
-            kind: hc.kind,
+            check: hc.clone(),
             interval,
             timeout: hc.timeout.0,
         };

@@ -1,0 +1,86 @@
+//! Health check kinds through the real binaries: an `http` check passes only on a 2xx/3xx
+//! answer, a `send` / `expect` check only when the reply holds the expected bytes.
+
+mod common;
+use common::*;
+use std::time::Duration;
+
+/// An HTTP demo backend and an echo backend behind a load balancer with `check`; returns
+/// the load balancer, its port, and the two backends' names (http, echo).
+fn http_and_echo(dir: &TempDir, check: &str) -> (Vec<Proc>, Proc, u16, String, String) {
+    let (http_port, echo_port) = (free_port(), free_port());
+    let http = start_server(&dir.0, http_port, &format!("s{http_port}"), false);
+    let echo = start_server(&dir.0, echo_port, &format!("s{echo_port}"), true);
+    let cfg = config(
+        &[http_port, echo_port],
+        &format!(r#","health_check":{check}"#),
+    );
+    let (lb, port) = start_lb(&dir.0, &cfg);
+    (
+        vec![http, echo],
+        lb,
+        port,
+        format!("s{http_port}"),
+        format!("s{echo_port}"),
+    )
+}
+
+#[test]
+fn an_http_check_passes_only_backends_that_answer_2xx() {
+    let dir = TempDir::new("check-http");
+    let (_servers, lb, port, http, echo) = http_and_echo(
+        &dir,
+        r#"{"type":"http","interval":"100ms","timeout":"200ms"}"#,
+    );
+    assert!(
+        lb.wait_log(&format!("backend {http} is up"), 1, Duration::from_secs(5)),
+        "{}",
+        lb.log_text()
+    );
+    // The echo backend answers a GET with the GET itself: not an HTTP status.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        !lb.log_text().contains(&format!("backend {echo} is up")),
+        "{}",
+        lb.log_text()
+    );
+    for _ in 0..4 {
+        assert_eq!(who(&http_get(port).unwrap()), http);
+    }
+    assert!(
+        lb.log_text().contains("http GET /health checks"),
+        "{}",
+        lb.log_text()
+    );
+}
+
+#[test]
+fn a_send_expect_check_needs_the_expected_reply() {
+    let dir = TempDir::new("check-expect");
+    let (_servers, lb, port, http, echo) = http_and_echo(
+        &dir,
+        r#"{"send":"PING\r\n","expect":"PING","interval":"100ms","timeout":"200ms"}"#,
+    );
+    assert!(
+        lb.wait_log(&format!("backend {echo} is up"), 1, Duration::from_secs(5)),
+        "{}",
+        lb.log_text()
+    );
+    // The HTTP backend never says PING.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        !lb.log_text().contains(&format!("backend {http} is up")),
+        "{}",
+        lb.log_text()
+    );
+    // Every client goes to the echo backend.
+    for _ in 0..3 {
+        let mut s = std::net::TcpStream::connect(addr(port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        use std::io::{Read, Write};
+        s.write_all(b"hello").unwrap();
+        let mut buf = [0u8; 5];
+        s.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"hello");
+    }
+}

@@ -1,0 +1,176 @@
+//! What a health probe does once connected, and how its reply is judged: a plain connect,
+//! a `send` / `expect` exchange, or an HTTP `GET` whose status must be 2xx or 3xx. The
+//! driver writes [`ProbeKind::request`], reads, and asks [`ProbeKind::judge`] after every
+//! read until it has a verdict; the probe's timeout bounds the whole exchange.
+
+use crate::config::{CheckType, HealthCheckConfig};
+use std::net::SocketAddr;
+
+/// The most reply bytes a probe reads; a reply that has not decided by then fails.
+pub const MAX_PROBE_REPLY: usize = 16 * 1024;
+
+/// The kind of check a probe performs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProbeKind {
+    /// Connect, then close.
+    TcpConnect,
+    /// Connect, write `send` (if any); with `expect`, read until the reply contains it.
+    Exchange {
+        /// Bytes to write once connected.
+        send: Vec<u8>,
+        /// Bytes the reply must contain.
+        expect: Option<Vec<u8>>,
+    },
+    /// Connect, write an HTTP/1.1 `GET`, and read the status line.
+    Http {
+        /// The whole request.
+        request: Vec<u8>,
+    },
+}
+
+impl ProbeKind {
+    /// The probe a health check config asks for, against a backend at `addr` (the HTTP
+    /// `Host` header names it).
+    pub fn from_config(hc: &HealthCheckConfig, addr: SocketAddr) -> ProbeKind {
+        match hc.kind {
+            CheckType::Tcp if hc.send.is_none() && hc.expect.is_none() => ProbeKind::TcpConnect,
+            CheckType::Tcp => ProbeKind::Exchange {
+                send: hc.send.clone().unwrap_or_default().into_bytes(),
+                expect: hc.expect.clone().map(String::into_bytes),
+            },
+            CheckType::Http => ProbeKind::Http {
+                request: format!(
+                    "GET {} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: loadbalancer-health-check\r\nAccept: */*\r\nConnection: close\r\n\r\n",
+                    hc.http_path()
+                )
+                .into_bytes(),
+            },
+        }
+    }
+
+    /// Bytes to write once connected (none for a plain connect).
+    pub fn request(&self) -> &[u8] {
+        match self {
+            ProbeKind::TcpConnect => &[],
+            ProbeKind::Exchange { send, .. } => send,
+            ProbeKind::Http { request } => request,
+        }
+    }
+
+    /// The verdict on the reply read so far, after the request was written: `Some(true)`
+    /// passed, `Some(false)` failed, `None` read more. `closed` says the backend closed (no
+    /// more bytes will come): then there is always a verdict.
+    pub fn judge(&self, reply: &[u8], closed: bool) -> Option<bool> {
+        let undecided = || {
+            if closed || reply.len() >= MAX_PROBE_REPLY {
+                Some(false)
+            } else {
+                None
+            }
+        };
+        match self {
+            ProbeKind::TcpConnect | ProbeKind::Exchange { expect: None, .. } => Some(true),
+            ProbeKind::Exchange {
+                expect: Some(expect),
+                ..
+            } => {
+                if reply.windows(expect.len()).any(|w| w == expect.as_slice()) {
+                    Some(true)
+                } else {
+                    undecided()
+                }
+            }
+            ProbeKind::Http { .. } => match reply.iter().position(|&b| b == b'\n') {
+                Some(end) => Some(status_ok(&reply[..end])),
+                None => undecided(),
+            },
+        }
+    }
+}
+
+/// Whether an HTTP status line (`HTTP/1.1 204 No Content`) has a 2xx or 3xx status.
+fn status_ok(line: &[u8]) -> bool {
+    let Ok(line) = std::str::from_utf8(line) else {
+        return false;
+    };
+    let mut parts = line.trim_end_matches('\r').splitn(3, ' ');
+    let (Some(version), Some(code)) = (parts.next(), parts.next()) else {
+        return false;
+    };
+    version.starts_with("HTTP/1.")
+        && code.len() == 3
+        && code.bytes().all(|b| b.is_ascii_digit())
+        && matches!(code.as_bytes()[0], b'2' | b'3')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn kind(check: &str) -> ProbeKind {
+        let c = Config::from_json(&format!(
+            r#"{{"backends":[{{"address":"127.0.0.1:80"}}],"health_check":{check}}}"#
+        ))
+        .unwrap();
+        ProbeKind::from_config(&c.health_check, "127.0.0.1:80".parse().unwrap())
+    }
+
+    #[test]
+    fn a_plain_check_passes_on_connect() {
+        let k = kind("{}");
+        assert_eq!(k, ProbeKind::TcpConnect);
+        assert!(k.request().is_empty());
+        assert_eq!(k.judge(b"", false), Some(true));
+    }
+
+    #[test]
+    fn send_expect_needs_the_expected_bytes_before_the_close() {
+        let k = kind(r#"{"send":"PING\r\n","expect":"+PONG"}"#);
+        assert_eq!(k.request(), b"PING\r\n");
+        assert_eq!(k.judge(b"", false), None);
+        assert_eq!(k.judge(b"+PO", false), None);
+        assert_eq!(k.judge(b"+PONG\r\n", false), Some(true));
+        assert_eq!(k.judge(b"-ERR", true), Some(false));
+        assert_eq!(k.judge(&vec![b'x'; MAX_PROBE_REPLY], false), Some(false));
+        // `send` alone passes once written; `expect` alone waits for a banner.
+        assert_eq!(kind(r#"{"send":"x"}"#).judge(b"", false), Some(true));
+        let banner = kind(r#"{"expect":"SSH-2.0"}"#);
+        assert!(banner.request().is_empty());
+        assert_eq!(banner.judge(b"SSH-2.0-OpenSSH\r\n", false), Some(true));
+    }
+
+    #[test]
+    fn http_passes_on_2xx_and_3xx_only() {
+        let k = kind(r#"{"type":"http","path":"/ready?full=1"}"#);
+        let req = String::from_utf8(k.request().to_vec()).unwrap();
+        assert!(
+            req.starts_with("GET /ready?full=1 HTTP/1.1\r\nHost: 127.0.0.1:80\r\n"),
+            "{req}"
+        );
+        assert!(req.ends_with("Connection: close\r\n\r\n"), "{req}");
+        assert!(kind(r#"{"type":"http"}"#)
+            .request()
+            .starts_with(b"GET /health "));
+        for (reply, verdict) in [
+            (&b"HTTP/1.1 200 OK\r\n"[..], Some(true)),
+            (b"HTTP/1.0 204 No Content\r\n", Some(true)),
+            (b"HTTP/1.1 301 Moved\r\n", Some(true)),
+            (b"HTTP/1.1 404 Not Found\r\n", Some(false)),
+            (b"HTTP/1.1 503 Busy\r\n", Some(false)),
+            (b"HTTP/1.1 200", None),
+            (b"HTTP/1.1 200", Some(false)),
+            (b"GET /health HTTP/1.1\r\n", Some(false)),
+            (b"HTTP/1.1 2000 OK\r\n", Some(false)),
+            (b"\xff\xfe\n", Some(false)),
+        ] {
+            let closed = verdict == Some(false) && !reply.ends_with(b"\n");
+            assert_eq!(
+                k.judge(reply, closed),
+                verdict,
+                "{:?}",
+                String::from_utf8_lossy(reply)
+            );
+        }
+    }
+}
