@@ -221,17 +221,29 @@ pub async fn run<N: Net>(
     client: N::Stream,
     peer: SocketAddr,
 ) {
-    let mut flow =
-        shared.with_pool(|pool, now| Flow::accept(pool, id, peer, pool.flow_limits(), now));
+    let mut flow = shared.with_pool(|pool, now| {
+        let limits = pool.flow_limits();
+        // The address the client connected to, which only a PROXY header carries: one
+        // getsockname, only when the header is configured.
+        let local = limits
+            .proxy_protocol
+            .and_then(|_| net.stream_local_addr(&client).ok());
+        Flow::accept(pool, id, peer, local, limits, now)
+    });
     let mut io = FlowIo::new(net.clone(), client);
     loop {
         while let Some(action) = flow.poll_action() {
             match action {
-                FlowAction::Connect { addr, attempt, .. } => {
+                FlowAction::Connect {
+                    addr,
+                    attempt,
+                    preamble,
+                    ..
+                } => {
                     if let Some(old) = io.sockets[Side::Backend.index()].take() {
                         net.abort(old);
                     }
-                    io.connecting = Some((attempt, net.connect(addr)));
+                    io.connecting = Some((attempt, connect(&net, addr, preamble)));
                 }
                 FlowAction::Write { side, data } => io.out[side.index()].push_back(Op::Write(data)),
                 FlowAction::Shutdown { side } => io.out[side.index()].push_back(Op::Shutdown),
@@ -275,6 +287,24 @@ pub async fn run<N: Net>(
 }
 
 /// Drops `n` written bytes from the front of a write queue.
+/// Connects to a backend and writes the flow's preamble (PROXY header), if it has one,
+/// before the connection counts as made.
+fn connect<N: Net>(
+    net: &N,
+    addr: SocketAddr,
+    preamble: Option<Bytes>,
+) -> BoxFuture<io::Result<N::Stream>> {
+    let connecting = net.connect(addr);
+    match preamble {
+        None => connecting,
+        Some(bytes) => Box::pin(async move {
+            let mut stream = connecting.await?;
+            tokio::io::AsyncWriteExt::write_all(&mut stream, &bytes).await?;
+            Ok(stream)
+        }),
+    }
+}
+
 fn consume(queue: &mut VecDeque<Op>, mut n: usize) {
     while n > 0 {
         let Some(Op::Write(data)) = queue.front_mut() else {

@@ -30,6 +30,9 @@ pub trait Net: Clone + Send + Sync + 'static {
     fn bind(&self, addr: SocketAddr) -> BoxFuture<io::Result<Self::Listener>>;
     /// The address a listener is bound to.
     fn local_addr(&self, listener: &Self::Listener) -> io::Result<SocketAddr>;
+    /// The local address of a connected stream (for a client: the address it connected
+    /// to).
+    fn stream_local_addr(&self, stream: &Self::Stream) -> io::Result<SocketAddr>;
     /// Waits for the next client.
     fn accept<'a>(&self, listener: &'a Self::Listener) -> AcceptFuture<'a, Self::Stream>;
     /// Connects to `addr` (no timeout of its own: callers bound it).
@@ -70,6 +73,10 @@ impl Net for TokioNet {
 
     fn local_addr(&self, listener: &Self::Listener) -> io::Result<SocketAddr> {
         listener.local_addr()
+    }
+
+    fn stream_local_addr(&self, stream: &Self::Stream) -> io::Result<SocketAddr> {
+        stream.local_addr()
     }
 
     fn accept<'a>(&self, listener: &'a Self::Listener) -> AcceptFuture<'a, Self::Stream> {

@@ -42,7 +42,7 @@ fn main() {
     let client: SocketAddr = "10.0.0.1:40000".parse().unwrap();
 
     // Steady state: read 1 KiB from alternating sides, drain, report it written.
-    let mut flow = Flow::accept(&mut pool, FlowId(0), client, limits, Timestamp::ZERO);
+    let mut flow = Flow::accept(&mut pool, FlowId(0), client, None, limits, Timestamp::ZERO);
     let attempt = match flow.poll_action() {
         Some(FlowAction::Connect { attempt, .. }) => attempt,
         other => panic!("{other:?}"),
@@ -78,7 +78,7 @@ fn main() {
     let start = Instant::now();
     for i in 1..=conns {
         let now = Timestamp::from_nanos(i * 1000);
-        let mut f = Flow::accept(&mut pool, FlowId(i), client, limits, now);
+        let mut f = Flow::accept(&mut pool, FlowId(i), client, None, limits, now);
         let attempt = match f.poll_action() {
             Some(FlowAction::Connect { attempt, .. }) => attempt,
             other => panic!("{other:?}"),

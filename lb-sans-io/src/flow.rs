@@ -3,7 +3,7 @@
 //! half-close timeouts. It is owned by one driver task; only the connect phase and the
 //! close consult the shared [`Pool`], so forwarding bytes never takes a shared lock.
 
-use crate::config::Config;
+use crate::config::{Config, ProxyProtocol};
 use crate::ids::{BackendId, FlowId, Side};
 use crate::pool::{Pool, RejectReason};
 use crate::time::Timestamp;
@@ -37,6 +37,8 @@ pub struct FlowLimits {
     /// Emit [`FlowAction::ReportLatency`] with the backend's time to first byte (only the
     /// `least_response_time` algorithm uses it).
     pub report_latency: bool,
+    /// Send a PROXY protocol header of this version to the backend before any client byte.
+    pub proxy_protocol: Option<ProxyProtocol>,
 }
 
 impl FlowLimits {
@@ -50,6 +52,7 @@ impl FlowLimits {
             high_watermark: DEFAULT_HIGH_WATERMARK,
             low_watermark: DEFAULT_LOW_WATERMARK,
             report_latency: config.algorithm == crate::config::Algorithm::LeastResponseTime,
+            proxy_protocol: config.proxy_protocol,
         }
     }
 }
@@ -128,6 +131,10 @@ pub enum FlowAction {
         addr: SocketAddr,
         /// Names this attempt in [`Flow::handle_connected`] / [`Flow::handle_connect_failed`].
         attempt: u32,
+        /// Bytes to write on the new connection before reporting it connected (the PROXY
+        /// protocol header): part of connecting, so a failure to write them is a failed
+        /// connect.
+        preamble: Option<Bytes>,
     },
     /// Queue these bytes for writing to `side`; report progress with [`Flow::handle_written`].
     Write {
@@ -227,6 +234,8 @@ pub struct Flow {
     id: FlowId,
     client: SocketAddr,
     limits: FlowLimits,
+    /// What each backend connection sends first (PROXY header), if anything.
+    preamble: Option<Bytes>,
     started: Timestamp,
     last_now: Timestamp,
     last_activity: Timestamp,
@@ -248,12 +257,15 @@ pub struct Flow {
 }
 
 impl Flow {
-    /// A client connected: asks the pool to admit it and pick a backend. The first action
-    /// is `Connect`, or `Close` when the flow is refused (connection limit, no backend up).
+    /// A client at `client` connected to `local` (this load balancer's address as the
+    /// client sees it; needed only for a PROXY header, `None` when unknown): asks the pool
+    /// to admit it and pick a backend. The first action is `Connect`, or `Close` when the
+    /// flow is refused (not allowed, connection limit, no backend up).
     pub fn accept(
         pool: &mut Pool,
         id: FlowId,
         client: SocketAddr,
+        local: Option<SocketAddr>,
         limits: FlowLimits,
         now: Timestamp,
     ) -> Flow {
@@ -261,6 +273,9 @@ impl Flow {
             id,
             client,
             limits,
+            preamble: limits
+                .proxy_protocol
+                .map(|v| crate::proxy_header::header(v, client, local)),
             started: now,
             last_now: now,
             last_activity: now,
@@ -564,6 +579,7 @@ impl Flow {
                     backend,
                     addr,
                     attempt: self.attempt,
+                    preamble: self.preamble.clone(),
                 });
             }
             None if self.tried.is_empty() => {

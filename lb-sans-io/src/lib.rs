@@ -22,6 +22,7 @@ pub mod health;
 pub mod ids;
 pub mod pool;
 pub mod probe;
+pub mod proxy_header;
 pub mod rng;
 pub mod select;
 pub mod time;

@@ -4,7 +4,7 @@
 //! backend, learn how their connect went, and close, so the data path never touches it.
 
 use crate::config::Algorithm;
-use crate::config::{Cidr, Config, HealthCheckConfig};
+use crate::config::{Cidr, Config, HealthCheckConfig, ProxyProtocol};
 use crate::flow::{ConnectFailure, FlowLimits};
 use crate::health::{Health, HealthCounter};
 use crate::ids::{BackendId, FlowId, ProbeId};
@@ -281,6 +281,8 @@ impl Backend {
 struct CheckSettings {
     /// What a probe does (`send` / `expect`, `http` path).
     check: HealthCheckConfig,
+    /// The PROXY header version probes send first, if any.
+    proxy: Option<ProxyProtocol>,
     interval: Duration,
     timeout: Duration,
 }
@@ -389,6 +391,7 @@ impl Pool {
             rng,
             checks: CheckSettings {
                 check: hc.clone(),
+                proxy: config.proxy_protocol,
                 interval,
                 timeout: hc.timeout.0,
             },
@@ -715,7 +718,7 @@ impl Pool {
             backend: BackendId(i as u32),
             addr: b.addr,
             timeout: self.checks.timeout,
-            kind: ProbeKind::from_config(&self.checks.check, b.addr),
+            kind: ProbeKind::from_config(&self.checks.check, b.addr, self.checks.proxy),
         })
     }
 

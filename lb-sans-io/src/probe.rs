@@ -3,7 +3,8 @@
 //! driver writes [`ProbeKind::request`], reads, and asks [`ProbeKind::judge`] after every
 //! read until it has a verdict; the probe's timeout bounds the whole exchange.
 
-use crate::config::{CheckType, HealthCheckConfig};
+use crate::config::{CheckType, HealthCheckConfig, ProxyProtocol};
+use crate::proxy_header::probe_header;
 use std::net::SocketAddr;
 
 /// The most reply bytes a probe reads; a reply that has not decided by then fails.
@@ -30,8 +31,39 @@ pub enum ProbeKind {
 
 impl ProbeKind {
     /// The probe a health check config asks for, against a backend at `addr` (the HTTP
-    /// `Host` header names it).
-    pub fn from_config(hc: &HealthCheckConfig, addr: SocketAddr) -> ProbeKind {
+    /// `Host` header names it). With `proxy`, the probe first sends a PROXY header that
+    /// names no client (`PROXY UNKNOWN`, or version 2's `LOCAL` command), as backends that
+    /// expect the header on every connection need.
+    pub fn from_config(
+        hc: &HealthCheckConfig,
+        addr: SocketAddr,
+        proxy: Option<ProxyProtocol>,
+    ) -> ProbeKind {
+        let kind = ProbeKind::without_proxy(hc, addr);
+        let Some(version) = proxy else {
+            return kind;
+        };
+        let mut preamble = probe_header(version);
+        match kind {
+            ProbeKind::TcpConnect => ProbeKind::Exchange {
+                send: preamble,
+                expect: None,
+            },
+            ProbeKind::Exchange { send, expect } => {
+                preamble.extend_from_slice(&send);
+                ProbeKind::Exchange {
+                    send: preamble,
+                    expect,
+                }
+            }
+            ProbeKind::Http { request } => {
+                preamble.extend_from_slice(&request);
+                ProbeKind::Http { request: preamble }
+            }
+        }
+    }
+
+    fn without_proxy(hc: &HealthCheckConfig, addr: SocketAddr) -> ProbeKind {
         match hc.kind {
             CheckType::Tcp if hc.send.is_none() && hc.expect.is_none() => ProbeKind::TcpConnect,
             CheckType::Tcp => ProbeKind::Exchange {
@@ -113,7 +145,25 @@ mod tests {
             r#"{{"backends":[{{"address":"127.0.0.1:80"}}],"health_check":{check}}}"#
         ))
         .unwrap();
-        ProbeKind::from_config(&c.health_check, "127.0.0.1:80".parse().unwrap())
+        ProbeKind::from_config(&c.health_check, "127.0.0.1:80".parse().unwrap(), None)
+    }
+
+    #[test]
+    fn with_proxy_protocol_a_probe_sends_a_header_without_a_client_first() {
+        let c = Config::from_json(
+            r#"{"backends":[{"address":"127.0.0.1:80"}],"health_check":{"type":"http"}}"#,
+        )
+        .unwrap();
+        let addr = "127.0.0.1:80".parse().unwrap();
+        let plain = Config::from_json(r#"{"backends":[{"address":"127.0.0.1:80"}]}"#).unwrap();
+        let k = ProbeKind::from_config(&plain.health_check, addr, Some(ProxyProtocol::V1));
+        assert_eq!(k.request(), b"PROXY UNKNOWN\r\n");
+        assert_eq!(k.judge(b"", false), Some(true));
+        let k = ProbeKind::from_config(&c.health_check, addr, Some(ProxyProtocol::V2));
+        assert!(k.request().starts_with(&crate::proxy_header::V2_SIGNATURE));
+        assert_eq!(&k.request()[12..16], &[0x20, 0, 0, 0]);
+        assert!(k.request()[16..].starts_with(b"GET /health HTTP/1.1\r\n"));
+        assert_eq!(k.judge(b"HTTP/1.1 200 OK\r\n", false), Some(true));
     }
 
     #[test]

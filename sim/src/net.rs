@@ -254,6 +254,10 @@ impl Net for TurmoilNet {
         listener.local_addr()
     }
 
+    fn stream_local_addr(&self, stream: &SimStream) -> io::Result<SocketAddr> {
+        stream.inner.local_addr()
+    }
+
     fn accept<'a>(&self, listener: &'a TcpListener) -> AcceptFuture<'a, SimStream> {
         let net = self.clone();
         Box::pin(async move {

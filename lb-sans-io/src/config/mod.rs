@@ -54,6 +54,9 @@ pub struct Config {
     /// Default 10000.
     #[serde(default = "default_max_connections")]
     pub max_connections: u32,
+    /// Send a PROXY protocol header to backends (and probes) first. Absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_protocol: Option<ProxyProtocol>,
     /// Client networks allowed to connect; others are closed at accept and counted as
     /// rejected. Absent: every client is allowed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -129,6 +132,16 @@ pub struct BackendConfig {
     /// Most connections open to this backend at once; absent means no per-backend limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<u32>,
+}
+
+/// The PROXY protocol version sent to backends (`"v1"`: text, `"v2"`: binary).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProxyProtocol {
+    /// `PROXY TCP4 src dst sport dport\r\n`.
+    V1,
+    /// The binary header.
+    V2,
 }
 
 /// Kinds of active health check.
@@ -538,6 +551,10 @@ impl Config {
             self.retries,
             self.max_connections,
         )
+            + &self
+                .proxy_protocol
+                .map(|v| format!(", proxy_protocol {}", if v == ProxyProtocol::V1 { "v1" } else { "v2" }))
+                .unwrap_or_default()
             + &self
                 .allow
                 .as_ref()

@@ -229,3 +229,21 @@ fn health_check_kinds_take_only_their_own_fields() {
         assert!(e.contains(says), "{check}: {e}");
     }
 }
+
+#[test]
+fn proxy_protocol_is_v1_or_v2() {
+    let parse = |v: &str| {
+        Config::from_json(&format!(
+            r#"{{"backends":[{{"address":"h:1"}}],"proxy_protocol":{v}}}"#
+        ))
+    };
+    assert_eq!(
+        parse(r#""v1""#).unwrap().proxy_protocol,
+        Some(ProxyProtocol::V1)
+    );
+    let c = parse(r#""v2""#).unwrap();
+    assert!(c.summary().contains("proxy_protocol v2"), "{}", c.summary());
+    assert_eq!(Config::from_json(&c.to_json()).unwrap(), c);
+    let e = parse(r#""v3""#).unwrap_err().to_string();
+    assert!(e.contains("proxy_protocol"), "{e}");
+}

@@ -38,7 +38,7 @@ impl Rig {
     }
 
     fn accept(&mut self, id: u64, now: Timestamp) -> Flow {
-        Flow::accept(&mut self.pool, FlowId(id), CLIENT, self.limits, now)
+        Flow::accept(&mut self.pool, FlowId(id), CLIENT, None, self.limits, now)
     }
 
     /// Accepts and connects a flow to its first backend.
@@ -467,10 +467,10 @@ fn a_client_outside_allow_is_closed_at_once_without_a_connect() {
     assert_eq!(r.pool.rejected(RejectReason::NotAllowed), 1);
     // It took no seat: an allowed client still gets the only one.
     let inside: SocketAddr = "10.9.8.7:5555".parse().unwrap();
-    let mut f = Flow::accept(&mut r.pool, FlowId(2), inside, r.limits, at(0));
+    let mut f = Flow::accept(&mut r.pool, FlowId(2), inside, None, r.limits, at(0));
     assert!(matches!(f.poll_action(), Some(FlowAction::Connect { .. })));
     let v6: SocketAddr = "[::1]:5555".parse().unwrap();
-    let mut g = Flow::accept(&mut r.pool, FlowId(3), v6, r.limits, at(0));
+    let mut g = Flow::accept(&mut r.pool, FlowId(3), v6, None, r.limits, at(0));
     assert_eq!(
         drain(&mut g),
         [FlowAction::Close {
@@ -479,6 +479,34 @@ fn a_client_outside_allow_is_closed_at_once_without_a_connect() {
         }],
         "allowed, but over max_connections"
     );
+}
+
+#[test]
+fn every_connect_carries_the_proxy_header_when_configured() {
+    let mut r = Rig::new(2, r#","proxy_protocol":"v1""#);
+    let local: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+    let mut f = Flow::accept(&mut r.pool, FlowId(1), CLIENT, Some(local), r.limits, at(0));
+    let want = &b"PROXY TCP4 127.0.0.1 127.0.0.1 40000 8080\r\n"[..];
+    let Some(FlowAction::Connect {
+        attempt, preamble, ..
+    }) = f.poll_action()
+    else {
+        panic!("expected connect")
+    };
+    assert_eq!(preamble.as_deref(), Some(want));
+    // A retry sends it again, on the new connection.
+    f.handle_connect_failed(&mut r.pool, attempt, ConnectFailure::Backend, at(1));
+    let Some(FlowAction::Connect { preamble, .. }) = f.poll_action() else {
+        panic!("expected a retry")
+    };
+    assert_eq!(preamble.as_deref(), Some(want));
+    // Without `proxy_protocol`, nothing.
+    let mut plain = Rig::new(1, "");
+    let mut g = plain.accept(2, at(0));
+    assert!(matches!(
+        g.poll_action(),
+        Some(FlowAction::Connect { preamble: None, .. })
+    ));
 }
 
 #[test]

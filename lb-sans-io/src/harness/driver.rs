@@ -606,6 +606,7 @@ impl Driver {
             &mut self.pool,
             id,
             client_addr(client),
+            None,
             self.limits,
             self.now,
         );
@@ -813,6 +814,7 @@ impl Driver {
                     backend: BackendId(0),
                     addr: self.addrs[0],
                     attempt,
+                    preamble: None,
                 }]
             }
             (Some(Mutation::SwapWrites), a @ FlowAction::Write { .. }) => match self.held.take() {
@@ -874,6 +876,7 @@ impl Driver {
                 backend,
                 addr,
                 attempt,
+                preamble: _,
             } => {
                 let m = &self.flows[i];
                 let b = self.pool.backend(backend);

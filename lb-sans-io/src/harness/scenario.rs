@@ -439,6 +439,7 @@ impl ConfigSpec {
                 .slow_start_ms
                 .map(|v| ConfigDuration(Duration::from_millis(v.into()))),
             max_connections: u32::from(self.max_connections) + 1,
+            proxy_protocol: None,
             allow: None,
             admin: None,
         };

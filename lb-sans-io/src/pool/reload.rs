@@ -129,6 +129,7 @@ impl Pool {
         self.algorithm = config.algorithm;
         self.checks = CheckSettings {
             check: hc.clone(),
+            proxy: config.proxy_protocol,
             interval,
             timeout: hc.timeout.0,
         };
