@@ -9,6 +9,10 @@
 //! - [`Flow`], one per client connection and owned by one task: forwarding, half-close,
 //!   backpressure, retries and timeouts. The data path runs here, free of shared locks.
 //!
+//! Around them, pure helpers the driver calls with bytes: [`admin`] (the admin endpoint's
+//! requests and pages), [`probe`] (what a health probe sends and how its reply is judged)
+//! and [`proxy_header`] (PROXY protocol headers).
+//!
 //! The rule for drivers (as in str0m): after every input, drain the outputs
 //! (`poll_action` / `poll_probe` / `poll_event`) until empty, then sleep until
 //! `poll_timeout`, before giving the machine its next input.
