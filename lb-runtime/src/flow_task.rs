@@ -234,15 +234,11 @@ pub async fn run<N: Net>(
     loop {
         while let Some(action) = flow.poll_action() {
             match action {
-                FlowAction::Connect {
-                    addr,
-                    attempt,
-                    preamble,
-                    ..
-                } => {
+                FlowAction::Connect { addr, attempt, .. } => {
                     if let Some(old) = io.sockets[Side::Backend.index()].take() {
                         net.abort(old);
                     }
+                    let preamble = flow.preamble().cloned();
                     io.connecting = Some((attempt, connect(&net, addr, preamble)));
                 }
                 FlowAction::Write { side, data } => io.out[side.index()].push_back(Op::Write(data)),

@@ -130,11 +130,8 @@ pub enum FlowAction {
         /// Where it is.
         addr: SocketAddr,
         /// Names this attempt in [`Flow::handle_connected`] / [`Flow::handle_connect_failed`].
+        /// Connecting includes writing [`Flow::preamble`], if the flow has one.
         attempt: u32,
-        /// Bytes to write on the new connection before reporting it connected (the PROXY
-        /// protocol header): part of connecting, so a failure to write them is a failed
-        /// connect.
-        preamble: Option<Bytes>,
     },
     /// Queue these bytes for writing to `side`; report progress with [`Flow::handle_written`].
     Write {
@@ -299,6 +296,14 @@ impl Flow {
     }
 
     // ---- getters -------------------------------------------------------------------
+
+    /// Bytes every backend connection of this flow carries before any client byte (the
+    /// PROXY protocol header), if any. Writing them is part of connecting: the driver
+    /// reports the connect as done only once they are written, and as failed if writing
+    /// them fails. (Not in [`FlowAction::Connect`], so the action stays small.)
+    pub fn preamble(&self) -> Option<&Bytes> {
+        self.preamble.as_ref()
+    }
 
     /// This flow's id.
     pub fn id(&self) -> FlowId {
@@ -579,7 +584,6 @@ impl Flow {
                     backend,
                     addr,
                     attempt: self.attempt,
-                    preamble: self.preamble.clone(),
                 });
             }
             None if self.tried.is_empty() => {

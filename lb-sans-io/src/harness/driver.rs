@@ -814,7 +814,6 @@ impl Driver {
                     backend: BackendId(0),
                     addr: self.addrs[0],
                     attempt,
-                    preamble: None,
                 }]
             }
             (Some(Mutation::SwapWrites), a @ FlowAction::Write { .. }) => match self.held.take() {
@@ -876,7 +875,6 @@ impl Driver {
                 backend,
                 addr,
                 attempt,
-                preamble: _,
             } => {
                 let m = &self.flows[i];
                 let b = self.pool.backend(backend);
