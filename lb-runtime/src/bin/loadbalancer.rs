@@ -310,11 +310,7 @@ async fn reload_config(balancer: &Balancer, how: &Reload, running: &mut lb_sans_
             later.join(", ")
         );
     }
-    // What runs now: the new config, with the values only a restart changes.
-    new.listen = running.listen;
-    new.admin = running.admin;
-    new.timeouts.shutdown_grace = running.timeouts.shutdown_grace;
-    *running = new;
+    *running = running.reloaded(new);
 }
 
 /// A seed for the pool's generator from the OS's per-process randomness.

@@ -535,6 +535,16 @@ impl Config {
         fields
     }
 
+    /// The config that runs after reloading `new` over this one: `new`, except for the
+    /// fields only a restart changes ([`Config::restart_needed`]), which keep their running
+    /// values.
+    pub fn reloaded(&self, mut new: Config) -> Config {
+        new.listen = self.listen;
+        new.admin = self.admin;
+        new.timeouts.shutdown_grace = self.timeouts.shutdown_grace;
+        new
+    }
+
     /// One line for `--check` and the startup log.
     pub fn summary(&self) -> String {
         format!(

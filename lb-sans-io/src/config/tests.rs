@@ -247,3 +247,25 @@ fn proxy_protocol_is_v1_or_v2() {
     let e = parse(r#""v3""#).unwrap_err().to_string();
     assert!(e.contains("proxy_protocol"), "{e}");
 }
+
+#[test]
+fn a_reload_keeps_only_the_fields_that_need_a_restart() {
+    let old = Config::from_json(
+        r#"{"listen":"127.0.0.1:1","admin":"127.0.0.1:2","backends":[{"address":"h:1"}]}"#,
+    )
+    .unwrap();
+    let new = Config::from_json(
+        r#"{"listen":"127.0.0.1:9","retries":5,"timeouts":{"shutdown_grace":"1s"},
+            "backends":[{"address":"h:2"}]}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        old.restart_needed(&new),
+        ["listen", "admin", "timeouts.shutdown_grace"]
+    );
+    let running = old.reloaded(new.clone());
+    assert_eq!((running.listen, running.admin), (old.listen, old.admin));
+    assert_eq!(running.timeouts.shutdown_grace, old.timeouts.shutdown_grace);
+    assert_eq!((running.retries, &running.backends), (5, &new.backends));
+    assert!(running.restart_needed(&running.clone()).is_empty());
+}
