@@ -4,7 +4,7 @@
 //! backend, learn how their connect went, and close, so the data path never touches it.
 
 use crate::config::Algorithm;
-use crate::config::{Cidr, Config, HealthCheckConfig, ProxyProtocol};
+use crate::config::{BackendConfig, Cidr, Config, HealthCheckConfig, ProxyProtocol};
 use crate::flow::{ConnectFailure, FlowLimits};
 use crate::health::{Health, HealthCounter};
 use crate::ids::{BackendId, FlowId, ProbeId};
@@ -218,6 +218,35 @@ pub struct Backend {
 }
 
 impl Backend {
+    /// A backend as configured, never checked, first probed at `first_probe`.
+    fn new(
+        b: &BackendConfig,
+        addr: SocketAddr,
+        hc: &HealthCheckConfig,
+        first_probe: Timestamp,
+    ) -> Backend {
+        Backend {
+            name: b.name.clone(),
+            addr,
+            weight: b.weight,
+            max_connections: b.max_connections,
+            health: HealthCounter::new(hc.rise, hc.fall, hc.start_up),
+            admin: AdminState::Enabled,
+            active: 0,
+            connections_total: 0,
+            connect_failures_total: 0,
+            bytes_to_backend: 0,
+            bytes_to_client: 0,
+            checks_passed: 0,
+            checks_failed: 0,
+            last_check: None,
+            next_probe_at: first_probe,
+            probe_in_flight: None,
+            ramp_since: None,
+            removed: false,
+        }
+    }
+
     /// The state users see: `Draining` / `Disabled` when an operator said so, else `Up` /
     /// `Down` from its health.
     pub fn state(&self) -> BackendState {
@@ -359,27 +388,8 @@ impl Pool {
             .backends
             .iter()
             .zip(addrs)
-            .map(|(b, &addr)| Backend {
-                name: b.name.clone(),
-                addr,
-                weight: b.weight,
-                max_connections: b.max_connections,
-                health: HealthCounter::new(hc.rise, hc.fall, hc.start_up),
-                admin: AdminState::Enabled,
-                active: 0,
-                connections_total: 0,
-                connect_failures_total: 0,
-                bytes_to_backend: 0,
-                bytes_to_client: 0,
-                checks_passed: 0,
-                checks_failed: 0,
-                last_check: None,
-                // First probes go out at once, spread over a tenth of the interval.
-                next_probe_at: now + rng.duration_below(interval / 10),
-                probe_in_flight: None,
-                ramp_since: None,
-                removed: false,
-            })
+            // First probes go out at once, spread over a tenth of the interval.
+            .map(|(b, &addr)| Backend::new(b, addr, hc, now + rng.duration_below(interval / 10)))
             .collect::<Vec<_>>();
         let mut pool = Pool {
             algorithm: config.algorithm,

@@ -5,10 +5,9 @@
 //! their backend by id: a removed backend stays in the list, marked removed, and a new one
 //! is appended (or a removed one with the same name and address comes back in place).
 
-use super::{AdminState, Backend, CheckSettings, Pool, StateCause};
+use super::{Backend, CheckSettings, Pool, StateCause};
 use crate::config::Config;
 use crate::flow::FlowLimits;
-use crate::health::HealthCounter;
 use crate::ids::BackendId;
 use crate::select::{selector_for, Maglev, MaglevTable, Selector, SelectorSpec};
 use crate::time::Timestamp;
@@ -91,26 +90,8 @@ impl Pool {
                 None => {
                     configured.push(true);
                     summary.added.push(b.name.clone());
-                    self.backends.push(Backend {
-                        name: b.name.clone(),
-                        addr,
-                        weight: b.weight,
-                        max_connections: b.max_connections,
-                        health: HealthCounter::new(hc.rise, hc.fall, hc.start_up),
-                        admin: AdminState::Enabled,
-                        active: 0,
-                        connections_total: 0,
-                        connect_failures_total: 0,
-                        bytes_to_backend: 0,
-                        bytes_to_client: 0,
-                        checks_passed: 0,
-                        checks_failed: 0,
-                        last_check: None,
-                        next_probe_at: now + self.rng.duration_below(interval / 10),
-                        probe_in_flight: None,
-                        ramp_since: None,
-                        removed: false,
-                    });
+                    let first_probe = now + self.rng.duration_below(interval / 10);
+                    self.backends.push(Backend::new(b, addr, hc, first_probe));
                 }
             }
         }
