@@ -6,7 +6,7 @@ use crate::failure_log::FailureRun;
 use crate::load::io_message;
 use crate::net::Net;
 use crate::shared::Shared;
-use lb_sans_io::admin::{self, Info, Parsed, Reply};
+use lb_sans_io::admin::{self, Info, Parsed, Reply, Request, Response};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -70,8 +70,8 @@ where
     let reply = match tokio::time::timeout(READ_TIMEOUT, read_request(&mut stream)).await {
         Err(_) => admin::timed_out(),
         Ok(None) => return,
-        Ok(Some(Parsed::Bad(response))) => admin::reply_to_bad(response),
-        Ok(Some(Parsed::Request(req))) => {
+        Ok(Some(Err(response))) => admin::reply_to_bad(response),
+        Ok(Some(Ok(req))) => {
             let reply = shared.with_pool(|pool, now| admin::handle(&req, pool, info, now));
             tracing::debug!(method = ?req.method, path = %req.path, status = reply.response.status, "admin request");
             if reply.probes_changed {
@@ -79,14 +79,15 @@ where
             }
             reply
         }
-        Ok(Some(Parsed::Incomplete)) => return,
     };
     let _ = tokio::time::timeout(WRITE_TIMEOUT, write_reply(&mut stream, &reply)).await;
 }
 
-/// Reads until a request head is complete or cannot be one; `None` if the client left or
-/// the read failed first.
-async fn read_request<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> Option<Parsed> {
+/// Reads until a request head is complete (`Ok`) or cannot be one (`Err`, the answer to
+/// give); `None` if the client left or the read failed first.
+async fn read_request<S: tokio::io::AsyncRead + Unpin>(
+    stream: &mut S,
+) -> Option<Result<Request, Response>> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 2048];
     loop {
@@ -97,7 +98,8 @@ async fn read_request<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> Option
         buf.extend_from_slice(&chunk[..n]);
         match admin::parse_request(&buf) {
             Parsed::Incomplete => continue,
-            done => return Some(done),
+            Parsed::Request(req) => return Some(Ok(req)),
+            Parsed::Bad(response) => return Some(Err(response)),
         }
     }
 }

@@ -12,10 +12,15 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-/// What one probe found: it passed, or its connect failed, and whose fault that was. A
-/// local failure (this host out of descriptors, ports or memory) carries the reason, to be
-/// logged.
-type Outcome = Result<(), (ConnectFailure, Option<String>)>;
+/// What one probe found; the pool decides what each means.
+enum Outcome {
+    Passed,
+    /// The backend refused, reset, timed out or answered wrong ([`ConnectFailure::Backend`]).
+    Failed,
+    /// This host is out of descriptors, ports or memory ([`ConnectFailure::Local`]); the
+    /// reason, for the log.
+    LocalFailure(String),
+}
 
 /// Drives the pool's probe schedule until `stop` completes.
 pub async fn run<N: Net>(net: N, shared: Arc<Shared>, stop: impl Future<Output = ()>) {
@@ -36,15 +41,18 @@ pub async fn run<N: Net>(net: N, shared: Arc<Shared>, stop: impl Future<Output =
             _ = &mut stop => return,
             Some((id, outcome)) = rx.recv() => {
                 let line = match &outcome {
-                    Err((_, Some(why))) => local_failures.failed(why, Instant::now()),
-                    _ => local_failures.succeeded(Instant::now()),
+                    Outcome::LocalFailure(why) => local_failures.failed(why, Instant::now()),
+                    Outcome::Passed | Outcome::Failed => local_failures.succeeded(Instant::now()),
                 };
                 if let Some(line) = line {
                     tracing::warn!("{line}");
                 }
                 shared.with_pool(|pool, now| match outcome {
-                    Ok(()) => pool.handle_probe_result(id, true, now),
-                    Err((failure, _)) => pool.handle_probe_failed(id, failure, now),
+                    Outcome::Passed => pool.handle_probe_result(id, true, now),
+                    Outcome::Failed => pool.handle_probe_failed(id, ConnectFailure::Backend, now),
+                    Outcome::LocalFailure(_) => {
+                        pool.handle_probe_failed(id, ConnectFailure::Local, now)
+                    }
                 });
             }
             _ = sleep_until(deadline) => {}
@@ -65,7 +73,7 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 async fn probe<N: Net>(net: N, req: ProbeRequest, tx: mpsc::UnboundedSender<(ProbeId, Outcome)>) {
     let outcome = tokio::time::timeout(req.timeout, check(&net, &req))
         .await
-        .unwrap_or(Err((ConnectFailure::Backend, None)));
+        .unwrap_or(Outcome::Failed);
     // The receiver is gone only when the load balancer is stopping.
     let _ = tx.send((req.id, outcome));
 }
@@ -75,15 +83,15 @@ async fn check<N: Net>(net: &N, req: &ProbeRequest) -> Outcome {
     let mut stream = match net.connect(req.addr).await {
         Ok(s) => s,
         Err(e) => {
-            return Err(match connect_failure(&e) {
-                ConnectFailure::Local => (ConnectFailure::Local, Some(io_message(&e))),
-                ConnectFailure::Backend => (ConnectFailure::Backend, None),
-            })
+            return match connect_failure(&e) {
+                ConnectFailure::Local => Outcome::LocalFailure(io_message(&e)),
+                ConnectFailure::Backend => Outcome::Failed,
+            }
         }
     };
     let request = req.kind.request();
     if !request.is_empty() && stream.write_all(request).await.is_err() {
-        return Err((ConnectFailure::Backend, None));
+        return Outcome::Failed;
     }
     let mut reply = Vec::new();
     let mut chunk = [0u8; 2048];
@@ -97,8 +105,8 @@ async fn check<N: Net>(net: &N, req: &ProbeRequest) -> Outcome {
         }
     };
     if passed {
-        Ok(())
+        Outcome::Passed
     } else {
-        Err((ConnectFailure::Backend, None))
+        Outcome::Failed
     }
 }

@@ -77,11 +77,7 @@ fn status_and_metrics_report_traffic_per_backend() {
     let (_servers, ports) = servers(&dir, 2);
     let (lb, port) = start_lb(&dir.0, &config(&ports, CHECKS));
     let admin = admin_port(&lb);
-    assert!(
-        lb.wait_log(" is up", 2, Duration::from_secs(5)),
-        "{}",
-        lb.log_text()
-    );
+    lb.wait_up(2);
     for _ in 0..6 {
         http_get(port).unwrap();
     }
@@ -138,11 +134,7 @@ fn a_drained_backend_keeps_its_connections_and_gets_no_new_ones_until_enabled() 
     let (_servers, ports) = servers(&dir, 2);
     let (lb, port) = start_lb(&dir.0, &config(&ports, CHECKS));
     let admin = admin_port(&lb);
-    assert!(
-        lb.wait_log(" is up", 2, Duration::from_secs(5)),
-        "{}",
-        lb.log_text()
-    );
+    lb.wait_up(2);
     let mut held = TcpStream::connect(addr(port)).unwrap();
     held.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let victim = ask(&mut held);
@@ -202,11 +194,7 @@ fn enabling_a_disabled_backend_probes_it_at_once() {
     let (lb, _port) = start_lb(&dir.0, &cfg);
     let admin = admin_port(&lb);
     let name = format!("s{}", ports[0]);
-    assert!(
-        lb.wait_log(" is up", 1, Duration::from_secs(5)),
-        "{}",
-        lb.log_text()
-    );
+    lb.wait_up(1);
     let passed = backend(admin, &name)["checks_passed"].as_u64().unwrap();
     assert_eq!(
         request(admin, "POST", &format!("/backends/{name}/disable")).0,
@@ -291,11 +279,7 @@ fn a_client_outside_allow_is_closed_at_once_and_counted() {
     );
     let (lb, port) = start_lb(&dir.0, &cfg);
     let admin = admin_port(&lb);
-    assert!(
-        lb.wait_log(" is up", 1, Duration::from_secs(5)),
-        "{}",
-        lb.log_text()
-    );
+    lb.wait_up(1);
     // 127.0.0.1 is outside: closed at once, without an answer.
     let mut s = TcpStream::connect(addr(port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -336,10 +320,6 @@ fn a_client_inside_allow_is_served() {
         r#","allow":["127.0.0.0/8"],"health_check":{"interval":"100ms"}"#,
     );
     let (lb, port) = start_lb(&dir.0, &cfg);
-    assert!(
-        lb.wait_log(" is up", 1, Duration::from_secs(5)),
-        "{}",
-        lb.log_text()
-    );
+    lb.wait_up(1);
     assert_eq!(who(&http_get(port).unwrap()), format!("s{}", ports[0]));
 }

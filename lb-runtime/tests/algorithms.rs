@@ -85,7 +85,7 @@ fn weighted_round_robin_5_1_1_gives_the_smooth_sequence() {
         &dir.0,
         &weighted_config("weighted_round_robin", &[(p[0], 5), (p[1], 1), (p[2], 1)]),
     );
-    assert!(lb.wait_log(" is up", 3, Duration::from_secs(5)));
+    lb.wait_up(3);
     let letter = |n: &str| match n.trim_start_matches('s').parse::<u16>().unwrap() {
         x if x == p[0] => 'a',
         x if x == p[1] => 'b',
@@ -105,7 +105,7 @@ fn least_connections_spreads_held_connections_by_weight() {
         &dir.0,
         &weighted_config("least_connections", &[(p[0], 2), (p[1], 1), (p[2], 1)]),
     );
-    assert!(lb.wait_log(" is up", 3, Duration::from_secs(5)));
+    lb.wait_up(3);
     let held: Vec<(TcpStream, String)> = (0..8).map(|_| hold(port)).collect();
     let c = counts(&held.iter().map(|(_, n)| n.clone()).collect::<Vec<_>>());
     assert_eq!(c[&format!("s{}", p[0])], 4, "{c:?}");
@@ -121,7 +121,7 @@ fn power_of_two_sends_each_connection_to_the_lighter_backend() {
         &dir.0,
         &weighted_config("power_of_two", &[(p[0], 1), (p[1], 1)]),
     );
-    assert!(lb.wait_log(" is up", 2, Duration::from_secs(5)));
+    lb.wait_up(2);
     // With two backends both are always drawn, so the lighter always wins: held connections
     // alternate and never differ by more than one. (With more backends the pair is random
     // and only the property tests can see which two were compared.)
@@ -143,7 +143,7 @@ fn random_reaches_every_backend() {
         &dir.0,
         &weighted_config("random", &[(p[0], 1), (p[1], 1), (p[2], 1)]),
     );
-    assert!(lb.wait_log(" is up", 3, Duration::from_secs(5)));
+    lb.wait_up(3);
     let names: Vec<String> = (0..60).map(|_| who(&http_get(port).unwrap())).collect();
     let c = counts(&names);
     // P(a backend gets none of 60 uniform draws) = 3·(2/3)^60 < 1e-10.
@@ -158,8 +158,8 @@ fn hash_keeps_each_client_ip_on_one_backend_across_load_balancers() {
     let (lb1, port1) = start_lb(&dir.0, &cfg);
     let dir2 = TempDir::new("hash2");
     let (lb2, port2) = start_lb(&dir2.0, &cfg);
-    assert!(lb1.wait_log(" is up", 3, Duration::from_secs(5)));
-    assert!(lb2.wait_log(" is up", 3, Duration::from_secs(5)));
+    lb1.wait_up(3);
+    lb2.wait_up(3);
     let mut owner = BTreeMap::new();
     for host in 1..=24u8 {
         let ip = Ipv4Addr::new(127, 0, 0, host);
@@ -212,7 +212,7 @@ fn least_response_time_prefers_the_fast_backend() {
             {{"name":"slow","address":"127.0.0.1:{slow}"}},{{"name":"fast","address":"127.0.0.1:{fast}"}}],{CHECKS}}}"#
     );
     let (lb, port) = start_lb(&dir.0, &cfg);
-    assert!(lb.wait_log(" is up", 2, Duration::from_secs(5)));
+    lb.wait_up(2);
     let start = Instant::now();
     let names: Vec<String> = (0..20).map(|_| who(&http_get(port).unwrap())).collect();
     let c = counts(&names);

@@ -14,11 +14,7 @@ fn round_robin_gives_three_backends_exactly_equal_turns() {
     let dir = TempDir::new("rr");
     let (_servers, ports) = servers(&dir, 3);
     let (lb, port) = start_lb(&dir.0, &config(&ports, FAST_CHECKS));
-    assert!(
-        lb.wait_log(" is up", 3, Duration::from_secs(5)),
-        "{}",
-        lb.log_text()
-    );
+    lb.wait_up(3);
     let names: Vec<String> = (0..30).map(|_| who(&http_get(port).unwrap())).collect();
     let mut counts = BTreeMap::new();
     for n in &names {
@@ -37,11 +33,7 @@ fn a_killed_backend_leaves_without_failing_clients_and_returns_after_rise() {
     let dir = TempDir::new("kill");
     let (mut servers, ports) = servers(&dir, 3);
     let (lb, port) = start_lb(&dir.0, &config(&ports, FAST_CHECKS));
-    assert!(
-        lb.wait_log(" is up", 3, Duration::from_secs(5)),
-        "{}",
-        lb.log_text()
-    );
+    lb.wait_up(3);
     let victim = format!("s{}", ports[1]);
 
     servers[1].kill();
@@ -159,11 +151,7 @@ fn running_out_of_file_descriptors_does_not_mark_backends_down() {
     let dir = TempDir::new("nofile");
     let (_servers, ports) = servers(&dir, 2);
     let (lb, port) = start_lb(&dir.0, &config(&ports, FAST_CHECKS));
-    assert!(
-        lb.wait_log(" is up", 2, Duration::from_secs(5)),
-        "{}",
-        lb.log_text()
-    );
+    lb.wait_up(2);
     // A soft limit of 3 leaves no descriptor to allocate (0, 1 and 2 are open), however
     // many the load balancer holds: every socket() and accept() fails with EMFILE.
     let soft = soft_nofile(lb.pid());

@@ -130,11 +130,7 @@ fn demo_mode_serves_with_no_other_process() {
         &dir.0,
         "lb",
     );
-    assert!(
-        lb.wait_log(" is up", 3, Duration::from_secs(5)),
-        "{}",
-        lb.log_text()
-    );
+    lb.wait_up(3);
     let port = lb.wait_lb_port();
     let mut seen: Vec<String> = (0..3).map(|_| who(&http_get(port).unwrap())).collect();
     seen.sort();

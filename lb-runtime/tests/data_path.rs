@@ -29,7 +29,7 @@ fn thirty_two_mib_through_an_echo_backend_come_back_byte_identical() {
     let bport = free_port();
     let _server = start_server(&dir.0, bport, "echo", true);
     let (lb, port) = start_lb(&dir.0, &config(&[bport], CHECKS));
-    assert!(lb.wait_log(" is up", 1, Duration::from_secs(5)));
+    lb.wait_up(1);
 
     let data = pattern(32 << 20);
     let mut s = TcpStream::connect(addr(port)).unwrap();
@@ -64,7 +64,7 @@ fn sigterm_refuses_new_clients_and_lets_open_connections_finish() {
     let bport = free_port();
     let _server = start_server(&dir.0, bport, "echo", true);
     let (mut lb, port) = start_lb(&dir.0, &config(&[bport], CHECKS));
-    assert!(lb.wait_log(" is up", 1, Duration::from_secs(5)));
+    lb.wait_up(1);
 
     let mut open = TcpStream::connect(addr(port)).unwrap();
     open.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -108,7 +108,7 @@ fn sigterm_with_a_stuck_connection_exits_after_the_grace_period() {
         r#","health_check":{"interval":"100ms"},"timeouts":{"shutdown_grace":"500ms"}"#,
     );
     let (mut lb, port) = start_lb(&dir.0, &cfg);
-    assert!(lb.wait_log(" is up", 1, Duration::from_secs(5)));
+    lb.wait_up(1);
     let _stuck = TcpStream::connect(addr(port)).unwrap();
     std::thread::sleep(Duration::from_millis(100));
     let start = Instant::now();

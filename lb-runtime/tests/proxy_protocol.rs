@@ -20,11 +20,7 @@ fn echo_through(version: &str) -> (Vec<u8>, u16, u16, String) {
         &format!(r#","proxy_protocol":"{version}","health_check":{{"interval":"100ms"}}"#),
     );
     let (lb, port) = start_lb(&dir.0, &cfg);
-    assert!(
-        lb.wait_log(" is up", 1, Duration::from_secs(5)),
-        "{}",
-        lb.log_text()
-    );
+    lb.wait_up(1);
     let mut s = TcpStream::connect(addr(port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let client_port = s.local_addr().unwrap().port();

@@ -27,11 +27,7 @@ fn sighup_swaps_backends_and_open_connections_to_a_removed_one_go_on() {
     let path = dir.write("config.json", &config(&ports[..2], CHECKS));
     let lb = Proc::spawn(LB, &["--config", path.to_str().unwrap()], &dir.0, "lb");
     let port = lb.wait_lb_port();
-    assert!(
-        lb.wait_log(" is up", 2, Duration::from_secs(5)),
-        "{}",
-        lb.log_text()
-    );
+    lb.wait_up(2);
     let first = format!("s{}", ports[0]);
     let mut held = TcpStream::connect(addr(port)).unwrap();
     held.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -78,11 +74,7 @@ fn an_invalid_config_on_sighup_changes_nothing() {
     let path = dir.write("config.json", &good);
     let lb = Proc::spawn(LB, &["--config", path.to_str().unwrap()], &dir.0, "lb");
     let port = lb.wait_lb_port();
-    assert!(
-        lb.wait_log(" is up", 2, Duration::from_secs(5)),
-        "{}",
-        lb.log_text()
-    );
+    lb.wait_up(2);
 
     reload(
         &lb,
@@ -132,11 +124,7 @@ fn no_client_is_refused_or_cut_during_reloads() {
     let path = dir.write("config.json", &a);
     let lb = Proc::spawn(LB, &["--config", path.to_str().unwrap()], &dir.0, "lb");
     let port = lb.wait_lb_port();
-    assert!(
-        lb.wait_log(" is up", 2, Duration::from_secs(5)),
-        "{}",
-        lb.log_text()
-    );
+    lb.wait_up(2);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let client = {
         let stop = stop.clone();

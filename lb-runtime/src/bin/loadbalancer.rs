@@ -74,6 +74,9 @@ struct Reload {
 }
 
 async fn run(loaded: load::Loaded, with_demo: bool, reload: Reload) -> ExitCode {
+    // First of all, so a SIGHUP or SIGTERM that comes while starting (say, right after
+    // the first backend is logged up) is queued, not the default action (exit).
+    let signals = Signals::install();
     let net = TokioNet;
     let config = &loaded.config;
     if with_demo {
@@ -188,7 +191,7 @@ async fn run(loaded: load::Loaded, with_demo: bool, reload: Reload) -> ExitCode 
     drop(listener);
     drop(done_tx);
     let mut running = config.clone();
-    let Some(mut signals) = Signals::install() else {
+    let Some(mut signals) = signals else {
         tracing::error!("cannot install signal handlers; stop with SIGKILL");
         return std::future::pending().await;
     };

@@ -175,6 +175,16 @@ pub fn start_lb(dir: &Path, config: &str) -> (Proc, u16) {
 }
 
 impl Proc {
+    /// Waits (up to 5 s) until a load balancer has logged `n` backends up; panics with its
+    /// log otherwise.
+    pub fn wait_up(&self, n: usize) {
+        assert!(
+            self.wait_log(" is up", n, Duration::from_secs(5)),
+            "{}",
+            self.log_text()
+        );
+    }
+
     /// The port a load balancer listens on, from its startup line.
     pub fn wait_lb_port(&self) -> u16 {
         let end = Instant::now() + Duration::from_secs(10);
