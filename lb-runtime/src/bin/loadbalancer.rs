@@ -275,16 +275,11 @@ impl Signals {
 /// listening socket is never touched.
 async fn reload_config(balancer: &Balancer, how: &Reload, running: &mut lb_sans_io::Config) {
     let path = how.path.clone();
-    let loaded = match tokio::task::spawn_blocking(move || load::load(path.as_deref())).await {
+    let read = tokio::task::spawn_blocking(move || load::load(path.as_deref())).await;
+    let loaded = match read.map_err(|e| e.to_string()) {
         Ok(Ok(loaded)) => loaded,
-        Ok(Err(e)) => {
-            tracing::error!("SIGHUP: reload failed, still serving the previous config: {e}");
-            return;
-        }
-        Err(e) => {
-            tracing::error!("SIGHUP: reload failed, still serving the previous config: {e}");
-            return;
-        }
+        Ok(Err(e)) => return reload_failed(e),
+        Err(e) => return reload_failed(e),
     };
     let mut new = loaded.config;
     if let Some(port) = how.port {
@@ -314,6 +309,10 @@ async fn reload_config(balancer: &Balancer, how: &Reload, running: &mut lb_sans_
         );
     }
     *running = running.reloaded(new);
+}
+
+fn reload_failed(error: impl std::fmt::Display) {
+    tracing::error!("SIGHUP: reload failed, still serving the previous config: {error}");
 }
 
 /// A seed for the pool's generator from the OS's per-process randomness.
