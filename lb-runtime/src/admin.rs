@@ -2,8 +2,8 @@
 //! connection (bounded in size and time), lets `lb_sans_io::admin` answer it under the
 //! pool's lock, writes the answer and closes. What each request means is decided there.
 
+use crate::accept::accept_loop;
 use crate::failure_log::FailureRun;
-use crate::load::io_message;
 use crate::net::Net;
 use crate::shared::Shared;
 use lb_sans_io::admin::{self, Info, Parsed, Reply, Request, Response};
@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Semaphore;
-use tokio::time::Instant;
 
 /// How long a client may take to send its request head.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
@@ -30,36 +29,19 @@ pub async fn serve<N: Net>(
     stop: impl Future<Output = ()>,
 ) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let mut failures = FailureRun::new("admin: accept failed", "admin: accepting again");
-    tokio::pin!(stop);
-    loop {
-        tokio::select! {
-            biased;
-            _ = &mut stop => return,
-            accepted = net.accept(&listener) => match accepted {
-                Ok((stream, peer)) => {
-                    if let Some(line) = failures.succeeded(Instant::now()) {
-                        tracing::info!("{line}");
-                    }
-                    let Ok(slot) = slots.clone().try_acquire_owned() else {
-                        tracing::warn!(%peer, "admin: {MAX_CONNECTIONS} requests already open; closing");
-                        continue;
-                    };
-                    let shared = shared.clone();
-                    net.spawn(async move {
-                        answer(stream, &shared, &info).await;
-                        drop(slot);
-                    });
-                }
-                Err(e) => {
-                    if let Some(line) = failures.failed(&io_message(&e), Instant::now()) {
-                        tracing::warn!("{line}");
-                    }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            },
-        }
-    }
+    let failures = FailureRun::new("admin: accept failed", "admin: accepting again");
+    accept_loop(&net, &listener, failures, stop, |stream, peer| {
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "admin: {MAX_CONNECTIONS} requests already open; closing");
+            return;
+        };
+        let shared = shared.clone();
+        net.spawn(async move {
+            answer(stream, &shared, &info).await;
+            drop(slot);
+        });
+    })
+    .await;
 }
 
 /// One request and its answer.
@@ -74,9 +56,6 @@ where
         Ok(Some(Ok(req))) => {
             let reply = shared.with_pool(|pool, now| admin::handle(&req, pool, info, now));
             tracing::debug!(method = ?req.method, path = %req.path, status = reply.response.status, "admin request");
-            if reply.probes_changed {
-                shared.wake_probes();
-            }
             reply
         }
     };

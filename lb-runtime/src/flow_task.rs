@@ -35,6 +35,8 @@ enum IoEvent<S> {
     Failed(Side),
     Written(Side, usize),
     Timer,
+    /// The node gives up on its open connections (the shutdown grace period is over).
+    Abort,
 }
 
 /// A queued operation on a socket's write half.
@@ -213,14 +215,40 @@ impl<N: Net> FlowIo<N> {
     }
 }
 
-/// Runs one client connection from accept to close.
+/// Tells a worker's flows to give up (at the end of the shutdown grace period).
+#[derive(Debug, Default)]
+pub struct AbortSignal {
+    raised: std::sync::atomic::AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+impl AbortSignal {
+    /// Every flow watching this signal aborts (through its machine, so it is released
+    /// and logged like any other close).
+    pub fn raise(&self) {
+        self.raised
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.notify.notify_waiters();
+    }
+
+    fn raised(&self) -> bool {
+        self.raised.load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
+/// Runs one client connection from accept to close, or until `abort` is raised.
 pub async fn run<N: Net>(
     net: N,
     shared: Arc<Shared>,
     id: FlowId,
     client: N::Stream,
     peer: SocketAddr,
+    abort: Arc<AbortSignal>,
 ) {
+    // Registered before the flag is read, so a raise in between is not missed.
+    let aborted = abort.notify.notified();
+    tokio::pin!(aborted);
+    let mut abort_seen = abort.raised();
     let mut flow = shared.with_pool(|pool, now| {
         let limits = pool.flow_limits();
         // The address the client connected to, which only a PROXY header carries: one
@@ -245,8 +273,8 @@ pub async fn run<N: Net>(
                 FlowAction::Shutdown { side } => io.out[side.index()].push_back(Op::Shutdown),
                 FlowAction::PauseRead { side } => io.paused[side.index()] = true,
                 FlowAction::ResumeRead { side } => io.paused[side.index()] = false,
-                FlowAction::ReportLatency { backend, latency } => {
-                    shared.with_pool(|pool, now| pool.record_latency(backend, latency, now));
+                FlowAction::UpdatePool => {
+                    shared.with_pool(|pool, now| flow.update_pool(pool, now));
                 }
                 FlowAction::Close { reset, .. } => {
                     close(&net, io, reset);
@@ -259,7 +287,17 @@ pub async fn run<N: Net>(
             }
         }
         io.arm(flow.poll_timeout(), &shared);
-        poll_fn(|cx| io.poll_events(cx)).await;
+        poll_fn(|cx| {
+            if !abort_seen && aborted.as_mut().poll(cx).is_ready() {
+                abort_seen = true;
+            }
+            if abort_seen {
+                io.events.push(IoEvent::Abort);
+                return Poll::Ready(());
+            }
+            io.poll_events(cx)
+        })
+        .await;
         let now = shared.clock.now();
         for event in io.events.drain(..) {
             match event {
@@ -277,6 +315,7 @@ pub async fn run<N: Net>(
                     });
                 }
                 IoEvent::Timer => shared.with_pool(|pool, now| flow.handle_timeout(pool, now)),
+                IoEvent::Abort => flow.handle_abort(now),
             }
         }
     }

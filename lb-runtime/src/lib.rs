@@ -1,17 +1,22 @@
 //! The tokio driver of the load balancer. It performs the state machines' actions on real
 //! (or simulated) sockets and reports what happened; it makes no decisions of its own.
 //!
+//! - [`node`]: the one assembly of a running load balancer (workers, probes, admin
+//!   endpoint, reload and drain), driven by a control channel.
 //! - [`net`]: the network trait, with the `tokio::net` implementation.
-//! - [`balancer`]: accept loop, probe task, flow tasks and graceful drain.
+//! - [`accept`]: the accept loop every listener uses.
 //! - [`flow_task`]: one task per client connection, polling both sockets.
 //! - [`probes`]: runs the health probes the pool asks for.
-//! - [`demo`]: the demo backend behind `server` and `loadbalancer --demo`.
-//! - [`load`]: reading and resolving the config for the binary.
+//! - [`admin`]: the admin endpoint's plumbing.
+//! - [`shared`]: the pool and clock all tasks share.
+//! - [`load`]: reading and resolving the config.
 //! - [`logging`]: buffered log output for the binaries.
+//! - [`demo`]: the demo backend behind `server` and `loadbalancer --demo` (not part of
+//!   the load balancer).
 #![warn(missing_docs)]
 
+pub mod accept;
 pub mod admin;
-pub mod balancer;
 pub mod clock;
 pub mod demo;
 pub mod failure_log;
@@ -19,8 +24,9 @@ pub mod flow_task;
 pub mod load;
 pub mod logging;
 pub mod net;
+pub mod node;
 pub mod probes;
 pub mod shared;
 
-pub use balancer::{Balancer, Stopped};
 pub use net::{Net, TokioNet};
+pub use node::{Control, Node, NodeOptions, StartError, Stopped};

@@ -58,6 +58,8 @@ pub enum LoadError {
         /// What is wrong.
         error: ConfigError,
     },
+    /// Reading failed for another reason (the reading task died).
+    Other(String),
     /// A backend's host name did not resolve.
     Resolve {
         /// Where the config came from.
@@ -83,6 +85,7 @@ impl fmt::Display for LoadError {
                 )
             }
             LoadError::Invalid { source, error } => write!(f, "{source}: {error}"),
+            LoadError::Other(why) => write!(f, "cannot read config: {why}"),
             LoadError::Resolve {
                 source,
                 index,

@@ -19,6 +19,9 @@ pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 pub type AcceptFuture<'a, S> =
     Pin<Box<dyn Future<Output = io::Result<(S, SocketAddr)>> + Send + 'a>>;
 
+/// A worker's whole life: made on the worker (its future need not be `Send`) and run there.
+pub type WorkerTask = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()>>> + Send + 'static>;
+
 /// Sockets and task spawning, as the driver needs them.
 pub trait Net: Clone + Send + Sync + 'static {
     /// A connected TCP stream.
@@ -28,6 +31,10 @@ pub trait Net: Clone + Send + Sync + 'static {
 
     /// Binds a listener.
     fn bind(&self, addr: SocketAddr) -> BoxFuture<io::Result<Self::Listener>>;
+    /// Another handle on the same listening socket, for another worker's accept loop: the
+    /// kernel hands each new client to one of them. The socket closes when the last handle
+    /// is dropped.
+    fn share_listener(&self, listener: &Self::Listener) -> io::Result<Self::Listener>;
     /// The address a listener is bound to.
     fn local_addr(&self, listener: &Self::Listener) -> io::Result<SocketAddr>;
     /// The local address of a connected stream (for a client: the address it connected
@@ -37,8 +44,13 @@ pub trait Net: Clone + Send + Sync + 'static {
     fn accept<'a>(&self, listener: &'a Self::Listener) -> AcceptFuture<'a, Self::Stream>;
     /// Connects to `addr` (no timeout of its own: callers bound it).
     fn connect(&self, addr: SocketAddr) -> BoxFuture<io::Result<Self::Stream>>;
-    /// Runs a task in the background (in the simulation, on the current host).
+    /// Runs a task in the background, on the current worker (in the simulation, on the
+    /// current host).
     fn spawn(&self, task: impl Future<Output = ()> + Send + 'static);
+    /// Starts a worker named `name` that runs `task`: with tokio, an OS thread with its own
+    /// single-threaded runtime, so a worker's connections never wake another thread; in
+    /// the simulation, one more task on the current host.
+    fn spawn_worker(&self, name: &str, task: WorkerTask) -> io::Result<()>;
     /// Closes a stream so the peer sees a reset (RST) rather than a FIN, where the network
     /// can; otherwise just closes it.
     fn abort(&self, stream: Self::Stream) {
@@ -63,16 +75,71 @@ pub trait Net: Clone + Send + Sync + 'static {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct TokioNet;
 
+/// A listening socket for [`TokioNet`]. It registers with the reactor of the runtime that
+/// first accepts on it, so a handle made on one runtime (by [`Net::share_listener`]) serves
+/// a worker on another.
+#[derive(Debug)]
+pub struct TokioListener {
+    /// The socket until its first accept.
+    unregistered: std::sync::Mutex<Option<std::net::TcpListener>>,
+    registered: std::sync::OnceLock<tokio::net::TcpListener>,
+    local: SocketAddr,
+}
+
+impl TokioListener {
+    fn new(std: std::net::TcpListener) -> io::Result<TokioListener> {
+        Ok(TokioListener {
+            local: std.local_addr()?,
+            unregistered: std::sync::Mutex::new(Some(std)),
+            registered: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// The tokio listener, registered on the current runtime at the first call.
+    fn tokio(&self) -> io::Result<&tokio::net::TcpListener> {
+        if let Some(l) = self.registered.get() {
+            return Ok(l);
+        }
+        let std = self
+            .unregistered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(std) = std {
+            // Only this thread can be here: a listener is accepted on by one loop.
+            let _ = self.registered.set(tokio::net::TcpListener::from_std(std)?);
+        }
+        self.registered
+            .get()
+            .ok_or_else(|| io::Error::other("listener registration failed"))
+    }
+
+    fn socket(&self) -> io::Result<std::net::TcpListener> {
+        if let Some(l) = self.registered.get() {
+            let fd = socket2::SockRef::from(l).try_clone()?;
+            return Ok(fd.into());
+        }
+        match &*self.unregistered.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some(std) => std.try_clone(),
+            None => Err(io::Error::other("listener registration failed")),
+        }
+    }
+}
+
 impl Net for TokioNet {
     type Stream = tokio::net::TcpStream;
-    type Listener = tokio::net::TcpListener;
+    type Listener = TokioListener;
 
     fn bind(&self, addr: SocketAddr) -> BoxFuture<io::Result<Self::Listener>> {
-        Box::pin(async move { tokio::net::TcpListener::from_std(listen(addr)?) })
+        Box::pin(async move { TokioListener::new(listen(addr)?) })
+    }
+
+    fn share_listener(&self, listener: &Self::Listener) -> io::Result<Self::Listener> {
+        TokioListener::new(listener.socket()?)
     }
 
     fn local_addr(&self, listener: &Self::Listener) -> io::Result<SocketAddr> {
-        listener.local_addr()
+        Ok(listener.local)
     }
 
     fn stream_local_addr(&self, stream: &Self::Stream) -> io::Result<SocketAddr> {
@@ -81,7 +148,7 @@ impl Net for TokioNet {
 
     fn accept<'a>(&self, listener: &'a Self::Listener) -> AcceptFuture<'a, Self::Stream> {
         Box::pin(async move {
-            let (stream, peer) = listener.accept().await?;
+            let (stream, peer) = listener.tokio()?.accept().await?;
             // Linux copies TCP_NODELAY from the listener (see `listen`); elsewhere set it.
             #[cfg(not(target_os = "linux"))]
             let _ = stream.set_nodelay(true);
@@ -95,6 +162,16 @@ impl Net for TokioNet {
 
     fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
         tokio::spawn(task);
+    }
+
+    fn spawn_worker(&self, name: &str, task: WorkerTask) -> io::Result<()> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        std::thread::Builder::new()
+            .name(name.to_string())
+            .spawn(move || rt.block_on(task()))?;
+        Ok(())
     }
 
     fn abort(&self, stream: Self::Stream) {
@@ -208,7 +285,9 @@ mod tests {
         let net = TokioNet;
         let listener = net.bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
         let addr = net.local_addr(&listener).unwrap();
-        let (connected, accepted) = tokio::join!(net.connect(addr), net.accept(&listener));
+        let shared = net.share_listener(&listener).unwrap();
+        drop(listener);
+        let (connected, accepted) = tokio::join!(net.connect(addr), net.accept(&shared));
         let (connected, (accepted, peer)) = (connected.unwrap(), accepted.unwrap());
         assert_eq!(peer, connected.local_addr().unwrap());
         assert!(

@@ -1,37 +1,36 @@
-//! The probe task: runs the health probes the pool asks for and reports their results.
-//! When to probe and what a result means are the pool's decisions.
+//! The probe task: runs the health probes the pool asks for and reports their outcomes.
+//! When to probe, when a probe has taken too long and what an outcome means are the
+//! pool's decisions; this task connects, moves the probe's bytes, and stops a probe as
+//! soon as the pool no longer waits for it (it timed out, or its backend was removed).
 
 use crate::failure_log::FailureRun;
 use crate::load::io_message;
 use crate::net::{connect_failure, Net};
 use crate::shared::Shared;
-use lb_sans_io::{ConnectFailure, ProbeId, ProbeRequest};
+use lb_sans_io::{CheckFailure, ConnectFailure, ProbeId, ProbeOutcome, ProbeRequest};
+use std::collections::BTreeMap;
 use std::future::Future;
+use std::io;
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
-
-/// What one probe found; the pool decides what each means.
-enum Outcome {
-    Passed,
-    /// The backend refused, reset, timed out or answered wrong ([`ConnectFailure::Backend`]).
-    Failed,
-    /// This host is out of descriptors, ports or memory ([`ConnectFailure::Local`]); the
-    /// reason, for the log.
-    LocalFailure(String),
-}
 
 /// Drives the pool's probe schedule until `stop` completes.
 pub async fn run<N: Net>(net: N, shared: Arc<Shared>, stop: impl Future<Output = ()>) {
-    let (tx, mut rx) = mpsc::unbounded_channel::<(ProbeId, Outcome)>();
+    let (tx, mut rx) = mpsc::unbounded_channel::<(ProbeId, ProbeOutcome)>();
+    // Dropping a probe's sender stops it.
+    let mut running: BTreeMap<ProbeId, oneshot::Sender<()>> = BTreeMap::new();
     let mut local_failures = FailureRun::new("cannot probe backends", "probing again");
     tokio::pin!(stop);
     loop {
         let next = shared.with_pool(|pool, now| {
             pool.handle_timeout(now);
+            running.retain(|id, _| pool.probe_pending(*id));
             while let Some(req) = pool.poll_probe(now) {
-                net.spawn(probe(net.clone(), req, tx.clone()));
+                let (cancel_tx, cancel_rx) = oneshot::channel();
+                running.insert(req.id, cancel_tx);
+                net.spawn(probe(net.clone(), req, cancel_rx, tx.clone()));
             }
             pool.poll_timeout()
         });
@@ -40,20 +39,15 @@ pub async fn run<N: Net>(net: N, shared: Arc<Shared>, stop: impl Future<Output =
             biased;
             _ = &mut stop => return,
             Some((id, outcome)) = rx.recv() => {
+                running.remove(&id);
                 let line = match &outcome {
-                    Outcome::LocalFailure(why) => local_failures.failed(why, Instant::now()),
-                    Outcome::Passed | Outcome::Failed => local_failures.succeeded(Instant::now()),
+                    ProbeOutcome::NotRun(why) => local_failures.failed(why, Instant::now()),
+                    _ => local_failures.succeeded(Instant::now()),
                 };
                 if let Some(line) = line {
                     tracing::warn!("{line}");
                 }
-                shared.with_pool(|pool, now| match outcome {
-                    Outcome::Passed => pool.handle_probe_result(id, true, now),
-                    Outcome::Failed => pool.handle_probe_failed(id, ConnectFailure::Backend, now),
-                    Outcome::LocalFailure(_) => {
-                        pool.handle_probe_failed(id, ConnectFailure::Local, now)
-                    }
-                });
+                shared.with_pool(|pool, now| pool.handle_probe_result(id, outcome, now));
             }
             _ = sleep_until(deadline) => {}
             _ = shared.probes_woken() => {}
@@ -68,45 +62,57 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     }
 }
 
-/// Runs one probe and reports it: passed, or whose fault the failure was (the pool decides
-/// what that means). The timeout bounds the connect and the exchange together.
-async fn probe<N: Net>(net: N, req: ProbeRequest, tx: mpsc::UnboundedSender<(ProbeId, Outcome)>) {
-    let outcome = tokio::time::timeout(req.timeout, check(&net, &req))
-        .await
-        .unwrap_or(Outcome::Failed);
-    // The receiver is gone only when the load balancer is stopping.
-    let _ = tx.send((req.id, outcome));
+/// Runs one probe until it has an outcome or is cancelled, and reports the outcome.
+async fn probe<N: Net>(
+    net: N,
+    req: ProbeRequest,
+    cancel: oneshot::Receiver<()>,
+    tx: mpsc::UnboundedSender<(ProbeId, ProbeOutcome)>,
+) {
+    tokio::select! {
+        biased;
+        // The sender is dropped when the pool no longer waits for this probe.
+        _ = cancel => {}
+        outcome = check(&net, &req) => {
+            // The receiver is gone only when the load balancer is stopping.
+            let _ = tx.send((req.id, outcome));
+        }
+    }
 }
 
 /// Connects, writes what the probe sends, and reads until the probe's kind has a verdict.
-async fn check<N: Net>(net: &N, req: &ProbeRequest) -> Outcome {
+async fn check<N: Net>(net: &N, req: &ProbeRequest) -> ProbeOutcome {
     let mut stream = match net.connect(req.addr).await {
         Ok(s) => s,
-        Err(e) => {
-            return match connect_failure(&e) {
-                ConnectFailure::Local => Outcome::LocalFailure(io_message(&e)),
-                ConnectFailure::Backend => Outcome::Failed,
-            }
-        }
+        Err(e) => return connect_outcome(&e),
     };
     let request = req.kind.request();
     if !request.is_empty() && stream.write_all(request).await.is_err() {
-        return Outcome::Failed;
+        return ProbeOutcome::Failed(CheckFailure::Closed);
     }
     let mut reply = Vec::new();
     let mut chunk = [0u8; 2048];
-    let passed = loop {
-        if let Some(verdict) = req.kind.judge(&reply, false) {
-            break verdict;
+    loop {
+        match req.kind.judge(&reply, false) {
+            Some(Ok(())) => return ProbeOutcome::Passed,
+            Some(Err(why)) => return ProbeOutcome::Failed(why),
+            None => {}
         }
         match stream.read(&mut chunk).await {
-            Ok(0) | Err(_) => break req.kind.judge(&reply, true) == Some(true),
+            Ok(0) | Err(_) => return req.kind.judge_end(&reply),
             Ok(n) => reply.extend_from_slice(&chunk[..n]),
         }
-    };
-    if passed {
-        Outcome::Passed
-    } else {
-        Outcome::Failed
+    }
+}
+
+/// What a failed connect means for a probe: this host's problem, a refusal, or another
+/// failure in the system's words.
+fn connect_outcome(e: &io::Error) -> ProbeOutcome {
+    match connect_failure(e) {
+        ConnectFailure::Local => ProbeOutcome::NotRun(io_message(e)),
+        ConnectFailure::Backend if e.kind() == io::ErrorKind::ConnectionRefused => {
+            ProbeOutcome::Failed(CheckFailure::Refused)
+        }
+        ConnectFailure::Backend => ProbeOutcome::Failed(CheckFailure::Connect(io_message(e))),
     }
 }

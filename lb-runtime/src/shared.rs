@@ -34,13 +34,9 @@ impl Shared {
         self.next_flow.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Tells the probe task to ask the pool for due probes now (after an admin change
-    /// made one due at once). A wake while the task is busy is kept for its next wait.
-    pub fn wake_probes(&self) {
-        self.probes_wake.notify_one();
-    }
-
-    /// Completes on the next [`Shared::wake_probes`].
+    /// Completes when the pool said its next timeout moved earlier (an admin change or a
+    /// reload made a probe due sooner), so the probe task asks it again. A wake while the
+    /// task is busy is kept for its next wait.
     pub async fn probes_woken(&self) {
         self.probes_wake.notified().await;
     }
@@ -50,13 +46,17 @@ impl Shared {
         self.pool.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Runs `f` on the pool at the current time, then logs whatever the pool reports.
+    /// Runs `f` on the pool at the current time, then logs whatever the pool reports and
+    /// wakes the probe task if the pool's next timeout moved earlier.
     pub fn with_pool<R>(&self, f: impl FnOnce(&mut Pool, Timestamp) -> R) -> R {
         let mut pool = self.lock();
         let now = self.clock.now();
         let r = f(&mut pool, now);
         while let Some(event) = pool.poll_event() {
             log_pool_event(&pool, &event);
+        }
+        if pool.poll_timeout_moved() {
+            self.probes_wake.notify_one();
         }
         r
     }
@@ -73,6 +73,7 @@ fn log_pool_event(pool: &Pool, event: &PoolEvent) {
             let Some(b) = pool.backend(*backend) else {
                 return;
             };
+            let by_probe = *cause == StateCause::Probe;
             let cause = match cause {
                 StateCause::Probe => "health check",
                 StateCause::ClientConnectFailed => "client connects failed",
@@ -86,9 +87,23 @@ fn log_pool_event(pool: &Pool, event: &PoolEvent) {
                         backend = %b.name, address = %b.addr, from = %from, to = %to, cause, "{message}"
                     )
                 }
-                BackendState::Down => tracing::warn!(
-                    backend = %b.name, address = %b.addr, from = %from, to = %to, cause, "{message}"
-                ),
+                BackendState::Down => {
+                    // A probe's own failure says why; a client connect's is in its own line.
+                    let reason = b
+                        .last_check
+                        .as_ref()
+                        .filter(|_| by_probe)
+                        .and_then(|c| c.result.as_ref().err())
+                        .map(ToString::to_string);
+                    match reason {
+                        Some(reason) => tracing::warn!(
+                            backend = %b.name, address = %b.addr, from = %from, to = %to, cause, reason, "{message}"
+                        ),
+                        None => tracing::warn!(
+                            backend = %b.name, address = %b.addr, from = %from, to = %to, cause, "{message}"
+                        ),
+                    }
+                }
             }
         }
     }

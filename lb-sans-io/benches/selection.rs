@@ -8,6 +8,7 @@
 use lb_sans_io::select::{
     selector_for, BackendView, MaglevTable, SelectCtx, SelectorSpec, WEIGHT_SCALE,
 };
+use lb_sans_io::FlowPool;
 use lb_sans_io::{Algorithm, BackendId, Config, FlowId, LbRng, Pool, Timestamp};
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

@@ -1,17 +1,62 @@
 //! The flow: one client connection and its backend connection. It owns forwarding,
 //! half-close, backpressure, the connect/retry sequence and the connect, idle and
-//! half-close timeouts. It is owned by one driver task; only the connect phase and the
-//! close consult the shared [`Pool`], so forwarding bytes never takes a shared lock.
+//! half-close timeouts. It is owned by one driver task; only the connect phase, a latency
+//! report and the close consult the shared pool, through the narrow [`FlowPool`] trait,
+//! so forwarding bytes never takes a shared lock (and this module does not depend on the
+//! pool's).
 
 use crate::config::{Config, ProxyProtocol};
 use crate::ids::{BackendId, FlowId, Side};
-use crate::pool::{Pool, RejectReason};
 use crate::time::Timestamp;
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
+
+/// What a flow needs from the shared pool, and all it may ask of it. [`crate::Pool`]
+/// implements it; drivers pass the pool to the flow's methods and never call these
+/// themselves, so a seat is taken and given back by the flow alone.
+pub trait FlowPool {
+    /// A client connected from `client`: admit it, or say why not. An id already open is
+    /// not counted twice.
+    fn open_flow(
+        &mut self,
+        flow: FlowId,
+        client: IpAddr,
+        now: Timestamp,
+    ) -> Result<(), RejectReason>;
+    /// Choose a backend for an open flow, not one of `exclude` (already tried), and reserve
+    /// a connection slot on it; `None` when there is none, or the flow is not open.
+    fn select(
+        &mut self,
+        flow: FlowId,
+        client: SocketAddr,
+        exclude: &[BackendId],
+        now: Timestamp,
+    ) -> Option<(BackendId, SocketAddr)>;
+    /// The flow's connect to `backend` succeeded.
+    fn connect_succeeded(&mut self, flow: FlowId, backend: BackendId, now: Timestamp);
+    /// The flow's connect to `backend` failed (whose fault: `failure`); its slot is free.
+    fn connect_failed(
+        &mut self,
+        flow: FlowId,
+        backend: BackendId,
+        failure: ConnectFailure,
+        now: Timestamp,
+    );
+    /// A latency sample of `backend`: a connect time or a time to first byte.
+    fn record_latency(&mut self, backend: BackendId, sample: Duration, now: Timestamp);
+    /// The flow closed: free its seat and slot, add its bytes to its backend's counters.
+    /// Unknown or already closed flows are ignored.
+    fn close_flow(
+        &mut self,
+        flow: FlowId,
+        bytes_to_backend: u64,
+        bytes_to_client: u64,
+        now: Timestamp,
+    );
+}
 
 /// Default high watermark: bytes read from one side and not yet written to the other
 /// beyond which reading that side pauses.
@@ -53,6 +98,35 @@ impl FlowLimits {
             low_watermark: DEFAULT_LOW_WATERMARK,
             report_latency: config.algorithm == crate::config::Algorithm::LeastResponseTime,
             proxy_protocol: config.proxy_protocol,
+        }
+    }
+}
+
+/// Why a new client connection was refused before any backend was tried.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RejectReason {
+    /// `max_connections` client connections were already open.
+    MaxConnections,
+    /// No backend was up (or all were at their connection limit).
+    NoBackend,
+    /// The client's address is outside `allow`.
+    NotAllowed,
+}
+
+impl RejectReason {
+    /// Every reason, in the order metrics list them.
+    pub const ALL: [RejectReason; 3] = [
+        RejectReason::MaxConnections,
+        RejectReason::NoBackend,
+        RejectReason::NotAllowed,
+    ];
+
+    /// The label used in logs and metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            RejectReason::MaxConnections => "max_connections",
+            RejectReason::NoBackend => "no_backend",
+            RejectReason::NotAllowed => "not_allowed",
         }
     }
 }
@@ -155,15 +229,10 @@ pub enum FlowAction {
         /// Which socket.
         side: Side,
     },
-    /// Pass this sample to [`Pool::record_latency`]: the backend's time to first byte.
-    /// At most once per flow, and only with [`FlowLimits::report_latency`].
-    ReportLatency {
-        /// The backend measured.
-        backend: BackendId,
-        /// From the moment it had the client's first bytes (or the connection, if it speaks
-        /// first) to its first byte.
-        latency: Duration,
-    },
+    /// The flow has news for the pool (the backend's time to first byte, at most once per
+    /// flow and only with [`FlowLimits::report_latency`]): call [`Flow::update_pool`] with
+    /// the pool.
+    UpdatePool,
     /// The flow is over: perform any queued shutdowns, then close both sockets, with a reset
     /// (RST) if `reset`. Then call [`Flow::release`]. No action follows.
     Close {
@@ -248,6 +317,8 @@ pub struct Flow {
     /// When the backend had something to answer (connected, or first client bytes after),
     /// until its first byte is reported.
     awaiting_first_byte: Option<Timestamp>,
+    /// A time to first byte not yet given to the pool.
+    latency_report: Option<(BackendId, Duration)>,
     actions: VecDeque<FlowAction>,
     reason: Option<CloseReason>,
     released: bool,
@@ -259,7 +330,7 @@ impl Flow {
     /// to admit it and pick a backend. The first action is `Connect`, or `Close` when the
     /// flow is refused (not allowed, connection limit, no backend up).
     pub fn accept(
-        pool: &mut Pool,
+        pool: &mut dyn FlowPool,
         id: FlowId,
         client: SocketAddr,
         local: Option<SocketAddr>,
@@ -284,6 +355,7 @@ impl Flow {
             dirs: Default::default(),
             first_fin_at: None,
             awaiting_first_byte: None,
+            latency_report: None,
             actions: VecDeque::new(),
             reason: None,
             released: false,
@@ -354,7 +426,7 @@ impl Flow {
     }
 
     /// The backend connection of `attempt` is up.
-    pub fn handle_connected(&mut self, pool: &mut Pool, attempt: u32, now: Timestamp) {
+    pub fn handle_connected(&mut self, pool: &mut dyn FlowPool, attempt: u32, now: Timestamp) {
         let now = self.observe(now);
         let Phase::Connecting { backend, since, .. } = self.phase else {
             return;
@@ -385,7 +457,7 @@ impl Flow {
     /// matters): the flow tries another backend or closes.
     pub fn handle_connect_failed(
         &mut self,
-        pool: &mut Pool,
+        pool: &mut dyn FlowPool,
         attempt: u32,
         failure: ConnectFailure,
         now: Timestamp,
@@ -499,7 +571,7 @@ impl Flow {
     }
 
     /// Time passed: connect, idle and half-close timeouts. Harmless when early.
-    pub fn handle_timeout(&mut self, pool: &mut Pool, now: Timestamp) {
+    pub fn handle_timeout(&mut self, pool: &mut dyn FlowPool, now: Timestamp) {
         let now = self.observe(now);
         match self.phase {
             Phase::Closed => {}
@@ -543,12 +615,21 @@ impl Flow {
         Some(t.max(self.last_now))
     }
 
+    /// After [`FlowAction::UpdatePool`]: gives the pool what the flow has for it.
+    pub fn update_pool(&mut self, pool: &mut dyn FlowPool, now: Timestamp) {
+        let now = self.observe(now);
+        if let Some((backend, latency)) = self.latency_report.take() {
+            pool.record_latency(backend, latency, now);
+        }
+    }
+
     /// After the `Close` action: gives the flow's seat and byte counts back to the pool.
     /// Calling it again, or on an open flow, does nothing.
-    pub fn release(&mut self, pool: &mut Pool, now: Timestamp) {
+    pub fn release(&mut self, pool: &mut dyn FlowPool, now: Timestamp) {
         let now = self.observe(now);
         if self.is_closed() && !self.released {
             self.released = true;
+            self.update_pool(pool, now);
             pool.close_flow(
                 self.id,
                 self.dirs[Side::Client.index()].bytes,
@@ -565,7 +646,7 @@ impl Flow {
         Some(first.max(self.last_activity) + self.limits.half_close_timeout)
     }
 
-    fn connect_next(&mut self, pool: &mut Pool, now: Timestamp) {
+    fn connect_next(&mut self, pool: &mut dyn FlowPool, now: Timestamp) {
         if self.tried.len() > self.limits.retries as usize {
             let attempts = self.tried.len() as u32;
             let local = self.last_failure == Some(ConnectFailure::Local);
@@ -607,10 +688,8 @@ impl Flow {
             (Side::Client, _) => self.awaiting_first_byte = Some(since.max(now)),
             (Side::Backend, Phase::Established { backend }) => {
                 self.awaiting_first_byte = None;
-                self.actions.push_back(FlowAction::ReportLatency {
-                    backend,
-                    latency: now.saturating_duration_since(since),
-                });
+                self.latency_report = Some((backend, now.saturating_duration_since(since)));
+                self.actions.push_back(FlowAction::UpdatePool);
             }
             _ => {}
         }

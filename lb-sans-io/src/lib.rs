@@ -32,8 +32,11 @@ pub mod select;
 pub mod time;
 
 pub use config::{Algorithm, Config, ConfigError};
-pub use flow::{CloseReason, ConnectFailure, Flow, FlowAction, FlowLimits, FlowSummary};
+pub use flow::{
+    CloseReason, ConnectFailure, Flow, FlowAction, FlowLimits, FlowPool, FlowSummary, RejectReason,
+};
 pub use ids::{BackendId, FlowId, ProbeId, Side};
-pub use pool::{AdminState, BackendState, Pool, PoolEvent, ProbeRequest, RejectReason};
+pub use pool::{AdminState, BackendState, CheckRecord, Pool, PoolEvent, ProbeRequest};
+pub use probe::{CheckFailure, ProbeOutcome};
 pub use rng::LbRng;
 pub use time::Timestamp;

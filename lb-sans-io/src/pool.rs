@@ -5,9 +5,10 @@
 
 use crate::config::Algorithm;
 use crate::config::{BackendConfig, Cidr, Config, HealthCheckConfig, ProxyProtocol};
-use crate::flow::{ConnectFailure, FlowLimits};
+use crate::flow::{ConnectFailure, FlowLimits, FlowPool};
 use crate::health::{Health, HealthCounter};
 use crate::ids::{BackendId, FlowId, ProbeId};
+use crate::probe::{CheckFailure, ProbeOutcome};
 use crate::rng::LbRng;
 use crate::select::{selector_for, BackendView, SelectCtx, Selector, SelectorSpec, WEIGHT_SCALE};
 use crate::time::Timestamp;
@@ -115,34 +116,7 @@ pub enum StateCause {
     Reload,
 }
 
-/// Why a new client connection was refused before any backend was tried.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum RejectReason {
-    /// `max_connections` client connections were already open.
-    MaxConnections,
-    /// No backend was up (or all were at their connection limit).
-    NoBackend,
-    /// The client's address is outside `allow`.
-    NotAllowed,
-}
-
-impl RejectReason {
-    /// Every reason, in the order metrics list them.
-    pub const ALL: [RejectReason; 3] = [
-        RejectReason::MaxConnections,
-        RejectReason::NoBackend,
-        RejectReason::NotAllowed,
-    ];
-
-    /// The label used in logs and metrics.
-    pub fn label(self) -> &'static str {
-        match self {
-            RejectReason::MaxConnections => "max_connections",
-            RejectReason::NoBackend => "no_backend",
-            RejectReason::NotAllowed => "not_allowed",
-        }
-    }
-}
+pub use crate::flow::RejectReason;
 
 /// Something the driver should know about (and log).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -165,6 +139,8 @@ pub enum PoolEvent {
 pub use crate::probe::ProbeKind;
 
 /// A health probe the driver must run, then report with [`Pool::handle_probe_result`].
+/// The driver sets no timeout of its own: the pool fails the probe at its deadline
+/// ([`Pool::handle_timeout`]), and the driver then stops it ([`Pool::probe_pending`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProbeRequest {
     /// Names this probe in its result.
@@ -173,10 +149,34 @@ pub struct ProbeRequest {
     pub backend: BackendId,
     /// Where to connect.
     pub addr: SocketAddr,
-    /// Give up (and report failure) after this long.
-    pub timeout: Duration,
     /// What to do once connected.
     pub kind: ProbeKind,
+}
+
+/// A backend's last completed health check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckRecord {
+    /// When its result came.
+    pub at: Timestamp,
+    /// From the probe's start to its result.
+    pub duration: Duration,
+    /// Passed, or why it failed.
+    pub result: Result<(), CheckFailure>,
+}
+
+impl CheckRecord {
+    /// Whether the check passed.
+    pub fn passed(&self) -> bool {
+        self.result.is_ok()
+    }
+}
+
+/// A probe the pool is waiting for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct InFlight {
+    id: ProbeId,
+    started: Timestamp,
+    deadline: Timestamp,
 }
 
 /// Everything the pool knows about one backend.
@@ -206,10 +206,10 @@ pub struct Backend {
     pub checks_passed: u64,
     /// Probes that failed.
     pub checks_failed: u64,
-    /// The last probe's result and when it came.
-    pub last_check: Option<(Timestamp, bool)>,
+    /// The last probe's result, when it came and how long it took.
+    pub last_check: Option<CheckRecord>,
     next_probe_at: Timestamp,
-    probe_in_flight: Option<(ProbeId, Timestamp)>,
+    probe_in_flight: Option<InFlight>,
     /// When it last came up, while its slow start lasts.
     ramp_since: Option<Timestamp>,
     /// A reloaded config no longer has it: it keeps its open connections and gets nothing
@@ -340,6 +340,8 @@ pub struct Pool {
     rejected: BTreeMap<RejectReason, u64>,
     events: VecDeque<PoolEvent>,
     next_probe_id: u64,
+    /// Something made a probe due earlier than [`Pool::poll_timeout`] said before.
+    timeout_moved: bool,
     last_now: Timestamp,
 }
 
@@ -412,6 +414,7 @@ impl Pool {
             rejected: BTreeMap::new(),
             events: VecDeque::new(),
             next_probe_id: 0,
+            timeout_moved: true,
             last_now: now,
         };
         for i in 0..pool.backends.len() {
@@ -523,83 +526,8 @@ impl Pool {
         self.last_now
     }
 
-    /// A client connected from `client`: admits it, or refuses it if `allow` does not
-    /// cover its address or `max_connections` are open. An id already open is not counted
-    /// twice.
-    pub fn open_flow(
-        &mut self,
-        flow: FlowId,
-        client: IpAddr,
-        now: Timestamp,
-    ) -> Result<(), RejectReason> {
-        self.observe(now);
-        if self.flows.contains_key(&flow) {
-            return Ok(());
-        }
-        if let Some(allow) = &self.allow {
-            if !allow.iter().any(|net| net.contains(client)) {
-                self.reject(RejectReason::NotAllowed);
-                return Err(RejectReason::NotAllowed);
-            }
-        }
-        if self.flows.len() >= self.max_connections as usize {
-            self.reject(RejectReason::MaxConnections);
-            return Err(RejectReason::MaxConnections);
-        }
-        self.flows.insert(flow, FlowSlot { backend: None });
-        Ok(())
-    }
-
     fn reject(&mut self, reason: RejectReason) {
         *self.rejected.entry(reason).or_insert(0) += 1;
-    }
-
-    /// Chooses a backend for an open flow among those up, under their connection limit and
-    /// not in `exclude` (the ones this flow already tried), and reserves a connection slot
-    /// on it. `None` when there is none, or the flow is not open.
-    pub fn select(
-        &mut self,
-        flow: FlowId,
-        client: SocketAddr,
-        exclude: &[BackendId],
-        now: Timestamp,
-    ) -> Option<(BackendId, SocketAddr)> {
-        let now = self.observe(now);
-        let slot = *self.flows.get(&flow)?;
-        if let Some(held) = slot.backend {
-            // A flow picks again only after its connect failed; release defensively.
-            self.release_slot(flow, held);
-        }
-        self.advance_ramps(now);
-        let chosen = self.selector.select(SelectCtx {
-            backends: &self.views,
-            exclude,
-            client: client.ip(),
-            now,
-            rng: &mut self.rng,
-        });
-        // A selector naming a backend that does not exist chooses nothing.
-        let Some(id) = chosen.filter(|id| id.index() < self.backends.len()) else {
-            if exclude.is_empty() {
-                self.reject(RejectReason::NoBackend);
-            }
-            return None;
-        };
-        self.backends[id.index()].active += 1;
-        self.refresh(id.index());
-        if let Some(s) = self.flows.get_mut(&flow) {
-            s.backend = Some(id);
-        }
-        Some((id, self.backends[id.index()].addr))
-    }
-
-    /// A latency sample of `backend`: a connect time or a time to first byte. Feeds the
-    /// `least_response_time` algorithm.
-    pub fn record_latency(&mut self, backend: BackendId, sample: Duration, now: Timestamp) {
-        let now = self.observe(now);
-        if backend.index() < self.backends.len() {
-            self.selector.observe_latency(backend, sample, now);
-        }
     }
 
     fn release_slot(&mut self, flow: FlowId, backend: BackendId) {
@@ -610,64 +538,6 @@ impl Pool {
                 b.active = b.active.saturating_sub(1);
                 self.refresh(backend.index());
             }
-        }
-    }
-
-    /// The flow's connect to `backend` succeeded.
-    pub fn connect_succeeded(&mut self, flow: FlowId, backend: BackendId, now: Timestamp) {
-        self.observe(now);
-        if self.flow_backend(flow) == Some(backend) {
-            self.backends[backend.index()].connections_total += 1;
-        }
-    }
-
-    /// The flow's connect to `backend` failed or timed out: releases the slot and, when the
-    /// backend is to blame ([`ConnectFailure::Backend`]), counts a failed check against it
-    /// (passive health). A local failure (this host out of descriptors or ports) leaves the
-    /// backend's health and counters alone: otherwise a load spike that exhausts the
-    /// host would mark every healthy backend down.
-    pub fn connect_failed(
-        &mut self,
-        flow: FlowId,
-        backend: BackendId,
-        failure: ConnectFailure,
-        now: Timestamp,
-    ) {
-        self.observe(now);
-        if self.flow_backend(flow) != Some(backend) {
-            return;
-        }
-        self.release_slot(flow, backend);
-        if failure == ConnectFailure::Local {
-            return;
-        }
-        let b = &mut self.backends[backend.index()];
-        b.connect_failures_total += 1;
-        let before = b.state();
-        if b.health.record_failure().is_some() {
-            self.push_change(backend, before, StateCause::ClientConnectFailed);
-        }
-    }
-
-    /// The flow closed: frees its seat and its backend slot and adds its bytes to the
-    /// backend's counters. Unknown or already closed flows are ignored.
-    pub fn close_flow(
-        &mut self,
-        flow: FlowId,
-        bytes_to_backend: u64,
-        bytes_to_client: u64,
-        now: Timestamp,
-    ) {
-        self.observe(now);
-        let Some(slot) = self.flows.remove(&flow) else {
-            return;
-        };
-        if let Some(id) = slot.backend {
-            let b = &mut self.backends[id.index()];
-            b.active = b.active.saturating_sub(1);
-            b.bytes_to_backend += bytes_to_backend;
-            b.bytes_to_client += bytes_to_client;
-            self.refresh(id.index());
         }
     }
 
@@ -697,6 +567,7 @@ impl Pool {
         let before = b.state();
         if b.admin == AdminState::Disabled {
             b.next_probe_at = b.next_probe_at.min(now);
+            self.timeout_moved = true;
         }
         b.admin = admin;
         self.push_change(backend, before, StateCause::Admin);
@@ -721,55 +592,68 @@ impl Pool {
         // load balancers) do not synchronise, and never later than the interval.
         let jitter = self.rng.duration_below(interval / 10);
         let b = &mut self.backends[i];
-        b.probe_in_flight = Some((id, now + self.checks.timeout));
+        b.probe_in_flight = Some(InFlight {
+            id,
+            started: now,
+            deadline: now + self.checks.timeout,
+        });
         b.next_probe_at = now + interval.saturating_sub(jitter);
         Some(ProbeRequest {
             id,
             backend: BackendId(i as u32),
             addr: b.addr,
-            timeout: self.checks.timeout,
             kind: ProbeKind::from_config(&self.checks.check, b.addr, self.checks.proxy),
         })
     }
 
-    /// A probe finished. Results of probes that are no longer current (timed out already,
-    /// or unknown) are ignored. The result of a probe that was running when its backend was
-    /// disabled is recorded like any other.
-    pub fn handle_probe_result(&mut self, probe: ProbeId, passed: bool, now: Timestamp) {
+    /// Whether the pool still waits for this probe's result. Once it does not (the probe
+    /// timed out, or its backend was removed by a reload), the driver stops running it.
+    pub fn probe_pending(&self, probe: ProbeId) -> bool {
+        self.backends
+            .iter()
+            .any(|b| b.probe_in_flight.is_some_and(|p| p.id == probe))
+    }
+
+    /// A probe finished: the one way a probe's result enters the pool.
+    ///
+    /// - [`ProbeOutcome::Passed`] and [`ProbeOutcome::Failed`] are a passed or failed check
+    ///   (rise / fall), kept with its reason and duration in [`Backend::last_check`].
+    /// - [`ProbeOutcome::NotRun`] (this host out of descriptors, memory or ephemeral ports)
+    ///   neither passes nor fails: the backend's health is untouched and it is probed
+    ///   again at its next interval.
+    ///
+    /// Results of probes that are no longer current (timed out already, or unknown) are
+    /// ignored. The result of a probe that was running when its backend was disabled is
+    /// recorded like any other.
+    pub fn handle_probe_result(&mut self, probe: ProbeId, outcome: ProbeOutcome, now: Timestamp) {
         let now = self.observe(now);
         let Some(i) = self
             .backends
             .iter()
-            .position(|b| b.probe_in_flight.is_some_and(|(id, _)| id == probe))
+            .position(|b| b.probe_in_flight.is_some_and(|p| p.id == probe))
         else {
             return;
         };
-        self.record_check(BackendId(i as u32), passed, now);
+        let result = match outcome {
+            ProbeOutcome::Passed => Ok(()),
+            ProbeOutcome::Failed(why) => Err(why),
+            ProbeOutcome::NotRun(_) => {
+                self.backends[i].probe_in_flight = None;
+                return;
+            }
+        };
+        self.record_check(BackendId(i as u32), result, now);
     }
 
-    /// A probe's connect failed. A backend failure ([`ConnectFailure::Backend`]) is a
-    /// failed check, as `handle_probe_result(probe, false, ..)`. A local one (this host out
-    /// of descriptors, memory or ephemeral ports) means the probe could not run: it neither
-    /// passes nor fails, the backend's health is untouched and it is probed again at its
-    /// next interval. Unknown or stale probes are ignored.
-    pub fn handle_probe_failed(&mut self, probe: ProbeId, failure: ConnectFailure, now: Timestamp) {
-        if failure == ConnectFailure::Backend {
-            return self.handle_probe_result(probe, false, now);
-        }
-        self.observe(now);
-        if let Some(b) = self
-            .backends
-            .iter_mut()
-            .find(|b| b.probe_in_flight.is_some_and(|(id, _)| id == probe))
-        {
-            b.probe_in_flight = None;
-        }
-    }
-
-    fn record_check(&mut self, id: BackendId, passed: bool, now: Timestamp) {
+    fn record_check(&mut self, id: BackendId, result: Result<(), CheckFailure>, now: Timestamp) {
         let b = &mut self.backends[id.index()];
-        b.probe_in_flight = None;
-        b.last_check = Some((now, passed));
+        let started = b.probe_in_flight.take().map_or(now, |p| p.started);
+        let passed = result.is_ok();
+        b.last_check = Some(CheckRecord {
+            at: now,
+            duration: now.saturating_duration_since(started),
+            result,
+        });
         let before = b.state();
         let flipped = if passed {
             b.checks_passed += 1;
@@ -811,14 +695,21 @@ impl Pool {
         }
     }
 
-    /// Time passed: probes past their timeout count as failed. Harmless when early.
+    /// Time passed: a probe past its deadline fails with [`CheckFailure::Timeout`]. This
+    /// is the only place a probe times out. Harmless when early.
     pub fn handle_timeout(&mut self, now: Timestamp) {
         let now = self.observe(now);
+        let timeout = self.checks.timeout;
         for i in 0..self.backends.len() {
-            if let Some((_, deadline)) = self.backends[i].probe_in_flight {
-                if deadline <= now {
-                    self.record_check(BackendId(i as u32), false, now);
-                }
+            if self.backends[i]
+                .probe_in_flight
+                .is_some_and(|p| p.deadline <= now)
+            {
+                self.record_check(
+                    BackendId(i as u32),
+                    Err(CheckFailure::Timeout(timeout)),
+                    now,
+                );
             }
         }
     }
@@ -831,11 +722,20 @@ impl Pool {
         self.backends
             .iter()
             .filter_map(|b| match b.probe_in_flight {
-                Some((_, deadline)) => Some(deadline),
+                Some(p) => Some(p.deadline),
                 None => b.probed().then_some(b.next_probe_at),
             })
             .min()
             .map(|t| t.max(self.last_now))
+    }
+
+    /// Whether [`Pool::poll_timeout`] may have moved earlier since the last call (an
+    /// admin change or a reload made a probe due sooner): a driver whose timer sleeps
+    /// until the old deadline re-arms it. True once after the pool is built. Cheap: call
+    /// it after every call into the pool.
+    #[must_use]
+    pub fn poll_timeout_moved(&mut self) -> bool {
+        std::mem::take(&mut self.timeout_moved)
     }
 
     /// The next thing that happened, for the driver to log. Drain after every call.
@@ -886,6 +786,139 @@ impl Pool {
                 !b.removed || (!b.eligible() && b.ramp_since.is_none()),
                 "removed backend {i} is eligible or ramping"
             );
+        }
+    }
+}
+
+/// The pool's side of a flow's life: admission, selection, connect outcomes, latency
+/// samples and release. Only [`crate::Flow`] calls these (drivers hand the pool to the
+/// flow's `handle_*` methods), so every seat a flow takes is given back by the flow.
+impl FlowPool for Pool {
+    /// A client connected from `client`: admits it, or refuses it if `allow` does not
+    /// cover its address or `max_connections` are open. An id already open is not counted
+    /// twice.
+    fn open_flow(
+        &mut self,
+        flow: FlowId,
+        client: IpAddr,
+        now: Timestamp,
+    ) -> Result<(), RejectReason> {
+        self.observe(now);
+        if self.flows.contains_key(&flow) {
+            return Ok(());
+        }
+        if let Some(allow) = &self.allow {
+            if !allow.iter().any(|net| net.contains(client)) {
+                self.reject(RejectReason::NotAllowed);
+                return Err(RejectReason::NotAllowed);
+            }
+        }
+        if self.flows.len() >= self.max_connections as usize {
+            self.reject(RejectReason::MaxConnections);
+            return Err(RejectReason::MaxConnections);
+        }
+        self.flows.insert(flow, FlowSlot { backend: None });
+        Ok(())
+    }
+    /// Chooses a backend for an open flow among those up, under their connection limit and
+    /// not in `exclude` (the ones this flow already tried), and reserves a connection slot
+    /// on it. `None` when there is none, or the flow is not open.
+    fn select(
+        &mut self,
+        flow: FlowId,
+        client: SocketAddr,
+        exclude: &[BackendId],
+        now: Timestamp,
+    ) -> Option<(BackendId, SocketAddr)> {
+        let now = self.observe(now);
+        let slot = *self.flows.get(&flow)?;
+        if let Some(held) = slot.backend {
+            // A flow picks again only after its connect failed; release defensively.
+            self.release_slot(flow, held);
+        }
+        self.advance_ramps(now);
+        let chosen = self.selector.select(SelectCtx {
+            backends: &self.views,
+            exclude,
+            client: client.ip(),
+            now,
+            rng: &mut self.rng,
+        });
+        // A selector naming a backend that does not exist chooses nothing.
+        let Some(id) = chosen.filter(|id| id.index() < self.backends.len()) else {
+            if exclude.is_empty() {
+                self.reject(RejectReason::NoBackend);
+            }
+            return None;
+        };
+        self.backends[id.index()].active += 1;
+        self.refresh(id.index());
+        if let Some(s) = self.flows.get_mut(&flow) {
+            s.backend = Some(id);
+        }
+        Some((id, self.backends[id.index()].addr))
+    }
+    /// The flow's connect to `backend` succeeded.
+    fn connect_succeeded(&mut self, flow: FlowId, backend: BackendId, now: Timestamp) {
+        self.observe(now);
+        if self.flow_backend(flow) == Some(backend) {
+            self.backends[backend.index()].connections_total += 1;
+        }
+    }
+    /// The flow's connect to `backend` failed or timed out: releases the slot and, when the
+    /// backend is to blame ([`ConnectFailure::Backend`]), counts a failed check against it
+    /// (passive health). A local failure (this host out of descriptors or ports) leaves the
+    /// backend's health and counters alone: otherwise a load spike that exhausts the
+    /// host would mark every healthy backend down.
+    fn connect_failed(
+        &mut self,
+        flow: FlowId,
+        backend: BackendId,
+        failure: ConnectFailure,
+        now: Timestamp,
+    ) {
+        self.observe(now);
+        if self.flow_backend(flow) != Some(backend) {
+            return;
+        }
+        self.release_slot(flow, backend);
+        if failure == ConnectFailure::Local {
+            return;
+        }
+        let b = &mut self.backends[backend.index()];
+        b.connect_failures_total += 1;
+        let before = b.state();
+        if b.health.record_failure().is_some() {
+            self.push_change(backend, before, StateCause::ClientConnectFailed);
+        }
+    }
+    /// A latency sample of `backend`: a connect time or a time to first byte. Feeds the
+    /// `least_response_time` algorithm.
+    fn record_latency(&mut self, backend: BackendId, sample: Duration, now: Timestamp) {
+        let now = self.observe(now);
+        if backend.index() < self.backends.len() {
+            self.selector.observe_latency(backend, sample, now);
+        }
+    }
+    /// The flow closed: frees its seat and its backend slot and adds its bytes to the
+    /// backend's counters. Unknown or already closed flows are ignored.
+    fn close_flow(
+        &mut self,
+        flow: FlowId,
+        bytes_to_backend: u64,
+        bytes_to_client: u64,
+        now: Timestamp,
+    ) {
+        self.observe(now);
+        let Some(slot) = self.flows.remove(&flow) else {
+            return;
+        };
+        if let Some(id) = slot.backend {
+            let b = &mut self.backends[id.index()];
+            b.active = b.active.saturating_sub(1);
+            b.bytes_to_backend += bytes_to_backend;
+            b.bytes_to_client += bytes_to_client;
+            self.refresh(id.index());
         }
     }
 }

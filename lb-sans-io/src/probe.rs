@@ -1,11 +1,64 @@
-//! What a health probe does once connected, and how its reply is judged: a plain connect,
-//! a `send` / `expect` exchange, or an HTTP `GET` whose status must be 2xx or 3xx. The
-//! driver writes [`ProbeKind::request`], reads, and asks [`ProbeKind::judge`] after every
-//! read until it has a verdict; the probe's timeout bounds the whole exchange.
+//! What a health probe does once connected, how its reply is judged (a plain connect, a
+//! `send` / `expect` exchange, or an HTTP `GET` whose status must be 2xx or 3xx), and what
+//! a probe's outcome is, with the reason of a failure. The driver writes
+//! [`ProbeKind::request`], reads, asks [`ProbeKind::judge`] after every read until it has a
+//! verdict, and reports a [`ProbeOutcome`] to the pool. The probe's timeout is the pool's:
+//! it fails a probe still running at its deadline ([`CheckFailure::Timeout`]).
 
 use crate::config::{CheckType, HealthCheckConfig, ProxyProtocol};
 use crate::proxy_header::probe_header;
+use std::fmt;
 use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Why a health check failed, as logs, `/status` and the dashboard show it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CheckFailure {
+    /// The backend refused the connection (nothing listens on its port).
+    Refused,
+    /// The connection could not be made for another reason (reset, unreachable, ...), in
+    /// the system's words.
+    Connect(String),
+    /// No verdict before the check's timeout.
+    Timeout(Duration),
+    /// An HTTP check got a status other than 2xx or 3xx.
+    HttpStatus(u16),
+    /// An HTTP check got a reply that is not an HTTP/1.x status line.
+    NotHttp,
+    /// The reply did not contain `expect` before the backend closed (or in the first
+    /// [`MAX_PROBE_REPLY`] bytes).
+    ExpectNotMatched,
+    /// The backend closed or reset the connection before the check had its answer, or
+    /// writing the request failed.
+    Closed,
+}
+
+impl fmt::Display for CheckFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CheckFailure::Refused => f.write_str("connection refused"),
+            CheckFailure::Connect(why) => write!(f, "connect failed: {why}"),
+            CheckFailure::Timeout(d) => write!(f, "timeout after {}ms", d.as_millis()),
+            CheckFailure::HttpStatus(code) => write!(f, "HTTP {code}"),
+            CheckFailure::NotHttp => f.write_str("not an HTTP response"),
+            CheckFailure::ExpectNotMatched => f.write_str("expect not matched"),
+            CheckFailure::Closed => f.write_str("closed before answering"),
+        }
+    }
+}
+
+/// What one probe found, as the driver reports it to the pool.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProbeOutcome {
+    /// The check passed.
+    Passed,
+    /// The check failed, for this reason.
+    Failed(CheckFailure),
+    /// The probe could not run: this host is out of file descriptors, ephemeral ports or
+    /// memory (the reason, in the system's words). The backend is not to blame, so this
+    /// neither passes nor fails.
+    NotRun(String),
+}
 
 /// The most reply bytes a probe reads; a reply that has not decided by then fails.
 pub const MAX_PROBE_REPLY: usize = 16 * 1024;
@@ -89,56 +142,95 @@ impl ProbeKind {
         }
     }
 
-    /// The verdict on the reply read so far, after the request was written: `Some(true)`
-    /// passed, `Some(false)` failed, `None` read more. `closed` says the backend closed (no
-    /// more bytes will come): then there is always a verdict.
-    pub fn judge(&self, reply: &[u8], closed: bool) -> Option<bool> {
-        let undecided = || {
+    /// The verdict on the reply read so far, after the request was written: `Some(Ok(()))`
+    /// passed, `Some(Err(why))` failed, `None` read more. `closed` says the backend closed
+    /// (no more bytes will come): then there is always a verdict.
+    pub fn judge(&self, reply: &[u8], closed: bool) -> Option<Result<(), CheckFailure>> {
+        let undecided = |why: CheckFailure| {
             if closed || reply.len() >= MAX_PROBE_REPLY {
-                Some(false)
+                Some(Err(why))
             } else {
                 None
             }
         };
         match self {
-            ProbeKind::TcpConnect | ProbeKind::Exchange { expect: None, .. } => Some(true),
+            ProbeKind::TcpConnect | ProbeKind::Exchange { expect: None, .. } => Some(Ok(())),
             ProbeKind::Exchange {
                 expect: Some(expect),
                 ..
             } => {
                 if reply.windows(expect.len()).any(|w| w == expect.as_slice()) {
-                    Some(true)
+                    Some(Ok(()))
                 } else {
-                    undecided()
+                    undecided(CheckFailure::ExpectNotMatched)
                 }
             }
             ProbeKind::Http { .. } => match reply.iter().position(|&b| b == b'\n') {
-                Some(end) => Some(status_ok(&reply[..end])),
-                None => undecided(),
+                Some(end) => Some(http_status(&reply[..end])),
+                None if reply.is_empty() => undecided(CheckFailure::Closed),
+                None => undecided(CheckFailure::NotHttp),
             },
+        }
+    }
+
+    /// The outcome of a probe that read `reply` and then saw the connection end (EOF, a
+    /// reset or a failed write).
+    pub fn judge_end(&self, reply: &[u8]) -> ProbeOutcome {
+        match self.judge(reply, true) {
+            Some(Ok(())) => ProbeOutcome::Passed,
+            Some(Err(why)) => ProbeOutcome::Failed(why),
+            None => ProbeOutcome::Failed(CheckFailure::Closed),
         }
     }
 }
 
-/// Whether an HTTP status line (`HTTP/1.1 204 No Content`) has a 2xx or 3xx status.
-fn status_ok(line: &[u8]) -> bool {
+/// The verdict on an HTTP status line (`HTTP/1.1 204 No Content`): 2xx and 3xx pass.
+fn http_status(line: &[u8]) -> Result<(), CheckFailure> {
     let Ok(line) = std::str::from_utf8(line) else {
-        return false;
+        return Err(CheckFailure::NotHttp);
     };
     let mut parts = line.trim_end_matches('\r').splitn(3, ' ');
     let (Some(version), Some(code)) = (parts.next(), parts.next()) else {
-        return false;
+        return Err(CheckFailure::NotHttp);
     };
-    version.starts_with("HTTP/1.")
-        && code.len() == 3
-        && code.bytes().all(|b| b.is_ascii_digit())
-        && matches!(code.as_bytes()[0], b'2' | b'3')
+    if !version.starts_with("HTTP/1.") || code.len() != 3 {
+        return Err(CheckFailure::NotHttp);
+    }
+    let Ok(status) = code.parse::<u16>() else {
+        return Err(CheckFailure::NotHttp);
+    };
+    if (200..400).contains(&status) {
+        Ok(())
+    } else {
+        Err(CheckFailure::HttpStatus(status))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::Config;
+
+    #[test]
+    fn failures_read_as_an_operator_expects() {
+        for (failure, text) in [
+            (CheckFailure::Refused, "connection refused"),
+            (
+                CheckFailure::Connect("network is unreachable".into()),
+                "connect failed: network is unreachable",
+            ),
+            (
+                CheckFailure::Timeout(Duration::from_millis(500)),
+                "timeout after 500ms",
+            ),
+            (CheckFailure::HttpStatus(503), "HTTP 503"),
+            (CheckFailure::NotHttp, "not an HTTP response"),
+            (CheckFailure::ExpectNotMatched, "expect not matched"),
+            (CheckFailure::Closed, "closed before answering"),
+        ] {
+            assert_eq!(failure.to_string(), text);
+        }
+    }
 
     fn kind(check: &str) -> ProbeKind {
         let c = Config::from_json(&format!(
@@ -158,12 +250,12 @@ mod tests {
         let plain = Config::from_json(r#"{"backends":[{"address":"127.0.0.1:80"}]}"#).unwrap();
         let k = ProbeKind::from_config(&plain.health_check, addr, Some(ProxyProtocol::V1));
         assert_eq!(k.request(), b"PROXY UNKNOWN\r\n");
-        assert_eq!(k.judge(b"", false), Some(true));
+        assert_eq!(k.judge(b"", false), Some(Ok(())));
         let k = ProbeKind::from_config(&c.health_check, addr, Some(ProxyProtocol::V2));
         assert!(k.request().starts_with(&crate::proxy_header::V2_SIGNATURE));
         assert_eq!(&k.request()[12..16], &[0x20, 0, 0, 0]);
         assert!(k.request()[16..].starts_with(b"GET /health HTTP/1.1\r\n"));
-        assert_eq!(k.judge(b"HTTP/1.1 200 OK\r\n", false), Some(true));
+        assert_eq!(k.judge(b"HTTP/1.1 200 OK\r\n", false), Some(Ok(())));
     }
 
     #[test]
@@ -171,7 +263,8 @@ mod tests {
         let k = kind("{}");
         assert_eq!(k, ProbeKind::TcpConnect);
         assert!(k.request().is_empty());
-        assert_eq!(k.judge(b"", false), Some(true));
+        assert_eq!(k.judge(b"", false), Some(Ok(())));
+        assert_eq!(k.judge_end(b""), ProbeOutcome::Passed);
     }
 
     #[test]
@@ -180,14 +273,19 @@ mod tests {
         assert_eq!(k.request(), b"PING\r\n");
         assert_eq!(k.judge(b"", false), None);
         assert_eq!(k.judge(b"+PO", false), None);
-        assert_eq!(k.judge(b"+PONG\r\n", false), Some(true));
-        assert_eq!(k.judge(b"-ERR", true), Some(false));
-        assert_eq!(k.judge(&vec![b'x'; MAX_PROBE_REPLY], false), Some(false));
+        assert_eq!(k.judge(b"+PONG\r\n", false), Some(Ok(())));
+        let unmatched = Some(Err(CheckFailure::ExpectNotMatched));
+        assert_eq!(k.judge(b"-ERR", true), unmatched);
+        assert_eq!(k.judge(&vec![b'x'; MAX_PROBE_REPLY], false), unmatched);
+        assert_eq!(
+            k.judge_end(b"-ERR"),
+            ProbeOutcome::Failed(CheckFailure::ExpectNotMatched)
+        );
         // `send` alone passes once written; `expect` alone waits for a banner.
-        assert_eq!(kind(r#"{"send":"x"}"#).judge(b"", false), Some(true));
+        assert_eq!(kind(r#"{"send":"x"}"#).judge(b"", false), Some(Ok(())));
         let banner = kind(r#"{"expect":"SSH-2.0"}"#);
         assert!(banner.request().is_empty());
-        assert_eq!(banner.judge(b"SSH-2.0-OpenSSH\r\n", false), Some(true));
+        assert_eq!(banner.judge(b"SSH-2.0-OpenSSH\r\n", false), Some(Ok(())));
     }
 
     #[test]
@@ -202,19 +300,24 @@ mod tests {
         assert!(kind(r#"{"type":"http"}"#)
             .request()
             .starts_with(b"GET /health "));
+        use CheckFailure::{HttpStatus, NotHttp};
         for (reply, verdict) in [
-            (&b"HTTP/1.1 200 OK\r\n"[..], Some(true)),
-            (b"HTTP/1.0 204 No Content\r\n", Some(true)),
-            (b"HTTP/1.1 301 Moved\r\n", Some(true)),
-            (b"HTTP/1.1 404 Not Found\r\n", Some(false)),
-            (b"HTTP/1.1 503 Busy\r\n", Some(false)),
+            (&b"HTTP/1.1 200 OK\r\n"[..], Some(Ok(()))),
+            (b"HTTP/1.0 204 No Content\r\n", Some(Ok(()))),
+            (b"HTTP/1.1 301 Moved\r\n", Some(Ok(()))),
+            (b"HTTP/1.1 399 Whatever\r\n", Some(Ok(()))),
+            (b"HTTP/1.1 199 Early\r\n", Some(Err(HttpStatus(199)))),
+            (b"HTTP/1.1 400 Bad\r\n", Some(Err(HttpStatus(400)))),
+            (b"HTTP/1.1 404 Not Found\r\n", Some(Err(HttpStatus(404)))),
+            (b"HTTP/1.1 503 Busy\r\n", Some(Err(HttpStatus(503)))),
             (b"HTTP/1.1 200", None),
-            (b"HTTP/1.1 200", Some(false)),
-            (b"GET /health HTTP/1.1\r\n", Some(false)),
-            (b"HTTP/1.1 2000 OK\r\n", Some(false)),
-            (b"\xff\xfe\n", Some(false)),
+            (b"HTTP/1.1 200", Some(Err(NotHttp))),
+            (b"", Some(Err(CheckFailure::Closed))),
+            (b"GET /health HTTP/1.1\r\n", Some(Err(NotHttp))),
+            (b"HTTP/1.1 2000 OK\r\n", Some(Err(NotHttp))),
+            (b"\xff\xfe\n", Some(Err(NotHttp))),
         ] {
-            let closed = verdict == Some(false) && !reply.ends_with(b"\n");
+            let closed = verdict.as_ref().is_some_and(Result::is_err) && !reply.ends_with(b"\n");
             assert_eq!(
                 k.judge(reply, closed),
                 verdict,

@@ -12,7 +12,7 @@
 //! knows which flow task polls it without any help from the driver.
 
 use crate::trace::Trace;
-use lb_runtime::net::{AcceptFuture, BoxFuture, Net};
+use lb_runtime::net::{AcceptFuture, BoxFuture, Net, WorkerTask};
 use lb_runtime::shared::Shared;
 use lb_sans_io::BackendState;
 use std::future::Future;
@@ -244,13 +244,17 @@ pub fn up_mask(shared: &Shared) -> u64 {
 
 impl Net for TurmoilNet {
     type Stream = SimStream;
-    type Listener = TcpListener;
+    type Listener = Arc<TcpListener>;
 
-    fn bind(&self, addr: SocketAddr) -> BoxFuture<io::Result<TcpListener>> {
-        Box::pin(TcpListener::bind(addr))
+    fn bind(&self, addr: SocketAddr) -> BoxFuture<io::Result<Arc<TcpListener>>> {
+        Box::pin(async move { TcpListener::bind(addr).await.map(Arc::new) })
     }
 
-    fn local_addr(&self, listener: &TcpListener) -> io::Result<SocketAddr> {
+    fn share_listener(&self, listener: &Arc<TcpListener>) -> io::Result<Arc<TcpListener>> {
+        Ok(listener.clone())
+    }
+
+    fn local_addr(&self, listener: &Arc<TcpListener>) -> io::Result<SocketAddr> {
         listener.local_addr()
     }
 
@@ -258,7 +262,7 @@ impl Net for TurmoilNet {
         stream.inner.local_addr()
     }
 
-    fn accept<'a>(&self, listener: &'a TcpListener) -> AcceptFuture<'a, SimStream> {
+    fn accept<'a>(&self, listener: &'a Arc<TcpListener>) -> AcceptFuture<'a, SimStream> {
         let net = self.clone();
         Box::pin(async move {
             let (stream, peer) = listener.accept().await?;
@@ -342,6 +346,13 @@ impl Net for TurmoilNet {
             id,
             done: false,
         });
+    }
+
+    fn spawn_worker(&self, _name: &str, task: WorkerTask) -> io::Result<()> {
+        // One more task on this host: the accept loop; its flows are spawned (and
+        // recorded) through `spawn`.
+        tokio::task::spawn_local(task());
+        Ok(())
     }
 }
 

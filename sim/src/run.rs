@@ -10,14 +10,15 @@
 use crate::check::{self, Violation};
 use crate::client::{self, ClientCtx, SessionRecord};
 use crate::net::{self, NetLog, SharedLog, TurmoilNet};
-use crate::scenario::{Fault, Mutation, Plan, BACKEND_PORT, LB_PORT};
+use crate::scenario::{Fault, Mutation, Plan, BACKEND_PORT};
 use crate::trace::{hash_events, Event, Trace};
-use lb_runtime::clock::Clock;
 use lb_runtime::demo;
+use lb_runtime::load::{self, ConfigSource};
+use lb_runtime::node::SelectorFactory;
 use lb_runtime::shared::Shared;
-use lb_runtime::{Balancer, Net};
+use lb_runtime::{Control, Net, Node, NodeOptions};
 use lb_sans_io::select::{SelectCtx, Selector};
-use lb_sans_io::{BackendId, BackendState, Config, FlowLimits, Pool};
+use lb_sans_io::{BackendId, BackendState};
 use std::cell::RefCell;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
@@ -137,6 +138,9 @@ pub struct RunOutput {
     pub violations: Vec<Violation>,
 }
 
+/// The sending end of a node's control channel.
+type ControlTx = tokio::sync::mpsc::UnboundedSender<Control>;
+
 /// The selector of [`Mutation::IgnoreHealth`]: any configured backend, up or not.
 struct IgnoreHealth;
 
@@ -161,20 +165,20 @@ impl Selector for ClientBlind {
     }
 }
 
-fn build_balancer(plan: &Plan, config: &Config, addrs: &[SocketAddr], seed: u64) -> Balancer {
-    let selector: Option<Box<dyn Selector>> = match plan.mutation {
-        Mutation::IgnoreHealth => Some(Box::new(IgnoreHealth)),
-        Mutation::ClientBlind => Some(Box::new(ClientBlind)),
+/// The node's options for `plan`: its workers, its seed, and the broken selector of the
+/// plan's mutation, if any.
+fn node_options(plan: &Plan, seed: u64) -> NodeOptions {
+    let mut options = NodeOptions::new(plan.workers, seed);
+    options.selector = match plan.mutation {
+        Mutation::IgnoreHealth => {
+            Some(Arc::new(|_: &_| Box::new(IgnoreHealth) as Box<dyn Selector>) as SelectorFactory)
+        }
+        Mutation::ClientBlind => {
+            Some(Arc::new(|_: &_| Box::new(ClientBlind) as Box<dyn Selector>) as SelectorFactory)
+        }
         _ => None,
     };
-    match selector {
-        Some(selector) => {
-            let clock = Clock::start();
-            let pool = Pool::new_with_selector(config, addrs, seed, clock.now(), selector);
-            Balancer::from_pool(pool, clock, FlowLimits::from_config(config))
-        }
-        None => Balancer::new(config, addrs, seed),
-    }
+    options
 }
 
 fn snapshot(shared: &Shared) -> PoolSnapshot {
@@ -254,8 +258,9 @@ pub fn run(plan: Plan) -> RunOutput {
     let slots: Vec<Rc<RefCell<Option<Arc<Shared>>>>> =
         (0..plan.lbs).map(|_| Rc::new(RefCell::new(None))).collect();
     let config_text = plan.lb_runtime_settings().config_json(&named);
-    let config = match Config::from_json(&config_text) {
-        Ok(c) => Some(c),
+    let source = ConfigSource::File("sim.json".into());
+    let loaded = match load::from_text(&config_text, source) {
+        Ok(l) => Some(l),
         Err(e) => {
             let mut obs = empty_observations(&plan, backend_addrs);
             obs.host_errors.push(format!("config rejected: {e}"));
@@ -268,38 +273,37 @@ pub fn run(plan: Plan) -> RunOutput {
             };
         }
     };
+    let controls: Vec<Rc<RefCell<Option<ControlTx>>>> =
+        (0..plan.lbs).map(|_| Rc::new(RefCell::new(None))).collect();
     for lb in 0..plan.lbs {
         let log = lb_logs[lb].clone();
         let slot = slots[lb].clone();
+        let control_slot = controls[lb].clone();
         let plan = plan.clone();
-        let config = config.clone();
+        let loaded = loaded.clone();
         let addrs = backend_addrs.clone();
         let trace = trace.clone();
         sim.host(format!("lb{lb}"), move || {
             let log = log.clone();
             let slot = slot.clone();
+            let control_slot = control_slot.clone();
             let plan = plan.clone();
-            let config = config.clone().expect("config checked above");
+            let loaded = loaded.clone().expect("config checked above");
             let addrs = addrs.clone();
             let trace = trace.clone();
             async move {
                 let seed = plan.seed.wrapping_mul(31).wrapping_add(lb as u64);
-                let balancer = build_balancer(&plan, &config, &addrs, seed);
-                *slot.borrow_mut() = Some(balancer.shared().clone());
-                let net = TurmoilNet::for_balancer(log, balancer.shared().clone()).with_trace(
+                // The production node, exactly: only its network is turmoil's.
+                let node = Node::new(loaded, node_options(&plan, seed));
+                *slot.borrow_mut() = Some(node.shared().clone());
+                let (control, control_rx) = tokio::sync::mpsc::unbounded_channel();
+                *control_slot.borrow_mut() = Some(control);
+                let net = TurmoilNet::for_balancer(log, node.shared().clone()).with_trace(
                     trace,
                     format!("lb{lb}"),
                     addrs.clone(),
                 );
-                let listener = net.bind(SocketAddr::from(([0, 0, 0, 0], LB_PORT))).await?;
-                balancer
-                    .serve(
-                        net,
-                        listener,
-                        Duration::from_secs(5),
-                        std::future::pending(),
-                    )
-                    .await;
+                node.run(net, control_rx).await?;
                 Ok(())
             }
         });

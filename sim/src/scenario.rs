@@ -305,6 +305,8 @@ pub struct Plan {
     pub weights: Vec<u32>,
     /// Number of load balancers.
     pub lbs: usize,
+    /// Worker loops (accept loops) per load balancer, as the binary runs one per core.
+    pub workers: usize,
     /// Number of client hosts.
     pub clients: usize,
     /// Concurrent connections per client host.
@@ -423,6 +425,7 @@ impl Plan {
             } else {
                 1
             },
+            workers: rng.gen_range(1..=2),
             clients: rng.gen_range(2..=4),
             lanes: rng.gen_range(1..=3),
             tick: ms(5),

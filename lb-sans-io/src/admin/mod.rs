@@ -34,9 +34,6 @@ pub struct Reply {
     pub response: Response,
     /// False for `HEAD`: the head only.
     pub send_body: bool,
-    /// An admin state changed: a backend may be due for a probe at once, so the driver
-    /// should ask the pool for probes again ([`Pool::poll_probe`]).
-    pub probes_changed: bool,
 }
 
 impl Reply {
@@ -44,7 +41,6 @@ impl Reply {
         Reply {
             response,
             send_body: true,
-            probes_changed: false,
         }
     }
 
@@ -91,7 +87,6 @@ pub fn handle(req: &Request, pool: &mut Pool, info: &Info, now: Timestamp) -> Re
                 body,
             },
             send_body: req.method == Method::Get,
-            probes_changed: false,
         },
         _ => Reply::new(method_not_allowed("GET, HEAD")),
     }
@@ -145,7 +140,6 @@ fn backend_action(req: &Request, rest: &str, pool: &mut Pool, now: Timestamp) ->
     Reply {
         response: Response::json(200, format!("{body}\n")),
         send_body: true,
-        probes_changed: true,
     }
 }
 

@@ -139,9 +139,11 @@ pub fn backend_json(b: &Backend, now: Timestamp) -> Value {
         "bytes_to_client": b.bytes_to_client,
         "checks_passed": b.checks_passed,
         "checks_failed": b.checks_failed,
-        "last_check": b.last_check.map(|(at, passed)| json!({
-            "result": if passed { "passed" } else { "failed" },
-            "age_ms": now.saturating_duration_since(at).as_millis() as u64,
+        "last_check": b.last_check.as_ref().map(|c| json!({
+            "result": if c.passed() { "passed" } else { "failed" },
+            "reason": c.result.as_ref().err().map(ToString::to_string),
+            "duration_ms": c.duration.as_millis() as u64,
+            "age_ms": now.saturating_duration_since(c.at).as_millis() as u64,
         })),
     })
 }
@@ -174,11 +176,14 @@ pub fn status(pool: &Pool, info: &Info, now: Timestamp) -> String {
 pub fn dashboard(pool: &Pool, info: &Info, now: Timestamp) -> String {
     let mut rows = String::new();
     for b in pool.backends().iter().filter(|b| b.listed()) {
-        let last = match b.last_check {
-            Some((at, passed)) => format!(
+        let last = match &b.last_check {
+            Some(c) => format!(
                 "{} {} ms ago",
-                if passed { "passed" } else { "failed" },
-                now.saturating_duration_since(at).as_millis()
+                match &c.result {
+                    Ok(()) => "passed".to_string(),
+                    Err(why) => format!("failed ({})", html(&why.to_string())),
+                },
+                now.saturating_duration_since(c.at).as_millis()
             ),
             None => "none yet".to_string(),
         };

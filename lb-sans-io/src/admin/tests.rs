@@ -1,5 +1,6 @@
 use super::*;
 use crate::config::Config;
+use crate::flow::FlowPool;
 use crate::ids::{BackendId, FlowId};
 use crate::pool::BackendState;
 
@@ -115,14 +116,22 @@ fn status_is_json_with_every_backend() {
 }
 
 #[test]
-fn the_last_check_shows_its_result_and_age() {
+fn the_last_check_shows_its_result_reason_duration_and_age() {
     let mut p = pool();
     let probe = p.poll_probe(at(1_000)).unwrap();
-    p.handle_probe_result(probe.id, false, at(1_000));
+    p.handle_probe_result(
+        probe.id,
+        crate::ProbeOutcome::Failed(crate::CheckFailure::HttpStatus(503)),
+        at(1_042),
+    );
     let v: serde_json::Value = serde_json::from_str(&get(&mut p, "/status").response.body).unwrap();
     let checked = &v["backends"][probe.backend.index()]["last_check"];
     assert_eq!(checked["result"], "failed");
-    assert_eq!(checked["age_ms"], 4_000);
+    assert_eq!(checked["reason"], "HTTP 503");
+    assert_eq!(checked["duration_ms"], 42);
+    assert_eq!(checked["age_ms"], 3_958);
+    let page = get(&mut p, "/").response.body;
+    assert!(page.contains("failed (HTTP 503)"), "{page}");
 }
 
 #[test]
@@ -132,7 +141,6 @@ fn drain_disable_and_enable_change_the_state_by_name() {
     assert_eq!(r.response.status, 404, "unknown name");
     let r = post(&mut p, "/backends/b/2/drain");
     assert_eq!(r.response.status, 200, "{}", r.response.body);
-    assert!(r.probes_changed);
     let v: serde_json::Value = serde_json::from_str(&r.response.body).unwrap();
     assert_eq!(v["state"], "draining");
     assert_eq!(p.backends()[1].state(), BackendState::Draining);

@@ -1,6 +1,6 @@
 use super::*;
 use crate::config::Config;
-use crate::pool::BackendState;
+use crate::pool::{BackendState, Pool};
 
 const CLIENT: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 40000);

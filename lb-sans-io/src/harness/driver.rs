@@ -8,12 +8,13 @@ use super::scenario::{
 };
 use super::{Mutation, Options, Rule, Stats, Violation};
 use crate::config::Algorithm;
-use crate::flow::{CloseReason, ConnectFailure, Flow, FlowAction, FlowLimits};
+use crate::flow::{CloseReason, ConnectFailure, Flow, FlowAction, FlowLimits, FlowPool};
 use crate::health::Health;
 use crate::ids::{BackendId, FlowId, ProbeId, Side};
 use crate::pool::{
     AdminState, BackendState, Pool, PoolEvent, ProbeRequest, RejectReason, StateCause,
 };
+use crate::probe::{CheckFailure, ProbeOutcome};
 use crate::select::{Maglev, MaglevTable, DEFAULT_TABLE_SIZE};
 use crate::time::Timestamp;
 use bytes::Bytes;
@@ -194,6 +195,51 @@ impl FlowModel {
 
 /// Recognisable bytes: client streams are lower case, backend streams upper case, and the
 /// letter is the stream offset modulo 26 (so a write from the wrong place is visible).
+/// The pool as a flow sees it, recording the latency samples the flow reports.
+struct LatencyTap<'a> {
+    pool: &'a mut Pool,
+    samples: Vec<(BackendId, std::time::Duration)>,
+}
+
+impl FlowPool for LatencyTap<'_> {
+    fn open_flow(
+        &mut self,
+        flow: FlowId,
+        client: std::net::IpAddr,
+        now: Timestamp,
+    ) -> Result<(), crate::flow::RejectReason> {
+        self.pool.open_flow(flow, client, now)
+    }
+    fn select(
+        &mut self,
+        flow: FlowId,
+        client: std::net::SocketAddr,
+        exclude: &[BackendId],
+        now: Timestamp,
+    ) -> Option<(BackendId, std::net::SocketAddr)> {
+        self.pool.select(flow, client, exclude, now)
+    }
+    fn connect_succeeded(&mut self, flow: FlowId, backend: BackendId, now: Timestamp) {
+        self.pool.connect_succeeded(flow, backend, now)
+    }
+    fn connect_failed(
+        &mut self,
+        flow: FlowId,
+        backend: BackendId,
+        failure: ConnectFailure,
+        now: Timestamp,
+    ) {
+        self.pool.connect_failed(flow, backend, failure, now)
+    }
+    fn record_latency(&mut self, backend: BackendId, sample: std::time::Duration, now: Timestamp) {
+        self.samples.push((backend, sample));
+        self.pool.record_latency(backend, sample, now)
+    }
+    fn close_flow(&mut self, flow: FlowId, to_backend: u64, to_client: u64, now: Timestamp) {
+        self.pool.close_flow(flow, to_backend, to_client, now)
+    }
+}
+
 fn pattern(flow: FlowId, side: Side, offset: u64, len: usize) -> Bytes {
     let base = match side {
         Side::Client => b'a',
@@ -211,6 +257,8 @@ pub(super) struct Driver {
     limits: FlowLimits,
     retries: u32,
     max_connections: u32,
+    /// `health_check.timeout`: the pool fails a probe this long after it started.
+    check_timeout: std::time::Duration,
     n_backends: usize,
     addrs: Vec<SocketAddr>,
     flows: Vec<FlowModel>,
@@ -262,6 +310,7 @@ impl Driver {
             limits,
             retries: config.retries,
             max_connections: config.max_connections,
+            check_timeout: config.health_check.timeout.0,
             n_backends: addrs.len(),
             addrs,
             flows: Vec::new(),
@@ -461,7 +510,12 @@ impl Driver {
                         *r = None;
                     }
                 }
-                self.pool.handle_probe_result(id, passed, self.now);
+                let outcome = if passed {
+                    ProbeOutcome::Passed
+                } else {
+                    ProbeOutcome::Failed(CheckFailure::Refused)
+                };
+                self.pool.handle_probe_result(id, outcome, self.now);
                 self.drain_pool()
             }
             Op::ProbeNotRun { probe } => {
@@ -478,12 +532,12 @@ impl Driver {
                         .collect::<Vec<_>>()
                 };
                 let before = health(&self.pool);
-                let failure = if self.options.mutation == Some(Mutation::BlameLocal) {
-                    ConnectFailure::Backend
+                let outcome = if self.options.mutation == Some(Mutation::BlameLocal) {
+                    ProbeOutcome::Failed(CheckFailure::Connect("blamed".into()))
                 } else {
-                    ConnectFailure::Local
+                    ProbeOutcome::NotRun("too many open files".into())
                 };
-                self.pool.handle_probe_failed(id, failure, self.now);
+                self.pool.handle_probe_result(id, outcome, self.now);
                 let after = health(&self.pool);
                 if after != before {
                     return Err(self.fail(
@@ -989,30 +1043,43 @@ impl Driver {
                 }
                 m.paused[side.index()] = false;
             }
-            FlowAction::ReportLatency { backend, latency } => {
+            FlowAction::UpdatePool => {
+                // The driver contract: hand the pool to the flow. The tap records what the
+                // flow tells it, so the sample itself can be checked.
+                let mut tap = LatencyTap {
+                    pool: &mut self.pool,
+                    samples: Vec::new(),
+                };
+                self.flows[i].flow.update_pool(&mut tap, self.now);
+                let samples = tap.samples;
                 let m = &mut self.flows[i];
                 let age = self.now.saturating_duration_since(m.accepted_at);
-                let problem = if !self.limits.report_latency {
-                    Some("without report_latency".to_string())
-                } else if m.latency_reported {
-                    Some("twice".to_string())
-                } else if !m.connected || m.backend != Some(backend) {
-                    Some(format!(
-                        "for {backend:?}, the flow is on {:?} (connected {})",
-                        m.backend, m.connected
-                    ))
-                } else if latency > age {
-                    Some(format!("{latency:?}, longer than the flow's {age:?}"))
-                } else {
-                    None
+                let problem = match samples.as_slice() {
+                    [] => Some("asked for, with nothing to report".to_string()),
+                    [_, _, ..] => Some(format!("of {} samples at once", samples.len())),
+                    [(backend, latency)] => {
+                        let (backend, latency) = (*backend, *latency);
+                        if !self.limits.report_latency {
+                            Some("without report_latency".to_string())
+                        } else if m.latency_reported {
+                            Some("twice".to_string())
+                        } else if !m.connected || m.backend != Some(backend) {
+                            Some(format!(
+                                "for {backend:?}, the flow is on {:?} (connected {})",
+                                m.backend, m.connected
+                            ))
+                        } else if latency > age {
+                            Some(format!("{latency:?}, longer than the flow's {age:?}"))
+                        } else {
+                            None
+                        }
+                    }
                 };
                 if let Some(p) = problem {
                     return Err(self.fail(Rule::Latency, format!("{id}: latency report {p}")));
                 }
                 m.latency_reported = true;
                 self.stats.latency_reports += 1;
-                // The driver contract: pass the sample to the pool.
-                self.pool.record_latency(backend, latency, self.now);
             }
             FlowAction::Close { reason, reset } => {
                 let m = &self.flows[i];
@@ -1137,7 +1204,7 @@ impl Driver {
         let mut probed = Vec::new();
         while let Some(p) = self.pool.poll_probe(self.now) {
             count += 1;
-            let ok = self.addrs.get(p.backend.index()) == Some(&p.addr) && !p.timeout.is_zero();
+            let ok = self.addrs.get(p.backend.index()) == Some(&p.addr);
             if count > self.n_backends || !ok {
                 return Err(self.fail(
                     Rule::PoolEvents,
@@ -1157,7 +1224,7 @@ impl Driver {
                     format!("probe {p:?} while the previous one still runs"),
                 ));
             }
-            self.probe_running[i] = Some((p.id, self.now + p.timeout));
+            self.probe_running[i] = Some((p.id, self.now + self.check_timeout));
             probed.push(p.backend);
             if self.probes.len() >= MAX_OUTSTANDING_PROBES {
                 self.probes.pop_front();

@@ -137,6 +137,7 @@ impl Pool {
         for (i, before) in newly_removed {
             self.push_change(BackendId(i as u32), before, StateCause::Reload);
         }
+        self.timeout_moved = true;
         summary
     }
 }

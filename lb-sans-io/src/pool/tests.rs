@@ -1,5 +1,15 @@
 use super::*;
 use crate::config::Config;
+use crate::flow::FlowPool;
+
+/// A probe outcome: passed, or failed as a refused connection.
+fn outcome(passed: bool) -> ProbeOutcome {
+    if passed {
+        ProbeOutcome::Passed
+    } else {
+        ProbeOutcome::Failed(CheckFailure::Refused)
+    }
+}
 
 fn config(n: usize, extra: &str) -> Config {
     let backends: Vec<String> = (0..n)
@@ -31,7 +41,7 @@ const CLIENT: SocketAddr =
 fn probe_round(p: &mut Pool, now: Timestamp, ok: impl Fn(BackendId) -> bool) -> usize {
     let mut n = 0;
     while let Some(req) = p.poll_probe(now) {
-        p.handle_probe_result(req.id, ok(req.backend), now);
+        p.handle_probe_result(req.id, outcome(ok(req.backend)), now);
         n += 1;
     }
     n
@@ -88,14 +98,26 @@ fn a_probe_that_never_answers_fails_at_its_timeout() {
         r#","health_check":{"timeout":"300ms","fall":1,"start_up":true}"#,
     );
     let req = p.poll_probe(at(100)).unwrap();
-    assert_eq!(req.timeout, Duration::from_millis(300));
     assert_eq!(p.poll_timeout(), Some(at(400)));
     p.handle_timeout(at(399));
     assert_eq!(p.backends()[0].state(), BackendState::Up);
+    assert!(p.probe_pending(req.id));
     p.handle_timeout(at(400));
     assert_eq!(p.backends()[0].state(), BackendState::Down);
+    // The driver learns to stop the probe; the check says why it failed, and how long.
+    assert!(!p.probe_pending(req.id));
+    let last = p.backends()[0].last_check.clone().unwrap();
+    assert_eq!(
+        last.result,
+        Err(CheckFailure::Timeout(Duration::from_millis(300)))
+    );
+    assert_eq!(last.result.unwrap_err().to_string(), "timeout after 300ms");
+    assert_eq!(
+        (last.at, last.duration),
+        (at(400), Duration::from_millis(300))
+    );
     // The late answer of the timed-out probe is ignored.
-    p.handle_probe_result(req.id, true, at(401));
+    p.handle_probe_result(req.id, outcome(true), at(401));
     assert_eq!(p.backends()[0].state(), BackendState::Down);
     assert_eq!(p.backends()[0].checks_failed, 1);
 }
@@ -211,7 +233,7 @@ fn unknown_and_repeated_events_are_ignored() {
     p.close_flow(FlowId(42), 1, 1, at(0));
     p.connect_failed(FlowId(42), BackendId(0), ConnectFailure::Backend, at(0));
     p.connect_succeeded(FlowId(42), BackendId(1), at(0));
-    p.handle_probe_result(ProbeId(999), false, at(0));
+    p.handle_probe_result(ProbeId(999), outcome(false), at(0));
     assert_eq!(p.select(FlowId(42), CLIENT, &[], at(0)), None);
     p.open_flow(FlowId(1), CLIENT.ip(), at(0)).unwrap();
     p.open_flow(FlowId(1), CLIENT.ip(), at(0)).unwrap();
@@ -233,12 +255,12 @@ fn slow_start_ramps_a_returning_backends_share() {
         let req = std::iter::from_fn(|| p.poll_probe(at(100)))
             .find(|r| r.backend == BackendId(1))
             .unwrap();
-        p.handle_probe_result(req.id, false, at(100));
+        p.handle_probe_result(req.id, outcome(false), at(100));
         assert_eq!(p.backends()[1].state(), BackendState::Down);
         let req = std::iter::from_fn(|| p.poll_probe(at(1100)))
             .find(|r| r.backend == BackendId(1))
             .unwrap();
-        p.handle_probe_result(req.id, true, at(1100));
+        p.handle_probe_result(req.id, outcome(true), at(1100));
         assert_eq!(p.backends()[1].state(), BackendState::Up);
         // Share of 2000 new connections it gets, at several
         // points of its ramp: about w·(10% + 90%·t/10s) against the other's full weight.
@@ -325,7 +347,7 @@ fn draining_stops_new_connections_and_keeps_open_ones() {
         now = now + Duration::from_millis(100);
         while let Some(req) = p.poll_probe(now) {
             probed.push(req.backend);
-            p.handle_probe_result(req.id, req.backend != BackendId(0), now);
+            p.handle_probe_result(req.id, outcome(req.backend != BackendId(0)), now);
         }
     }
     assert!(probed.contains(&BackendId(0)));
@@ -370,7 +392,7 @@ fn disabling_stops_probes_and_new_connections_and_enabling_resumes_both() {
         p.handle_timeout(now);
         while let Some(req) = p.poll_probe(now) {
             probed.push(req.backend);
-            p.handle_probe_result(req.id, true, now);
+            p.handle_probe_result(req.id, outcome(true), now);
         }
         assert!(connect(&mut p, now.as_nanos(), now) == Some(BackendId(1)));
     }
@@ -414,7 +436,7 @@ fn a_probe_running_when_disabled_is_still_recorded() {
         .unwrap();
     // Its deadline still counts; nothing else is scheduled.
     assert_eq!(p.poll_timeout(), Some(at(400)));
-    p.handle_probe_result(req.id, false, at(200));
+    p.handle_probe_result(req.id, outcome(false), at(200));
     assert_eq!(p.backends()[0].health(), Health::Down);
     assert_eq!(p.backends()[0].checks_failed, 1);
     assert_eq!(p.backends()[0].state(), BackendState::Disabled);
@@ -430,7 +452,7 @@ fn a_probe_running_when_disabled_is_still_recorded() {
     assert_eq!(p.backends()[0].state(), BackendState::Down);
     assert_eq!(p.poll_timeout(), Some(at(6000)));
     let req = p.poll_probe(at(6000)).unwrap();
-    p.handle_probe_result(req.id, true, at(6001));
+    p.handle_probe_result(req.id, outcome(true), at(6001));
     assert_eq!(p.backends()[0].state(), BackendState::Up);
     let causes: Vec<_> = events(&mut p)
         .into_iter()
@@ -552,7 +574,11 @@ fn a_probe_that_could_not_run_neither_passes_nor_fails() {
     );
     // The first probe comes within a tenth of the interval.
     let probe = p.poll_probe(at(100)).unwrap();
-    p.handle_probe_failed(probe.id, ConnectFailure::Local, at(110));
+    p.handle_probe_result(
+        probe.id,
+        ProbeOutcome::NotRun("too many open files".into()),
+        at(110),
+    );
     let b = &p.backends()[0];
     assert_eq!(b.state(), BackendState::Up);
     assert_eq!((b.checks_passed, b.checks_failed), (0, 0));
@@ -561,8 +587,12 @@ fn a_probe_that_could_not_run_neither_passes_nor_fails() {
     assert!(p.poll_probe(at(500)).is_none());
     let next = p.poll_probe(at(1100)).unwrap();
     // A stale report of the old probe changes nothing.
-    p.handle_probe_failed(probe.id, ConnectFailure::Local, at(1100));
-    p.handle_probe_result(next.id, false, at(1101));
+    p.handle_probe_result(
+        probe.id,
+        ProbeOutcome::NotRun("too many open files".into()),
+        at(1100),
+    );
+    p.handle_probe_result(next.id, outcome(false), at(1101));
     assert_eq!(p.backends()[0].state(), BackendState::Down);
     p.check_invariants();
 }
@@ -676,7 +706,7 @@ fn a_removed_backend_drains_its_open_connections_and_is_never_chosen() {
     // It is not probed any more.
     while let Some(req) = p.poll_probe(at(5_000)) {
         assert_ne!(req.backend, BackendId(0), "probed a removed backend");
-        p.handle_probe_result(req.id, true, at(5_000));
+        p.handle_probe_result(req.id, outcome(true), at(5_000));
     }
     for name in names_in_turn(&mut p, 10, 5) {
         assert_eq!(name, "b");
@@ -855,4 +885,30 @@ fn random_reloads_keep_the_books_straight() {
             );
         }
     }
+}
+
+#[test]
+fn changes_that_make_a_probe_due_sooner_say_so_and_nothing_else_does() {
+    let mut p = pool(2, r#","health_check":{"interval":"10s","start_up":true}"#);
+    assert!(p.poll_timeout_moved(), "a new pool has a first timeout");
+    assert!(!p.poll_timeout_moved(), "said once");
+    while p.poll_probe(at(1_000)).is_some() {}
+    // Draining and probing move nothing earlier.
+    p.set_admin(BackendId(0), AdminState::Draining, at(1_000))
+        .unwrap();
+    p.handle_timeout(at(1_100));
+    assert!(!p.poll_timeout_moved());
+    // Enabling a disabled backend makes its probe due now: the driver's timer must know.
+    p.set_admin(BackendId(1), AdminState::Disabled, at(2_000))
+        .unwrap();
+    assert!(!p.poll_timeout_moved());
+    p.set_admin(BackendId(1), AdminState::Enabled, at(3_000))
+        .unwrap();
+    assert!(p.poll_timeout_moved());
+    assert_eq!(p.poll_timeout(), Some(at(3_000)));
+    // So does a reload (new backends are probed within a tenth of the interval).
+    let (c, addrs) = reload_config(&[("b0", 5001, 1), ("b9", 5009, 1)], "");
+    p.reconfigure(&c, &addrs, at(4_000));
+    assert!(p.poll_timeout_moved());
+    assert!(!p.poll_timeout_moved());
 }

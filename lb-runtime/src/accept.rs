@@ -1,0 +1,47 @@
+//! The one accept loop: client listeners, the admin endpoint and the demo backends all
+//! accept through it. A failed accept (out of descriptors, say) is logged through a
+//! [`FailureRun`] (the first failure, a reminder every 10 s, the recovery) and retried
+//! after a short pause, so the loop never spins and never ends on an error.
+
+use crate::failure_log::FailureRun;
+use crate::load::io_message;
+use crate::net::Net;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// How long to wait before accepting again after `accept` failed.
+pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
+
+/// Accepts on `listener` until `stop` completes, handing each client to `on_accept`.
+/// Failures are logged through `failures`.
+pub async fn accept_loop<N: Net>(
+    net: &N,
+    listener: &N::Listener,
+    mut failures: FailureRun,
+    stop: impl Future<Output = ()>,
+    mut on_accept: impl FnMut(N::Stream, SocketAddr),
+) {
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            biased;
+            _ = &mut stop => return,
+            accepted = net.accept(listener) => match accepted {
+                Ok((stream, peer)) => {
+                    if let Some(line) = failures.succeeded(Instant::now()) {
+                        tracing::info!("{line}");
+                    }
+                    on_accept(stream, peer);
+                }
+                Err(e) => {
+                    if let Some(line) = failures.failed(&io_message(&e), Instant::now()) {
+                        tracing::warn!("{line}");
+                    }
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                }
+            },
+        }
+    }
+}
