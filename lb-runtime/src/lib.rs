@@ -5,9 +5,11 @@
 //! - [`balancer`]: accept loop, probe task, flow tasks and graceful drain.
 //! - [`flow_task`]: one task per client connection, polling both sockets.
 //! - [`probes`]: runs the health probes the pool asks for.
-//! - [`demo`]: the demo backend behind `server` and `loadbalancer --demo`.
 //! - [`load`]: reading and resolving the config for the binary.
 //! - [`logging`]: buffered log output for the binaries.
+//!
+//! Not part of the driver: [`demo`], the demo backend behind `server` and
+//! `loadbalancer --demo` (it only shares the [`net`] trait).
 #![warn(missing_docs)]
 
 pub mod admin;
