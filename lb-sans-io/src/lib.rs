@@ -23,6 +23,7 @@ pub mod config;
 pub mod flow;
 pub mod harness;
 pub mod health;
+pub mod http;
 pub mod ids;
 pub mod pool;
 pub mod probe;
