@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use lb_sans_io::http::{self, ParsedHead, Version};
+
 use super::hello_body;
 
 /// Largest request head (request line, headers and the blank line) the HTTP mode accepts.
@@ -23,9 +25,12 @@ const LINGER_BYTES: usize = 256 * 1024;
 
 /// Serves HTTP/1.x requests on `stream`, answering each with `200 OK` and
 /// `Hello from NAME\n` (headers only for `HEAD`), in order, keeping the connection alive as
-/// HTTP/1.x says. Malformed or unsupported requests (bad request line, chunked bodies,
-/// `Content-Length` over [`MAX_BODY`], heads over [`MAX_HEAD`]) get `400` and a close. The
-/// client's EOF ends the connection quietly; so do I/O errors.
+/// HTTP/1.x says. Heads are read by [`lb_sans_io::http::parse_head`], like the admin
+/// endpoint's: CRLF or bare LF line endings, empty lines before a request skipped.
+/// Malformed or unsupported requests (bad request line or headers, conflicting
+/// `Content-Length`s, any `Transfer-Encoding`, `Content-Length` over [`MAX_BODY`], heads over
+/// [`MAX_HEAD`] or with too many headers) get `400` and a close. The client's EOF ends the
+/// connection quietly; so do I/O errors.
 pub async fn http_conn<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, name: &str) {
     match http_loop(&mut stream, name).await {
         Ok(End::Eof) => tracing::debug!("demo http: client closed"),
@@ -53,12 +58,8 @@ async fn http_loop<S: AsyncRead + AsyncWrite + Unpin>(
     // pipelined batch costs one write.
     let mut out: Vec<u8> = Vec::new();
     loop {
-        match parse_head(&buf) {
+        match parse_request(&buf) {
             Parse::Partial => {
-                if buf.len() > MAX_HEAD {
-                    tracing::debug!("demo http: request head too large");
-                    return bad_request(stream, &mut out, &header_name).await;
-                }
                 if read_more(stream, &mut buf, &mut out).await? == 0 {
                     return Ok(End::Eof);
                 }
@@ -218,7 +219,7 @@ enum Parse {
 /// The parts of a request head the responder needs.
 #[derive(Debug, PartialEq, Eq)]
 struct Request {
-    /// Bytes of the buffer the head takes (including leading blank lines and the final CRLF CRLF).
+    /// Bytes of the buffer the head takes (including leading empty lines and the blank line).
     head_len: usize,
     /// Body bytes that follow the head.
     content_length: u64,
@@ -230,141 +231,31 @@ struct Request {
     head_only: bool,
 }
 
-/// Parses the request head at the start of `buf`, if it is complete.
-fn parse_head(buf: &[u8]) -> Parse {
-    // A server should ignore empty lines before a request line (RFC 9112, 2.2).
-    let mut start = 0;
-    while buf[start..].starts_with(b"\r\n") {
-        start += 2;
-    }
-    let Some(end) = find(&buf[start..], b"\r\n\r\n") else {
-        return Parse::Partial;
+/// Reads the request head at the start of `buf` with the workspace's one parser
+/// ([`lb_sans_io::http::parse_head`], limited to [`MAX_HEAD`]), then applies the demo's own
+/// rules: no `Transfer-Encoding` (only `Content-Length` bodies are read and discarded), and
+/// no body over [`MAX_BODY`].
+fn parse_request(buf: &[u8]) -> Parse {
+    let head = match http::parse_head(buf, MAX_HEAD) {
+        ParsedHead::Incomplete => return Parse::Partial,
+        ParsedHead::Bad(bad) => return Parse::Bad(bad.reason()),
+        ParsedHead::Head(head) => head,
     };
-    let head_len = start + end + 4;
-    if head_len > MAX_HEAD {
-        return Parse::Bad("request head too large");
+    if head.transfer_encoding {
+        // Chunked (or any other coding) request bodies are not supported by this demo.
+        return Parse::Bad("Transfer-Encoding not supported");
     }
-    let mut lines = split_crlf(&buf[start..start + end]);
-
-    let request_line = lines.next().unwrap_or_default();
-    let mut parts = request_line.split(|&b| b == b' ');
-    let (Some(method), Some(target), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Parse::Bad("request line is not METHOD SP TARGET SP VERSION");
-    };
-    if method.is_empty() || !method.iter().all(|&b| is_tchar(b)) {
-        return Parse::Bad("bad method");
-    }
-    if target.is_empty() || !target.iter().all(|&b| b.is_ascii_graphic()) {
-        return Parse::Bad("bad request target");
-    }
-    let http10 = match version {
-        b"HTTP/1.0" => true,
-        [b'H', b'T', b'T', b'P', b'/', b'1', b'.', d] if d.is_ascii_digit() => false,
-        _ => return Parse::Bad("not HTTP/1.x"),
-    };
-
-    let mut content_length: Option<u64> = None;
-    let mut conn_close = false;
-    let mut conn_keep_alive = false;
-    for line in lines {
-        if line.first().is_some_and(|&b| b == b' ' || b == b'\t') {
-            return Parse::Bad("obsolete header line folding");
-        }
-        let Some(colon) = line.iter().position(|&b| b == b':') else {
-            return Parse::Bad("header line without a colon");
-        };
-        let name = &line[..colon];
-        let value = trim_ows(&line[colon + 1..]);
-        if name.is_empty() || !name.iter().all(|&b| is_tchar(b)) {
-            return Parse::Bad("bad header name");
-        }
-        if value.iter().any(|&b| b != b'\t' && (b < 0x20 || b == 0x7f)) {
-            return Parse::Bad("control character in a header value");
-        }
-        if name.eq_ignore_ascii_case(b"content-length") {
-            let Some(n) = parse_decimal(value) else {
-                return Parse::Bad("bad Content-Length");
-            };
-            if content_length.is_some_and(|m| m != n) {
-                return Parse::Bad("conflicting Content-Length headers");
-            }
-            content_length = Some(n);
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            // Chunked (or any other coding) request bodies are not supported by this demo.
-            return Parse::Bad("Transfer-Encoding not supported");
-        } else if name.eq_ignore_ascii_case(b"connection") {
-            for token in value.split(|&b| b == b',').map(trim_ows) {
-                if token.eq_ignore_ascii_case(b"close") {
-                    conn_close = true;
-                } else if token.eq_ignore_ascii_case(b"keep-alive") {
-                    conn_keep_alive = true;
-                }
-            }
-        }
-    }
-    let content_length = content_length.unwrap_or(0);
+    let content_length = head.content_length.unwrap_or(0);
     if content_length > MAX_BODY {
         return Parse::Bad("Content-Length too large");
     }
-    let keep_alive = !conn_close && (!http10 || conn_keep_alive);
     Parse::Request(Request {
-        head_len,
+        head_len: head.len,
         content_length,
-        keep_alive,
-        http10,
-        head_only: method == b"HEAD",
+        keep_alive: head.keep_alive(),
+        http10: head.version == Version::Http10,
+        head_only: head.method == "HEAD",
     })
-}
-
-/// The position of the first `needle` in `haystack`.
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
-/// The lines of `s`, split on CRLF.
-fn split_crlf(mut s: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let mut done = false;
-    std::iter::from_fn(move || {
-        if done {
-            return None;
-        }
-        match find(s, b"\r\n") {
-            Some(i) => {
-                let line = &s[..i];
-                s = &s[i + 2..];
-                Some(line)
-            }
-            None => {
-                done = true;
-                Some(s)
-            }
-        }
-    })
-}
-
-/// `s` without leading and trailing spaces and tabs.
-fn trim_ows(s: &[u8]) -> &[u8] {
-    let is_ows = |b: &u8| *b == b' ' || *b == b'\t';
-    let start = s.iter().position(|b| !is_ows(b)).unwrap_or(s.len());
-    let end = s.iter().rposition(|b| !is_ows(b)).map_or(start, |i| i + 1);
-    &s[start..end]
-}
-
-/// A non-empty run of ASCII digits as a number (`None` on anything else or overflow).
-fn parse_decimal(s: &[u8]) -> Option<u64> {
-    if s.is_empty() || !s.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    s.iter().try_fold(0u64, |n, &d| {
-        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
-    })
-}
-
-/// Whether `b` may appear in a token (method, header name): RFC 9110 `tchar`.
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 #[cfg(test)]
@@ -372,9 +263,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parse_head_reads_headers_case_insensitively() {
+    fn parse_request_reads_headers_case_insensitively() {
         let input: &[u8] = b"\r\nHEAD /x HTTP/1.1\r\ncOnNeCtIoN: keep-alive, CLOSE\r\ncontent-LENGTH:  7 \r\n\r\nrest";
-        let Parse::Request(req) = parse_head(input) else {
+        let Parse::Request(req) = parse_request(input) else {
             panic!("expected a request");
         };
         assert_eq!(
@@ -387,10 +278,13 @@ mod tests {
                 head_only: true
             }
         );
-        assert_eq!(parse_head(b"GET / HTTP/1.1\r\nHost: x\r\n"), Parse::Partial);
-        assert_eq!(parse_head(b""), Parse::Partial);
+        assert_eq!(
+            parse_request(b"GET / HTTP/1.1\r\nHost: x\r\n"),
+            Parse::Partial
+        );
+        assert_eq!(parse_request(b""), Parse::Partial);
         assert!(matches!(
-            parse_head(b"GET / HTTP/1.1\r\n folded\r\n\r\n"),
+            parse_request(b"GET / HTTP/1.1\r\n folded\r\n\r\n"),
             Parse::Bad(_)
         ));
     }

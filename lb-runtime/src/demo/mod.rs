@@ -6,7 +6,8 @@
 //! - this module: the accept loop ([`serve`]), the modes ([`DemoMode`], [`DemoServer`]) and
 //!   the names backends answer with;
 //! - [`http`]: a small keep-alive-aware HTTP/1.1 responder that answers every request with
-//!   `Hello from NAME\n` ([`http_conn`]);
+//!   `Hello from NAME\n` ([`http_conn`]); it reads request heads with the workspace's one
+//!   parser, [`lb_sans_io::http`], like the admin endpoint;
 //! - [`echo`]: a raw TCP echo that honours half-close ([`echo_conn`]).
 //!
 //! It owns nothing else: no configuration files, no timeouts besides a short lingering close

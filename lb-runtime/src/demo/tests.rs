@@ -339,3 +339,28 @@ async fn echo_conn_works_on_any_stream() {
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
+
+#[tokio::test]
+async fn http_bare_lf_and_leading_empty_lines_are_served_with_keep_alive() {
+    bounded(async {
+        let addr = start(DemoMode::Http, "lf").await;
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let mut buf = Vec::new();
+        // Pipelined: bare LF heads, one with a body, empty lines between requests.
+        s.write_all(b"GET /a HTTP/1.1\nHost: x\n\nPOST /b HTTP/1.1\nContent-Length: 3\n\nabc\r\n\nHEAD /c HTTP/1.1\n\n")
+            .await
+            .unwrap();
+        assert_hello(&read_response(&mut s, &mut buf, false).await, "lf");
+        assert_hello(&read_response(&mut s, &mut buf, false).await, "lf");
+        let head = read_response(&mut s, &mut buf, true).await;
+        assert_eq!(head.status, 200);
+        assert_eq!(head.header("Connection"), None);
+        // Still open; a bare-LF HTTP/1.0 request closes it.
+        s.write_all(b"GET / HTTP/1.0\n\n").await.unwrap();
+        let resp = read_response(&mut s, &mut buf, false).await;
+        assert_hello(&resp, "lf");
+        assert_eq!(resp.header("Connection"), Some("close"));
+        assert_eq!(read_to_eof(&mut s, &mut buf).await, b"");
+    })
+    .await;
+}
