@@ -340,6 +340,147 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
+/// What a server made of a connection's bytes, once the client stopped sending.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Verdict {
+    /// A request was answered (`200`).
+    Served,
+    /// The bytes were refused (the demo's `400`; any admin error status).
+    Refused,
+    /// Still waiting for the rest of a head: no answer.
+    Waiting,
+}
+
+/// The admin endpoint's verdict on `bytes` (the parser its driver calls on every read).
+fn admin_verdict(bytes: &[u8]) -> Verdict {
+    match lb_sans_io::admin::parse_request(bytes) {
+        lb_sans_io::admin::Parsed::Incomplete => Verdict::Waiting,
+        lb_sans_io::admin::Parsed::Request(_) => Verdict::Served,
+        lb_sans_io::admin::Parsed::Bad(_) => Verdict::Refused,
+    }
+}
+
+/// The demo HTTP server's verdict on `bytes`, sent on one connection followed by a FIN: its
+/// first response's status, or no response at all.
+async fn demo_verdict(bytes: &[u8]) -> Verdict {
+    let (mut client, server) = tokio::io::duplex(64 * 1024);
+    let client_side = async {
+        client.write_all(bytes).await.unwrap();
+        client.shutdown().await.unwrap();
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).await.unwrap();
+        got
+    };
+    let ((), got) = bounded(async { tokio::join!(http_conn(server, "same"), client_side) }).await;
+    let shown = || String::from_utf8_lossy(&bytes[..bytes.len().min(60)]).into_owned();
+    if got.is_empty() {
+        return Verdict::Waiting;
+    }
+    match got.get(..12) {
+        Some(b"HTTP/1.1 200") => Verdict::Served,
+        Some(b"HTTP/1.1 400") => Verdict::Refused,
+        _ => panic!("{:?} got {:?}", shown(), String::from_utf8_lossy(&got)),
+    }
+}
+
+/// A `GET` head of exactly `len` bytes (padded in a header), with CRLF or bare LF lines.
+fn head_of_len(len: usize, eol: &str) -> Vec<u8> {
+    let mut h = format!("GET /status HTTP/1.1{eol}X-Pad: ").into_bytes();
+    h.resize(len - 2 * eol.len(), b'p');
+    h.extend_from_slice(format!("{eol}{eol}").as_bytes());
+    assert_eq!(h.len(), len);
+    h
+}
+
+#[tokio::test]
+async fn the_admin_endpoint_and_the_demo_agree_on_request_heads() {
+    use Verdict::*;
+    let too_many_headers = {
+        let mut h = b"GET /status HTTP/1.1\r\n".to_vec();
+        for _ in 0..=lb_sans_io::http::MAX_HEADERS {
+            h.extend_from_slice(b"X: y\r\n");
+        }
+        h.extend_from_slice(b"\r\n");
+        h
+    };
+    let cases: Vec<(Vec<u8>, Verdict)> = vec![
+        (b"GET /status HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), Served),
+        // Bare LF line endings, alone or mixed with CRLF.
+        (b"GET /status HTTP/1.1\nHost: x\n\n".to_vec(), Served),
+        (b"GET /status HTTP/1.0\n\n".to_vec(), Served),
+        (b"GET /status HTTP/1.1\r\nHost: x\n\r\n".to_vec(), Served),
+        // Empty lines before the request line.
+        (b"\r\n\r\nGET /status HTTP/1.1\r\n\r\n".to_vec(), Served),
+        (b"\n\r\nGET /status HTTP/1.1\n\n".to_vec(), Served),
+        // A bare CR is no line ending.
+        (b"GET /status HTTP/1.1\rHost: x\r\r".to_vec(), Refused),
+        // Not finished yet.
+        (b"GET /status HTTP/1.1\r\nHost: x\r\n".to_vec(), Waiting),
+        (b"GET /status HTTP/1.1\nHost: x\n".to_vec(), Waiting),
+        (b"\r\n\n".to_vec(), Waiting),
+        (b"GET /sta".to_vec(), Waiting),
+        // Content-Length must be one number.
+        (
+            b"GET /status HTTP/1.1\r\nContent-Length: 0\r\ncontent-length: 0\r\n\r\n".to_vec(),
+            Served,
+        ),
+        (
+            b"POST /status HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab".to_vec(),
+            Refused,
+        ),
+        (
+            b"POST /status HTTP/1.1\r\nContent-Length: 12x\r\n\r\n".to_vec(),
+            Refused,
+        ),
+        (
+            b"POST /status HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n"
+                .to_vec(),
+            Refused,
+        ),
+        // Syntax errors.
+        (b"GET /status HTTP/2.0\r\n\r\n".to_vec(), Refused),
+        (b"GET /status HTTP/1.2\r\n\r\n".to_vec(), Refused),
+        (b"GET  /status HTTP/1.1\r\n\r\n".to_vec(), Refused),
+        (b"GET /status\r\n\r\n".to_vec(), Refused),
+        (
+            b"GET /status HTTP/1.1\r\nno colon\r\n\r\n".to_vec(),
+            Refused,
+        ),
+        (
+            b"GET /status HTTP/1.1\r\nA: b\r\n folded\r\n\r\n".to_vec(),
+            Refused,
+        ),
+        (b"GET /status HTTP/1.1\r\nA: \x01\r\n\r\n".to_vec(), Refused),
+        (b"\x16\x03\x01\x00\xa5\x01\r\n\r\n".to_vec(), Refused),
+        (too_many_headers, Refused),
+    ];
+    for (bytes, expected) in cases {
+        let shown = String::from_utf8_lossy(&bytes).into_owned();
+        assert_eq!(admin_verdict(&bytes), expected, "admin: {shown:?}");
+        assert_eq!(demo_verdict(&bytes).await, expected, "demo: {shown:?}");
+    }
+    // Each has its own head limit, counted the same way: a head of exactly the limit is
+    // served, one byte more is refused, and so is the limit's worth of bytes without a
+    // blank line.
+    let admin_limit = lb_sans_io::admin::MAX_HEAD;
+    for eol in ["\r\n", "\n"] {
+        assert_eq!(admin_verdict(&head_of_len(admin_limit, eol)), Served);
+        assert_eq!(admin_verdict(&head_of_len(admin_limit + 1, eol)), Refused);
+        assert_eq!(demo_verdict(&head_of_len(MAX_HEAD, eol)).await, Served);
+        assert_eq!(demo_verdict(&head_of_len(MAX_HEAD + 1, eol)).await, Refused);
+    }
+    let endless = head_of_len(MAX_HEAD + 100, "\r\n");
+    assert_eq!(admin_verdict(&endless[..admin_limit - 1]), Waiting);
+    assert_eq!(admin_verdict(&endless[..admin_limit]), Refused);
+    assert_eq!(demo_verdict(&endless[..MAX_HEAD - 1]).await, Waiting);
+    assert_eq!(demo_verdict(&endless[..MAX_HEAD]).await, Refused);
+    // The one difference on purpose: the admin endpoint reads no body, so it ignores
+    // Transfer-Encoding; the demo reads bodies and only knows Content-Length.
+    let chunked = b"POST /status HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+    assert_eq!(admin_verdict(chunked), Served);
+    assert_eq!(demo_verdict(chunked).await, Refused);
+}
+
 #[tokio::test]
 async fn http_bare_lf_and_leading_empty_lines_are_served_with_keep_alive() {
     bounded(async {
