@@ -11,8 +11,9 @@
 //! - [`shared`]: the pool and clock all tasks share.
 //! - [`load`]: reading and resolving the config.
 //! - [`logging`]: buffered log output for the binaries.
-//! - [`demo`]: the demo backend behind `server` and `loadbalancer --demo` (not part of
-//!   the load balancer).
+//!
+//! Not part of the driver: [`demo`], the demo backend behind `server` and
+//! `loadbalancer --demo` (it only shares the [`net`] trait and the accept loop).
 #![warn(missing_docs)]
 
 pub mod accept;

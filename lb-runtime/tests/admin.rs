@@ -1,6 +1,7 @@
 //! The admin endpoint through the real binary: `/status`, `/metrics` and the dashboard
 //! report what happened; drain, disable and enable take effect by name; bad requests and
-//! idle clients get answers without holding anyone up.
+//! idle clients get answers without holding anyone up; the endpoint and the demo `server`
+//! judge the same request bytes alike.
 
 mod common;
 use common::*;
@@ -246,6 +247,31 @@ fn bad_requests_get_errors_and_an_idle_client_holds_nobody_up() {
     );
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("\"draining\""), "{body}");
+}
+
+#[test]
+fn the_admin_endpoint_and_the_server_binary_judge_request_heads_alike() {
+    let dir = TempDir::new("admin-heads");
+    let (_servers, ports) = servers(&dir, 1);
+    let (lb, _port) = start_lb(&dir.0, &config(&ports, CHECKS));
+    let admin = admin_port(&lb);
+    // The same bytes to both binaries; each request ends its connection (HTTP/1.0,
+    // `Connection: close` or an error), so both answer and close.
+    let cases: [(&[u8], u16); 5] = [
+        (b"GET /status HTTP/1.0\n\n", 200),
+        (b"\r\n\nGET /status HTTP/1.1\nConnection: close\n\n", 200),
+        (
+            b"GET /status HTTP/1.1\r\nConnection: close\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            400,
+        ),
+        (b"GET /status HTTP/1.1\rConnection: close\r\r", 400),
+        (b"GET /status HTTP/1.1\r\nConnection: close\r\n folded\r\n\r\n", 400),
+    ];
+    for (bytes, expected) in cases {
+        let shown = String::from_utf8_lossy(bytes);
+        assert_eq!(raw(admin, bytes).0, expected, "admin: {shown:?}");
+        assert_eq!(raw(ports[0], bytes).0, expected, "server: {shown:?}");
+    }
 }
 
 #[test]

@@ -11,7 +11,8 @@
 //!
 //! Around them, pure helpers the driver calls with bytes: [`admin`] (the admin endpoint's
 //! requests and pages), [`probe`] (what a health probe sends and how its reply is judged)
-//! and [`proxy_header`] (PROXY protocol headers).
+//! and [`proxy_header`] (PROXY protocol headers); and [`http`], the one HTTP/1.x
+//! request-head parser, shared by the admin endpoint and the demo backend.
 //!
 //! The rule for drivers (as in str0m): after every input, drain the outputs
 //! (`poll_action` / `poll_probe` / `poll_event`) until empty, then sleep until
@@ -23,6 +24,7 @@ pub mod config;
 pub mod flow;
 pub mod harness;
 pub mod health;
+pub mod http;
 pub mod ids;
 pub mod pool;
 pub mod probe;

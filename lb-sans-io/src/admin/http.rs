@@ -1,7 +1,9 @@
 //! The admin endpoint's HTTP: reads a request head from bytes (bounded) and writes a whole
 //! response. Only what the endpoint needs: one request per connection, no bodies read,
-//! `Connection: close` on every answer.
+//! `Connection: close` on every answer. The head's syntax is [`crate::http::parse_head`]'s
+//! (the same parser as the demo backend's); this module adds the endpoint's own rules.
 
+use crate::http::{self, BadHead, ParsedHead};
 use std::fmt::Write as _;
 
 /// The longest request head (request line and headers) accepted; longer ones get `431`.
@@ -41,34 +43,26 @@ pub enum Parsed {
 }
 
 /// Parses the request head at the start of `buf` (everything read from the connection).
+///
+/// The head is read by [`crate::http::parse_head`] with a limit of [`MAX_HEAD`]: CRLF or
+/// bare LF line endings, empty lines before the request line skipped, `431` for a head too
+/// large or with too many headers, `505` for a version other than HTTP/1.0 or 1.1, `400` for
+/// any other syntax error (including conflicting `Content-Length`s, or `Transfer-Encoding`
+/// with `Content-Length`). Bodies are not read, so `Transfer-Encoding` alone is ignored.
+/// On top of that the endpoint wants a method of letters only and a target that is a path
+/// (`/...`) with valid percent-encoding of UTF-8; the query string and fragment are
+/// dropped.
 pub fn parse_request(buf: &[u8]) -> Parsed {
-    let Some(end) = head_end(buf) else {
-        return if buf.len() >= MAX_HEAD {
-            Parsed::Bad(Response::text(431, "request head too large\n"))
-        } else {
-            Parsed::Incomplete
-        };
+    let head = match http::parse_head(buf, MAX_HEAD) {
+        ParsedHead::Incomplete => return Parsed::Incomplete,
+        ParsedHead::Bad(bad) => return Parsed::Bad(bad_head(bad)),
+        ParsedHead::Head(head) => head,
     };
-    if end > MAX_HEAD {
-        return Parsed::Bad(Response::text(431, "request head too large\n"));
-    }
-    let Ok(head) = std::str::from_utf8(&buf[..end]) else {
-        return Parsed::Bad(Response::text(400, "request head is not UTF-8\n"));
-    };
-    let line = head.lines().next().unwrap_or("");
-    let mut parts = line.split(' ');
-    let (Some(method), Some(target), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Parsed::Bad(Response::text(400, "malformed request line\n"));
-    };
-    if !version.starts_with("HTTP/1.") {
-        return Parsed::Bad(Response::text(505, "only HTTP/1.x is served\n"));
-    }
+    let method = head.method;
     if method.is_empty() || !method.bytes().all(|b| b.is_ascii_alphabetic()) {
         return Parsed::Bad(Response::text(400, "malformed request method\n"));
     }
-    let raw_path = target.split(['?', '#']).next().unwrap_or("");
+    let raw_path = head.target.split(['?', '#']).next().unwrap_or("");
     if !raw_path.starts_with('/') {
         return Parsed::Bad(Response::text(400, "the request target must be a path\n"));
     }
@@ -87,14 +81,17 @@ pub fn parse_request(buf: &[u8]) -> Parsed {
     Parsed::Request(Request { method, path })
 }
 
-/// Where the head ends (just past the blank line), if it has.
-fn head_end(buf: &[u8]) -> Option<usize> {
-    let crlf = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4);
-    let lf = buf.windows(2).position(|w| w == b"\n\n").map(|i| i + 2);
-    match (crlf, lf) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
+/// The answer to a head [`crate::http::parse_head`] refused.
+fn bad_head(bad: BadHead) -> Response {
+    let status = match bad {
+        BadHead::TooLarge | BadHead::TooManyHeaders => 431,
+        BadHead::Version => 505,
+        BadHead::Malformed(_)
+        | BadHead::InvalidContentLength
+        | BadHead::ConflictingContentLength
+        | BadHead::TransferEncodingAndContentLength => 400,
+    };
+    Response::text(status, format!("{}\n", bad.reason()))
 }
 
 /// `%XX` decoding; `None` for a bad escape or a result that is not UTF-8.
@@ -230,6 +227,64 @@ mod tests {
         assert_eq!(status(b"GET /\xff HTTP/1.1\r\n\r\n"), 400);
         assert_eq!(status(b"G3T / HTTP/1.1\r\n\r\n"), 400);
         assert_eq!(status(&[b'a'; MAX_HEAD]), 431);
+    }
+
+    #[test]
+    fn line_endings_leading_lines_and_limits_follow_the_shared_parser() {
+        let status = |b: &[u8]| match parse_request(b) {
+            Parsed::Bad(r) => r.status,
+            other => panic!("{:?}: {other:?}", String::from_utf8_lossy(b)),
+        };
+        // Bare LF anywhere, and empty lines before the request line.
+        for input in [
+            &b"GET /status HTTP/1.1\nHost: a\n\n"[..],
+            b"GET /status HTTP/1.1\r\nHost: a\n\r\n",
+            b"\r\n\nGET /status HTTP/1.1\r\nHost: a\r\n\r\n",
+        ] {
+            assert_eq!(
+                parse_request(input),
+                request(Method::Get, "/status"),
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
+        }
+        // A head of exactly MAX_HEAD bytes is served; one more byte is 431.
+        let head_of = |len: usize| {
+            let mut h = b"GET /status HTTP/1.1\r\nX-Pad: ".to_vec();
+            h.resize(len - 4, b'p');
+            h.extend_from_slice(b"\r\n\r\n");
+            h
+        };
+        assert_eq!(
+            parse_request(&head_of(MAX_HEAD)),
+            request(Method::Get, "/status")
+        );
+        assert_eq!(status(&head_of(MAX_HEAD + 1)), 431);
+        let mut many = b"GET / HTTP/1.1\r\n".to_vec();
+        for _ in 0..=http::MAX_HEADERS {
+            many.extend_from_slice(b"X: y\r\n");
+        }
+        many.extend_from_slice(b"\r\n");
+        assert_eq!(status(&many), 431);
+        // Bodies are not read, but their framing must make sense.
+        assert_eq!(
+            status(b"POST /status HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"),
+            400
+        );
+        assert_eq!(
+            status(b"POST /status HTTP/1.1\r\nContent-Length: x\r\n\r\n"),
+            400
+        );
+        assert_eq!(
+            status(
+                b"POST /status HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\n"
+            ),
+            400
+        );
+        assert_eq!(
+            parse_request(b"POST /status HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            request(Method::Post, "/status")
+        );
     }
 
     #[test]
