@@ -3,13 +3,13 @@
 //! [`FailureRun`] (the first failure, a reminder every 10 s, the recovery) and retried
 //! after a short pause, so the loop never spins and never ends on an error.
 
+use crate::clock;
 use crate::failure_log::FailureRun;
 use crate::load::io_message;
 use crate::net::Net;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
-use tokio::time::Instant;
 
 /// How long to wait before accepting again after `accept` failed.
 pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
@@ -30,13 +30,13 @@ pub async fn accept_loop<N: Net>(
             _ = &mut stop => return,
             accepted = net.accept(listener) => match accepted {
                 Ok((stream, peer)) => {
-                    if let Some(line) = failures.succeeded(Instant::now()) {
+                    if let Some(line) = failures.succeeded(clock::now()) {
                         tracing::info!("{line}");
                     }
                     on_accept(stream, peer);
                 }
                 Err(e) => {
-                    if let Some(line) = failures.failed(&io_message(&e), Instant::now()) {
+                    if let Some(line) = failures.failed(&io_message(&e), clock::now()) {
                         tracing::warn!("{line}");
                     }
                     tokio::time::sleep(ACCEPT_BACKOFF).await;

@@ -74,7 +74,7 @@ mod tests {
 
     #[test]
     fn a_run_of_failures_logs_first_reminders_and_the_end() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::now();
         let ms = |n| t0 + Duration::from_millis(n);
         let mut run = FailureRun::new("accept failed", "accepting again");
         assert_eq!(run.succeeded(t0), None, "no run to end");

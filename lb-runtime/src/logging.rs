@@ -81,6 +81,9 @@ pub fn init() {
         .with_writer(MakeBuffered(buffer.clone()))
         .init();
     // A detached flusher; `flush` at exit writes out the rest.
+    // Process plumbing outside any runtime (and never in the simulation): a thread that
+    // flushes the log buffer.
+    #[allow(clippy::disallowed_methods)]
     let _ = std::thread::Builder::new()
         .name("log-flush".into())
         .spawn(move || loop {

@@ -160,10 +160,12 @@ impl Net for TokioNet {
         Box::pin(connect(addr))
     }
 
+    #[allow(clippy::disallowed_methods)] // The `Net` implementation is where tasks start.
     fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
         tokio::spawn(task);
     }
 
+    #[allow(clippy::disallowed_methods)] // The `Net` implementation is where workers start.
     fn spawn_worker(&self, name: &str, task: WorkerTask) -> io::Result<()> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()

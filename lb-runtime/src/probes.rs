@@ -3,6 +3,7 @@
 //! pool's decisions; this task connects, moves the probe's bytes, and stops a probe as
 //! soon as the pool no longer waits for it (it timed out, or its backend was removed).
 
+use crate::clock;
 use crate::failure_log::FailureRun;
 use crate::load::io_message;
 use crate::net::{connect_failure, Net};
@@ -14,7 +15,6 @@ use std::io;
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
-use tokio::time::Instant;
 
 /// Drives the pool's probe schedule until `stop` completes.
 pub async fn run<N: Net>(net: N, shared: Arc<Shared>, stop: impl Future<Output = ()>) {
@@ -41,8 +41,8 @@ pub async fn run<N: Net>(net: N, shared: Arc<Shared>, stop: impl Future<Output =
             Some((id, outcome)) = rx.recv() => {
                 running.remove(&id);
                 let line = match &outcome {
-                    ProbeOutcome::NotRun(why) => local_failures.failed(why, Instant::now()),
-                    _ => local_failures.succeeded(Instant::now()),
+                    ProbeOutcome::NotRun(why) => local_failures.failed(why, clock::now()),
+                    _ => local_failures.succeeded(clock::now()),
                 };
                 if let Some(line) = line {
                     tracing::warn!("{line}");

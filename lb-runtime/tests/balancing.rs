@@ -1,5 +1,8 @@
 //! Balancing and health through the real binaries: equal turns, a killed backend leaves
 //! without failing anyone's connection, a restarted one comes back.
+// These tests drive real processes on the real clock: the driver's determinism lint
+// (lb-runtime/clippy.toml) is for the driver, not for them.
+#![allow(clippy::disallowed_methods)]
 
 mod common;
 use common::*;

@@ -1,4 +1,7 @@
 //! The command line: `--check`, exit codes and the messages that say what to fix.
+// These tests drive real processes on the real clock: the driver's determinism lint
+// (lb-runtime/clippy.toml) is for the driver, not for them.
+#![allow(clippy::disallowed_methods)]
 
 mod common;
 use common::*;

@@ -1,6 +1,9 @@
 //! `proxy_protocol` through the real binaries: the backend receives the PROXY header naming
 //! the real client before the client's first byte, and health probes (which have no client)
 //! still pass.
+// These tests drive real processes on the real clock: the driver's determinism lint
+// (lb-runtime/clippy.toml) is for the driver, not for them.
+#![allow(clippy::disallowed_methods)]
 
 mod common;
 use common::*;

@@ -95,7 +95,7 @@ async fn run(cli: Cli, loaded: Loaded) -> ExitCode {
     let seed = cli.seed.unwrap_or_else(random_seed);
     let node = Node::new(loaded, NodeOptions::new(workers, seed));
     let (control, control_rx) = mpsc::unbounded_channel();
-    tokio::spawn(signals.forward(cli, control));
+    TokioNet.spawn(signals.forward(cli, control));
     match node.run(TokioNet, control_rx).await {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
@@ -148,6 +148,8 @@ impl Signals {
                 _ = self.int.recv() => "SIGINT",
                 _ = self.hup.recv() => {
                     let cli = cli.clone();
+                    // Reading the file and resolving host names block: off the runtime.
+                    #[allow(clippy::disallowed_methods)]
                     let config = tokio::task::spawn_blocking(move || cli.load())
                         .await
                         .unwrap_or_else(|e| Err(LoadError::Other(e.to_string())));
