@@ -249,15 +249,17 @@ pub async fn run<N: Net>(
     let aborted = abort.notify.notified();
     tokio::pin!(aborted);
     let mut abort_seen = abort.raised();
-    let mut flow = shared.with_pool(|pool, now| {
+    let (mut flow, local) = shared.with_pool(|pool, now| {
         let limits = pool.flow_limits();
         // The address the client connected to, which only a PROXY header carries: one
         // getsockname, only when the header is configured.
         let local = limits
             .proxy_protocol
             .and_then(|_| net.stream_local_addr(&client).ok());
-        Flow::accept(pool, id, peer, local, limits, now)
+        (Flow::accept(pool, id, peer, local, limits, now), local)
     });
+    #[cfg(not(feature = "seams"))]
+    let _ = local;
     let mut io = FlowIo::new(net.clone(), client);
     loop {
         while let Some(action) = flow.poll_action() {
@@ -267,6 +269,8 @@ pub async fn run<N: Net>(
                         net.abort(old);
                     }
                     let preamble = flow.preamble().cloned();
+                    #[cfg(feature = "seams")]
+                    let preamble = wrong_header(&shared, preamble, peer, local);
                     io.connecting = Some((attempt, connect(&net, addr, preamble)));
                 }
                 FlowAction::Write { side, data } => io.out[side.index()].push_back(Op::Write(data)),
@@ -321,7 +325,29 @@ pub async fn run<N: Net>(
     }
 }
 
-/// Drops `n` written bytes from the front of a write queue.
+/// [`Defect::ProxyWrongClient`](lb_sans_io::defect::Defect::ProxyWrongClient): the header
+/// names the load balancer as the client.
+#[cfg(feature = "seams")]
+fn wrong_header(
+    shared: &Shared,
+    preamble: Option<Bytes>,
+    peer: SocketAddr,
+    local: Option<SocketAddr>,
+) -> Option<Bytes> {
+    use lb_sans_io::defect::Defect;
+    match (preamble, local) {
+        (Some(p), Some(local)) if shared.defects.has(Defect::ProxyWrongClient) => {
+            let version = if p.starts_with(b"PROXY") {
+                lb_sans_io::config::ProxyProtocol::V1
+            } else {
+                lb_sans_io::config::ProxyProtocol::V2
+            };
+            Some(lb_sans_io::proxy_header::header(version, local, Some(peer)))
+        }
+        (p, _) => p,
+    }
+}
+
 /// Connects to a backend and writes the flow's preamble (PROXY header), if it has one,
 /// before the connection counts as made.
 fn connect<N: Net>(
@@ -340,6 +366,7 @@ fn connect<N: Net>(
     }
 }
 
+/// Drops `n` written bytes from the front of a write queue.
 fn consume(queue: &mut VecDeque<Op>, mut n: usize) {
     while n > 0 {
         let Some(Op::Write(data)) = queue.front_mut() else {

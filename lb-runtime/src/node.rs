@@ -116,6 +116,9 @@ pub struct NodeOptions {
     /// Replaces the pool's selector (tests only).
     #[cfg(feature = "seams")]
     pub selector: Option<SelectorFactory>,
+    /// Deliberate bugs of the pool and the driver (the simulation's broken builds).
+    #[cfg(feature = "seams")]
+    pub defects: lb_sans_io::defect::Defects,
 }
 
 impl NodeOptions {
@@ -126,6 +129,8 @@ impl NodeOptions {
             seed,
             #[cfg(feature = "seams")]
             selector: None,
+            #[cfg(feature = "seams")]
+            defects: lb_sans_io::defect::Defects::NONE,
         }
     }
 }
@@ -144,23 +149,27 @@ impl Node {
         let clock = Clock::start();
         let config = &loaded.config;
         #[cfg(feature = "seams")]
-        if let Some(make) = &options.selector {
-            let pool = Pool::new_with_selector(
-                config,
-                &loaded.addrs,
-                options.seed,
-                clock.now(),
-                make(config),
-            );
-            return Node {
-                shared: Arc::new(Shared::new(pool, clock)),
-                loaded,
-                options,
+        let shared = {
+            let mut pool = match &options.selector {
+                Some(make) => Pool::new_with_selector(
+                    config,
+                    &loaded.addrs,
+                    options.seed,
+                    clock.now(),
+                    make(config),
+                ),
+                None => Pool::new(config, &loaded.addrs, options.seed, clock.now()),
             };
-        }
-        let pool = Pool::new(config, &loaded.addrs, options.seed, clock.now());
+            pool.inject(options.defects);
+            Shared::new(pool, clock).with_defects(options.defects)
+        };
+        #[cfg(not(feature = "seams"))]
+        let shared = Shared::new(
+            Pool::new(config, &loaded.addrs, options.seed, clock.now()),
+            clock,
+        );
         Node {
-            shared: Arc::new(Shared::new(pool, clock)),
+            shared: Arc::new(shared),
             loaded,
             options,
         }
@@ -411,6 +420,15 @@ impl<N: Net> Worker<N> {
         let mut aborted = 0;
         if tokio::time::timeout(grace, tasks.all_done()).await.is_err() {
             aborted = tasks.live.load(Ordering::Acquire);
+            #[cfg(feature = "seams")]
+            if shared
+                .defects
+                .has(lb_sans_io::defect::Defect::StopDropsFlows)
+            {
+                // The bug: give up on them without telling their machines.
+                let _ = done.send(aborted);
+                return;
+            }
             tracing::warn!("shutdown grace over: aborting {aborted} open connection(s)");
             abort.raise();
             if tokio::time::timeout(ABORT_WAIT, tasks.all_done())

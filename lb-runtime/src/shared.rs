@@ -16,6 +16,9 @@ pub struct Shared {
     pub clock: Clock,
     next_flow: AtomicU64,
     probes_wake: Notify,
+    /// Deliberate bugs of the driver (the simulation's broken builds).
+    #[cfg(feature = "seams")]
+    pub defects: lb_sans_io::defect::Defects,
 }
 
 impl Shared {
@@ -26,7 +29,16 @@ impl Shared {
             clock,
             next_flow: AtomicU64::new(0),
             probes_wake: Notify::new(),
+            #[cfg(feature = "seams")]
+            defects: lb_sans_io::defect::Defects::NONE,
         }
+    }
+
+    /// With deliberate bugs of the driver (the simulation's broken builds).
+    #[cfg(feature = "seams")]
+    pub fn with_defects(mut self, defects: lb_sans_io::defect::Defects) -> Shared {
+        self.defects = defects;
+        self
     }
 
     /// A new flow id, unique across every accept loop of this load balancer.

@@ -21,6 +21,11 @@
 
 pub mod admin;
 pub mod config;
+#[cfg(feature = "seams")]
+pub mod defect;
+#[cfg(not(feature = "seams"))]
+#[allow(dead_code)]
+mod defect;
 pub mod flow;
 pub mod harness;
 pub mod health;

@@ -5,6 +5,7 @@
 
 use crate::config::Algorithm;
 use crate::config::{BackendConfig, Cidr, Config, HealthCheckConfig, ProxyProtocol};
+use crate::defect::{Defect, Defects};
 use crate::flow::{ConnectFailure, FlowLimits, FlowPool};
 use crate::health::{Health, HealthCounter};
 use crate::ids::{BackendId, FlowId, ProbeId};
@@ -342,6 +343,8 @@ pub struct Pool {
     next_probe_id: u64,
     /// Something made a probe due earlier than [`Pool::poll_timeout`] said before.
     timeout_moved: bool,
+    /// Deliberate bugs (the simulation's broken builds); none in the binaries.
+    defects: Defects,
     last_now: Timestamp,
 }
 
@@ -415,6 +418,7 @@ impl Pool {
             events: VecDeque::new(),
             next_probe_id: 0,
             timeout_moved: true,
+            defects: Defects::NONE,
             last_now: now,
         };
         for i in 0..pool.backends.len() {
@@ -422,6 +426,12 @@ impl Pool {
             pool.views.push(view);
         }
         pool
+    }
+
+    /// Gives the pool deliberate bugs, for the simulation's broken builds.
+    #[cfg(feature = "seams")]
+    pub fn inject(&mut self, defects: Defects) {
+        self.defects = defects;
     }
 
     /// What selectors see of backend `i` at `now`.
@@ -561,7 +571,7 @@ impl Pool {
         let Some(b) = self.backends.get_mut(i) else {
             return Err(UnknownBackend(backend));
         };
-        if b.admin == admin {
+        if b.admin == admin || self.defects.has(Defect::AdminIgnored) {
             return Ok(());
         }
         let before = b.state();
@@ -807,7 +817,11 @@ impl FlowPool for Pool {
         if self.flows.contains_key(&flow) {
             return Ok(());
         }
-        if let Some(allow) = &self.allow {
+        if let Some(allow) = self
+            .allow
+            .as_ref()
+            .filter(|_| !self.defects.has(Defect::AllowIgnored))
+        {
             if !allow.iter().any(|net| net.contains(client)) {
                 self.reject(RejectReason::NotAllowed);
                 return Err(RejectReason::NotAllowed);

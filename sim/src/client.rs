@@ -9,10 +9,9 @@
 //! has a timeout, so a client never hangs.
 
 use crate::net::sim_now;
+use crate::rng::SimRng;
 use crate::scenario::{Plan, SessionKind, LB_PORT};
 use crate::trace::Trace;
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -104,7 +103,7 @@ pub async fn run(ctx: ClientCtx) -> turmoil::Result {
 
 async fn run_lane(ctx: ClientCtx, lane: usize) {
     let plan = ctx.plan.clone();
-    let mut rng = StdRng::seed_from_u64(
+    let mut rng = SimRng::seed_from_u64(
         plan.seed ^ ((ctx.client as u64) << 32) ^ ((lane as u64) << 48) ^ 0x5eed,
     );
     // Lanes start a little apart.
@@ -119,7 +118,7 @@ async fn run_lane(ctx: ClientCtx, lane: usize) {
     let wait = plan.liveness_start.saturating_sub(sim_now());
     tokio::time::sleep(wait).await;
     for _ in 0..plan.liveness_sessions {
-        let kind = match rng.gen_range(0..3) {
+        let kind = match rng.gen_range(0..3u32) {
             0 => SessionKind::Pipelined,
             1 => SessionKind::Interactive,
             _ => SessionKind::EarlyHalfClose,
@@ -190,7 +189,7 @@ async fn session(
     n: usize,
     kind: SessionKind,
     liveness: bool,
-    rng: &mut StdRng,
+    rng: &mut SimRng,
 ) {
     let plan = &ctx.plan;
     let id = format!("c{}.{}.{}", ctx.client, lane, n);
@@ -215,7 +214,7 @@ async fn session(
     };
     let stall_at = rng.gen_range(0..requests);
     let bulk_len = rng.gen_range(20_000..300_000usize);
-    let bulk_seed = rng.gen::<u64>();
+    let bulk_seed = rng.next_u64();
     let chunk = rng.gen_range(1_000..16_000usize);
     let chunk_pause = Duration::from_millis(rng.gen_range(0..6));
 

@@ -11,12 +11,14 @@
 //! - [`run`]: builds and drives one run and gathers its observations.
 //! - [`check`]: the checkers.
 //! - [`trace`]: the event trace and its hash.
+//! - [`rng`]: the seeded draws (the core's own generator).
 //! - [`sweep`]: seed sweeps, replay (`SIM_SEED`, `SIM_SEEDS`) and failure reports.
 #![warn(missing_docs)]
 
 pub mod check;
 pub mod client;
 pub mod net;
+pub mod rng;
 pub mod run;
 pub mod scenario;
 pub mod sweep;

@@ -6,10 +6,9 @@
 //! scenario's ranges and which faults are on ("swarm testing", as TigerBeetle does it).
 //! Every fault is healed by [`Plan::chaos_end`]; a liveness phase follows.
 
+use crate::rng::SimRng;
 use lb_runtime::demo::DemoMode;
 use lb_sans_io::Algorithm;
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use std::fmt;
 use std::time::Duration;
 
@@ -196,7 +195,7 @@ pub struct Mix {
 
 impl Mix {
     /// Draws a session kind.
-    pub fn pick(&self, rng: &mut StdRng) -> SessionKind {
+    pub fn pick(&self, rng: &mut SimRng) -> SessionKind {
         let total: u32 = self.weights.iter().sum();
         let mut x = rng.gen_range(0..total.max(1));
         let kinds = [
@@ -349,7 +348,7 @@ impl Plan {
 
     fn draw(scenario: Scenario, seed: u64, mutation: Mutation, chaos: Option<Duration>) -> Plan {
         let mut rng =
-            StdRng::seed_from_u64(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ scenario.salt());
+            SimRng::seed_from_u64(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ scenario.salt());
         let n = rng.gen_range(3..=5usize);
         let mut backends: Vec<DemoMode> = (0..n)
             .map(|_| {
@@ -363,7 +362,9 @@ impl Plan {
         // At least one of each kind.
         backends[0] = DemoMode::Echo;
         backends[1] = DemoMode::Http;
-        let interval = ms(*[300u64, 500, 1000].get(rng.gen_range(0..3)).unwrap_or(&500));
+        let interval = ms(*[300u64, 500, 1000]
+            .get(rng.gen_range(0..3usize))
+            .unwrap_or(&500));
         let check_timeout = ms(rng.gen_range(80..=200));
         let lb = LbSettings {
             algorithm: match scenario {
@@ -463,14 +464,14 @@ impl Plan {
 }
 
 /// Episodes are laid out on a timeline from `warmup` to `chaos_end - margin`.
-fn draw_faults(plan: &Plan, rng: &mut StdRng) -> Vec<(Duration, Fault)> {
+fn draw_faults(plan: &Plan, rng: &mut SimRng) -> Vec<(Duration, Fault)> {
     let n = plan.backends.len();
     let start = plan.warmup + ms(500);
     let end = plan.chaos_end.saturating_sub(ms(500));
     let detect = plan.lb.down_bound(plan.tick);
     let mut out = Vec::new();
     let mut t = start;
-    let span = |rng: &mut StdRng, lo: Duration, hi: Duration| -> Duration {
+    let span = |rng: &mut SimRng, lo: Duration, hi: Duration| -> Duration {
         let lo = lo.as_millis() as u64;
         let hi = (hi.as_millis() as u64).max(lo + 1);
         ms(rng.gen_range(lo..hi))
@@ -527,7 +528,7 @@ fn draw_faults(plan: &Plan, rng: &mut StdRng) -> Vec<(Duration, Fault)> {
                 let mut u = t;
                 let down_max = (plan.lb.interval * plan.lb.fall).max(ms(150));
                 let up_max = (plan.lb.interval * plan.lb.rise).max(ms(150));
-                for _ in 0..rng.gen_range(3..=8) {
+                for _ in 0..rng.gen_range(3..=8u32) {
                     let down = span(rng, ms(50), down_max);
                     let up = span(rng, ms(50), up_max);
                     v.push((u, Fault::Crash(b)));

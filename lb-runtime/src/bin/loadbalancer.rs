@@ -5,7 +5,7 @@
 //! Exit codes: 0 clean shutdown, 2 usage or config error, 1 runtime failure.
 
 use clap::Parser;
-use lb_runtime::demo::{self, DemoMode};
+use lb_runtime::demo::{DemoMode, DemoServer};
 use lb_runtime::load::{self, io_message, ConfigSource, LoadError, Loaded};
 use lb_runtime::{Control, Net, Node, NodeOptions, TokioNet};
 use std::hash::{BuildHasher, Hasher};
@@ -105,7 +105,8 @@ async fn run(cli: Cli, loaded: Loaded) -> ExitCode {
     }
 }
 
-/// `--demo`: a demo HTTP backend on every backend address of the config.
+/// `--demo`: a demo HTTP backend on every backend address of the config (reading the PROXY
+/// header the config makes the load balancer send, if any).
 async fn start_demo(loaded: &Loaded) -> Result<(), String> {
     let net = TokioNet;
     for (b, &addr) in loaded.config.backends.iter().zip(&loaded.addrs) {
@@ -117,7 +118,12 @@ async fn start_demo(loaded: &Loaded) -> Result<(), String> {
             )
         })?;
         tracing::info!("demo backend {} serving on {addr}", b.name);
-        net.spawn(demo::serve(net, listener, b.name.clone(), DemoMode::Http));
+        let server = DemoServer {
+            name: b.name.clone(),
+            mode: DemoMode::Http,
+            proxy_protocol: loaded.config.proxy_protocol.is_some(),
+        };
+        net.spawn(server.run(net, listener));
     }
     Ok(())
 }

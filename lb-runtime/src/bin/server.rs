@@ -1,11 +1,12 @@
-//! `server PORT [--name NAME] [--echo] [--bind ADDR]`: the demo backend (see
-//! `lb_runtime::demo`). By default an HTTP/1.1 responder answering every request with
-//! `Hello from NAME\n`; with `--echo` a raw TCP echo that honours half-close.
+//! `server PORT [--name NAME] [--echo] [--bind ADDR] [--proxy-protocol]`: the demo backend
+//! (see `lb_runtime::demo`). By default an HTTP/1.1 responder answering every request with
+//! `Hello from NAME\n`; with `--echo` a raw TCP echo that honours half-close; with
+//! `--proxy-protocol`, every connection must start with a PROXY protocol header (v1 or v2).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use clap::Parser;
-use lb_runtime::demo::{serve, DemoMode, DemoServer};
+use lb_runtime::demo::{DemoMode, DemoServer};
 use lb_runtime::net::{Net, TokioNet};
 
 /// The demo backend for the load balancer.
@@ -23,6 +24,10 @@ struct Args {
     /// Address to listen on.
     #[arg(long, value_name = "ADDR", default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
     bind: IpAddr,
+    /// Expect a PROXY protocol header (version 1 or 2) at the start of every connection,
+    /// as a backend behind `"proxy_protocol"` does; connections without one are closed.
+    #[arg(long)]
+    proxy_protocol: bool,
 }
 
 #[tokio::main]
@@ -42,7 +47,8 @@ async fn main() {
     } else {
         DemoMode::Http
     };
-    let server = DemoServer::new(args.port, args.name, mode);
+    let mut server = DemoServer::new(args.port, args.name, mode);
+    server.proxy_protocol = args.proxy_protocol;
     let addr = SocketAddr::new(args.bind, args.port);
     let net = TokioNet;
     let listener = match net.bind(addr).await {
@@ -60,7 +66,7 @@ async fn main() {
         () = shutdown_signal() => {
             tracing::info!("signal received, exiting");
         }
-        () = serve(net, listener, server.name, server.mode) => {}
+        () = server.run(net, listener) => {}
     }
 }
 

@@ -15,6 +15,7 @@
 
 pub mod echo;
 pub mod http;
+pub mod proxy;
 
 pub use echo::{echo_conn, ECHO_BUF};
 pub use http::{http_conn, MAX_BODY, MAX_HEAD};
@@ -51,13 +52,17 @@ impl fmt::Display for DemoMode {
     }
 }
 
-/// One demo backend: its name (shown in bodies and the `X-Backend` header) and its mode.
+/// One demo backend: its name (shown in bodies and the `X-Backend` header), its mode, and
+/// whether its connections start with a PROXY protocol header.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DemoServer {
     /// The name in `Hello from NAME\n` and `X-Backend: NAME`.
     pub name: String,
     /// HTTP responder or echo.
     pub mode: DemoMode,
+    /// Read (and drop) a PROXY protocol header, version 1 or 2, from the front of every
+    /// connection first; a connection without one is closed.
+    pub proxy_protocol: bool,
 }
 
 impl DemoServer {
@@ -66,12 +71,48 @@ impl DemoServer {
         DemoServer {
             name: name.unwrap_or_else(|| default_name(port)),
             mode,
+            proxy_protocol: false,
         }
     }
 
-    /// Serves `listener` forever; see [`serve`].
+    /// Serves `listener` forever, through the workspace's one accept loop
+    /// ([`accept_loop`]): an accept error is logged (rate-limited) and followed by a short
+    /// pause; it never ends the loop. Each client is served on its own task (spawned with
+    /// [`Net::spawn`]).
     pub async fn run<N: Net>(self, net: N, listener: N::Listener) {
-        serve(net, listener, self.name, self.mode).await;
+        let DemoServer {
+            name,
+            mode,
+            proxy_protocol,
+        } = self;
+        let name: Arc<str> = Arc::from(name);
+        let failures = FailureRun::new("demo: accept failed", "demo: accepting again");
+        accept_loop(
+            &net,
+            &listener,
+            failures,
+            std::future::pending(),
+            |mut stream, peer| {
+                tracing::debug!(%peer, mode = mode.as_str(), "demo: accepted");
+                let name = Arc::clone(&name);
+                net.spawn(async move {
+                    if proxy_protocol {
+                        match proxy::read_header(&mut stream).await {
+                            Ok(origin) => tracing::debug!(?origin, "demo: PROXY header"),
+                            Err(error) => {
+                                tracing::debug!(%error, "demo: closing");
+                                return;
+                            }
+                        }
+                    }
+                    match mode {
+                        DemoMode::Http => http_conn(stream, &name).await,
+                        DemoMode::Echo => echo_conn(stream).await,
+                    }
+                });
+            },
+        )
+        .await;
     }
 }
 
@@ -85,28 +126,14 @@ pub fn hello_body(name: &str) -> String {
     format!("Hello from {name}\n")
 }
 
-/// Accepts clients on `listener` forever and serves each one on its own task (spawned with
-/// [`Net::spawn`]), through the workspace's one accept loop ([`accept_loop`]): an accept
-/// error is logged (rate-limited) and followed by a short pause; it never ends the loop.
+/// Serves `listener` forever as backend `name` in `mode`; see [`DemoServer::run`].
 pub async fn serve<N: Net>(net: N, listener: N::Listener, name: String, mode: DemoMode) {
-    let name: Arc<str> = Arc::from(name);
-    let failures = FailureRun::new("demo: accept failed", "demo: accepting again");
-    accept_loop(
-        &net,
-        &listener,
-        failures,
-        std::future::pending(),
-        |stream, peer| {
-            tracing::debug!(%peer, mode = mode.as_str(), "demo: accepted");
-            match mode {
-                DemoMode::Http => {
-                    let name = Arc::clone(&name);
-                    net.spawn(async move { http_conn(stream, &name).await });
-                }
-                DemoMode::Echo => net.spawn(echo_conn(stream)),
-            }
-        },
-    )
+    DemoServer {
+        name,
+        mode,
+        proxy_protocol: false,
+    }
+    .run(net, listener)
     .await;
 }
 

@@ -7,6 +7,7 @@
 
 use super::{Backend, CheckSettings, Pool, StateCause};
 use crate::config::Config;
+use crate::defect::Defect;
 use crate::flow::FlowLimits;
 use crate::ids::BackendId;
 use crate::select::{selector_for, Maglev, MaglevTable, Selector, SelectorSpec};
@@ -78,6 +79,9 @@ impl Pool {
                     old.weight = b.weight;
                     old.max_connections = b.max_connections;
                     old.health.set_thresholds(hc.rise, hc.fall);
+                    if self.defects.has(Defect::ReloadForgetsHealth) {
+                        old.health = crate::health::HealthCounter::new(hc.rise, hc.fall, false);
+                    }
                     if old.removed {
                         old.removed = false;
                         old.next_probe_at = now;
@@ -99,7 +103,7 @@ impl Pool {
         let mut newly_removed = Vec::new();
         for (i, keep) in configured.iter().enumerate() {
             let b = &mut self.backends[i];
-            if !keep && !b.removed {
+            if !keep && !b.removed && !self.defects.has(Defect::ReloadKeepsRemoved) {
                 let before = b.state();
                 b.removed = true;
                 b.probe_in_flight = None;

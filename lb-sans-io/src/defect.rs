@@ -1,0 +1,43 @@
+//! Deliberate bugs, for the simulation's broken builds: each is one wrong decision that a
+//! check of the simulation must catch, so the checks are shown to fail when they should.
+//! They exist only with the `seams` feature (the binaries never have it): without it this
+//! module is private and [`Defects::has`] is always false, so every test of it compiles away.
+
+/// One deliberate bug.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Defect {
+    /// An admin drain or disable is answered as done, but not applied.
+    AdminIgnored,
+    /// A reload forgets the health of the backends it keeps: they start down again.
+    ReloadForgetsHealth,
+    /// A reload leaves the backends it removes in rotation.
+    ReloadKeepsRemoved,
+    /// `allow` is not enforced.
+    AllowIgnored,
+    /// (Driver) The PROXY header names the load balancer's address as the client's.
+    ProxyWrongClient,
+    /// (Driver) At the end of the shutdown grace period, open connections are dropped
+    /// without going through their machines: not released, counted or logged.
+    StopDropsFlows,
+}
+
+/// A set of [`Defect`]s; empty by default.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Defects(u64);
+
+impl Defects {
+    /// No defect.
+    pub const NONE: Defects = Defects(0);
+
+    /// This set and `defect`.
+    #[must_use]
+    pub fn with(self, defect: Defect) -> Defects {
+        Defects(self.0 | 1 << defect as u32)
+    }
+
+    /// Whether `defect` is in the set (always false without the `seams` feature).
+    #[inline]
+    pub fn has(self, defect: Defect) -> bool {
+        cfg!(feature = "seams") && self.0 & (1 << defect as u32) != 0
+    }
+}
