@@ -8,6 +8,7 @@
 use super::{Backend, CheckSettings, Pool, StateCause};
 use crate::config::Config;
 use crate::defect::Defect;
+use crate::health::HealthCounter;
 use crate::flow::FlowLimits;
 use crate::ids::BackendId;
 use crate::select::{selector_for, Maglev, MaglevTable, Selector, SelectorSpec};
@@ -80,10 +81,15 @@ impl Pool {
                     old.max_connections = b.max_connections;
                     old.health.set_thresholds(hc.rise, hc.fall);
                     if self.defects.has(Defect::ReloadForgetsHealth) {
-                        old.health = crate::health::HealthCounter::new(hc.rise, hc.fall, false);
+                        old.health = HealthCounter::new(hc.rise, hc.fall, false);
                     }
                     if old.removed {
+                        // It was not checked while removed: it starts again like a new
+                        // backend (down until its first check, unless `start_up`), keeping
+                        // its counters and its id.
                         old.removed = false;
+                        old.health = HealthCounter::new(hc.rise, hc.fall, hc.start_up);
+                        old.last_check = None;
                         old.next_probe_at = now;
                         summary.added.push(b.name.clone());
                     } else {

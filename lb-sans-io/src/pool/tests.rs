@@ -718,12 +718,32 @@ fn a_removed_backend_drains_its_open_connections_and_is_never_chosen() {
     }
     assert!(!p.backends()[0].listed(), "gone once its connections ended");
     p.check_invariants();
-    // Configured again with the same address: back in place, under the same id.
+    // Configured again with the same address: back in place, under the same id, with its
+    // counters; unchecked while it was gone, its health starts over as a new backend's
+    // (up here, as this config has `start_up`) and it is probed at once.
+    let total = p.backends()[0].connections_total;
     let summary = p.reconfigure(&c, &addrs, at(7));
     assert_eq!(summary.added, ["a"]);
     assert_eq!(p.backends().len(), 2);
     assert!(!p.backends()[0].removed());
     assert_eq!(p.backend_by_name("a"), Some(BackendId(0)));
+    assert_eq!(p.backends()[0].connections_total, total);
+    assert_eq!(p.backends()[0].last_check, None);
+    let probe = p.poll_probe(at(7)).expect("probed at once");
+    assert_eq!(probe.backend, BackendId(0));
+    p.check_invariants();
+    // Without `start_up`, a backend configured again is down until its first check passes.
+    let (c, addrs) = reload_config(&[("a", 1, 1), ("b", 2, 1)], "");
+    let mut cold = c.clone();
+    cold.health_check.start_up = false;
+    let mut p = Pool::new(&c, &addrs, 1, Timestamp::ZERO);
+    p.reconfigure(&c2, &addrs2, at(1));
+    p.reconfigure(&cold, &addrs, at(2));
+    assert_eq!(p.backends()[0].state(), BackendState::Down);
+    assert_eq!(p.backends()[1].state(), BackendState::Up, "kept as it was");
+    let probe = p.poll_probe(at(2)).expect("probed at once");
+    p.handle_probe_result(probe.id, outcome(true), at(3));
+    assert_eq!(p.backends()[0].state(), BackendState::Up);
     p.check_invariants();
 }
 
