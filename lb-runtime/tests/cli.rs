@@ -88,6 +88,20 @@ fn config_errors_exit_2_and_name_the_field() {
 }
 
 #[test]
+fn trailing_content_after_the_config_exits_2() {
+    let dir = TempDir::new("trailing");
+    // A second object, with a misspelled field that would otherwise go unread.
+    let text = config(&[5001], "") + "\n{\"helth_check\": {\"interval\": \"1s\"}}\n";
+    let p = dir.write("lb.json", &text);
+    let (code, out, err) = run(&["--check", "--config", p.to_str().unwrap()], &dir.0);
+    assert_eq!(code, Some(2), "{out}{err}");
+    assert!(
+        err.contains("lb.json: invalid JSON at line 2 column 1: trailing content after the config"),
+        "{err}"
+    );
+}
+
+#[test]
 fn usage_errors_exit_2() {
     let dir = TempDir::new("usage");
     let (code, _, err) = run(&["not-a-port"], &dir.0);

@@ -357,10 +357,11 @@ fn strip_position(message: &str) -> &str {
 }
 
 impl Config {
-    /// Parses and validates a config file's text.
+    /// Parses and validates a config file's text: one JSON object, followed by nothing but
+    /// whitespace.
     pub fn from_json(text: &str) -> Result<Config, ConfigError> {
-        let de = &mut serde_json::Deserializer::from_str(text);
-        let mut config: Config = match serde_path_to_error::deserialize(de) {
+        let mut de = serde_json::Deserializer::from_str(text);
+        let mut config: Config = match serde_path_to_error::deserialize(&mut de) {
             Ok(c) => c,
             Err(e) => {
                 let path = e.path().to_string();
@@ -379,6 +380,17 @@ impl Config {
                 ));
             }
         };
+        // Only whitespace may follow the value: a second object (with a misspelled field,
+        // say) would otherwise go unread.
+        if let Err(e) = de.end() {
+            return Err(ConfigError::Syntax {
+                line: e.line(),
+                column: e.column(),
+                message:
+                    "trailing content after the config; only whitespace may follow its closing `}`"
+                        .to_string(),
+            });
+        }
         config.normalise();
         config.validate()?;
         Ok(config)

@@ -269,3 +269,37 @@ fn a_reload_keeps_only_the_fields_that_need_a_restart() {
     assert_eq!((running.retries, &running.backends), (5, &new.backends));
     assert!(running.restart_needed(&running.clone()).is_empty());
 }
+
+#[test]
+fn only_whitespace_may_follow_the_config() {
+    let good = r#"{"backends":[{"address":"h:1"}]}"#;
+    assert!(Config::from_json(&format!("\n {good} \r\n\t\n")).is_ok());
+    // A second object, say with a misspelled field, is not read silently.
+    let e = Config::from_json(&format!("{good}\n{{\"helth_check\":{{}}}}\n")).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            ConfigError::Syntax {
+                line: 2,
+                column: 1,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(
+        e.to_string()
+            .starts_with("invalid JSON at line 2 column 1: trailing content"),
+        "{e}"
+    );
+    // Nor are megabytes of junk; the position is where the junk starts.
+    let e = Config::from_json(&format!("{good}  {}", "x".repeat(4 << 20))).unwrap_err();
+    assert!(
+        matches!(e, ConfigError::Syntax { line: 1, column, .. } if column == good.len() + 3),
+        "{e:?}"
+    );
+    for tail in [",", "}", "]", "0", "null", "\u{feff}", "//"] {
+        let e = Config::from_json(&format!("{good}{tail}")).unwrap_err();
+        assert!(e.to_string().contains("trailing content"), "{tail:?}: {e}");
+    }
+}
