@@ -427,6 +427,16 @@ impl Config {
                     format!("duplicate name \"{}\" (also backends[{j}].name)", b.name),
                 ));
             }
+            // Port 0 means "any port" to a listening socket, nothing to connect to.
+            if b.address.port() == 0 {
+                return Err(ConfigError::field(
+                    at("address"),
+                    format!(
+                        "port 0 in \"{}\": a backend needs the port it listens on",
+                        b.address
+                    ),
+                ));
+            }
             if b.name.chars().any(|c| c.is_control() || c == '"') {
                 return Err(ConfigError::field(
                     at("name"),

@@ -303,3 +303,24 @@ fn only_whitespace_may_follow_the_config() {
         assert!(e.to_string().contains("trailing content"), "{tail:?}: {e}");
     }
 }
+
+#[test]
+fn a_backend_needs_a_port_but_listen_and_admin_may_take_any() {
+    for zero in [
+        "127.0.0.1:0",
+        "[::1]:0",
+        "db-1.internal:0",
+        "db-1.internal:00",
+    ] {
+        let e = err(&format!(
+            r#"{{"backends":[{{"address":"127.0.0.1:1"}},{{"address":"{zero}"}}]}}"#
+        ));
+        assert!(e.starts_with("backends[1].address: port 0"), "{zero}: {e}");
+    }
+    // Port 0 for `listen` and `admin` is "any free port" (the tests bind that way).
+    let c = Config::from_json(
+        r#"{"listen":"127.0.0.1:0","admin":"127.0.0.1:0","backends":[{"address":"h:1"}]}"#,
+    )
+    .unwrap();
+    assert_eq!((c.listen.port(), c.admin.map(|a| a.port())), (0, Some(0)));
+}
