@@ -19,6 +19,8 @@ use std::time::Duration;
 
 /// Largest accepted backend weight.
 pub const MAX_WEIGHT: u32 = 1000;
+/// Longest backend `name`, in bytes (names appear in logs, metrics and admin URLs).
+pub const MAX_NAME_LEN: usize = 255;
 /// Largest accepted `retries`.
 pub const MAX_RETRIES: u32 = 100;
 /// Largest accepted `rise` / `fall`.
@@ -121,7 +123,8 @@ impl Algorithm {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BackendConfig {
-    /// Unique name used in logs and metrics. Defaults to the address as written.
+    /// Unique name used in logs and metrics, at most [`MAX_NAME_LEN`] bytes. Defaults to
+    /// the address as written.
     #[serde(default)]
     pub name: String,
     /// `IP:PORT`, `[IPv6]:PORT` or `host:port` (resolved when the config is loaded).
@@ -421,6 +424,20 @@ impl Config {
         }
         for (i, b) in self.backends.iter().enumerate() {
             let at = |field: &str| format!("backends[{i}].{field}");
+            if b.name.len() > MAX_NAME_LEN {
+                let hint = if b.name == b.address.to_string() {
+                    " (it defaults to the address; set a shorter \"name\")"
+                } else {
+                    ""
+                };
+                return Err(ConfigError::field(
+                    at("name"),
+                    format!(
+                        "must be at most {MAX_NAME_LEN} bytes long, got {}{hint}",
+                        b.name.len()
+                    ),
+                ));
+            }
             if let Some(j) = self.backends[..i].iter().position(|o| o.name == b.name) {
                 return Err(ConfigError::field(
                     at("name"),

@@ -324,3 +324,40 @@ fn a_backend_needs_a_port_but_listen_and_admin_may_take_any() {
     .unwrap();
     assert_eq!((c.listen.port(), c.admin.map(|a| a.port())), (0, Some(0)));
 }
+
+#[test]
+fn names_are_at_most_255_bytes() {
+    let with_name = |name: &str| {
+        Config::from_json(&format!(
+            r#"{{"backends":[{{"name":"{name}","address":"h:1"}}]}}"#
+        ))
+    };
+    assert!(with_name(&"n".repeat(255)).is_ok());
+    // Bytes, not characters: 128 two-byte characters are 256 bytes.
+    for long in ["n".repeat(256), "é".repeat(128), "n".repeat(100_000)] {
+        let e = with_name(&long).unwrap_err().to_string();
+        assert!(
+            e.starts_with("backends[0].name: must be at most 255 bytes long"),
+            "{e}"
+        );
+    }
+    // A name defaulted from a long host name is too long as well, and the error says how
+    // to fix it.
+    let host = [
+        "a".repeat(63),
+        "b".repeat(63),
+        "c".repeat(63),
+        "d".repeat(61),
+    ]
+    .join(".");
+    assert_eq!(host.len(), 253);
+    let e = err(&format!(r#"{{"backends":[{{"address":"{host}:65535"}}]}}"#));
+    assert!(
+        e.starts_with("backends[0].name: must be at most 255 bytes long") && e.contains("\"name\""),
+        "{e}"
+    );
+    assert!(Config::from_json(&format!(
+        r#"{{"backends":[{{"name":"db","address":"{host}:65535"}}]}}"#
+    ))
+    .is_ok());
+}
