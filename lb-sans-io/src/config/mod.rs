@@ -361,8 +361,11 @@ fn strip_position(message: &str) -> &str {
 
 impl Config {
     /// Parses and validates a config file's text: one JSON object, followed by nothing but
-    /// whitespace.
+    /// whitespace. A UTF-8 byte-order mark at the start is skipped (error positions count
+    /// from after it).
     pub fn from_json(text: &str) -> Result<Config, ConfigError> {
+        // Some editors start a UTF-8 file with a byte-order mark; it is not JSON.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let mut de = serde_json::Deserializer::from_str(text);
         let mut config: Config = match serde_path_to_error::deserialize(&mut de) {
             Ok(c) => c,

@@ -361,3 +361,31 @@ fn names_are_at_most_255_bytes() {
     ))
     .is_ok());
 }
+
+#[test]
+fn a_byte_order_mark_at_the_start_is_skipped() {
+    let good = r#"{"backends":[{"address":"h:1"}]}"#;
+    let c = Config::from_json(&format!("\u{feff}{good}")).unwrap();
+    assert_eq!(c, Config::from_json(good).unwrap());
+    // Positions count from after it.
+    let e = Config::from_json("\u{feff}{\n  \"backends\": [,]\n}").unwrap_err();
+    assert!(
+        matches!(
+            e,
+            ConfigError::Syntax {
+                line: 2,
+                column: 16,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    // Only one, and only at the start.
+    for bad in [
+        format!("\u{feff}\u{feff}{good}"),
+        format!(" \u{feff}{good}"),
+    ] {
+        let e = err(&bad);
+        assert!(e.starts_with("invalid JSON at line 1"), "{e}");
+    }
+}
