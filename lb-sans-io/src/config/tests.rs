@@ -389,3 +389,20 @@ fn a_byte_order_mark_at_the_start_is_skipped() {
         assert!(e.starts_with("invalid JSON at line 1"), "{e}");
     }
 }
+
+#[test]
+fn duration_errors_name_the_field() {
+    let e = err(r#"{"backends":[{"address":"h:1"}],"health_check":{"timeout":"-1s"}}"#);
+    assert_eq!(
+        e,
+        r#"health_check.timeout: invalid duration "-1s": durations cannot be negative"#
+    );
+    let c = Config::from_json(
+        r#"{"backends":[{"address":"h:1"}],"timeouts":{"idle":"1h30m","shutdown_grace":"1m30s"},"slow_start":"1d"}"#,
+    )
+    .unwrap();
+    assert_eq!(c.timeouts.idle.0, Duration::from_secs(5400));
+    assert_eq!(c.timeouts.shutdown_grace.0, Duration::from_secs(90));
+    assert_eq!(c.slow_start.unwrap().0, Duration::from_secs(86_400));
+    assert_eq!(Config::from_json(&c.to_json()).unwrap(), c);
+}
