@@ -55,7 +55,7 @@ fn config_errors_exit_2_and_name_the_field() {
         ),
         (
             r#"{"backends":[{"address":"127.0.0.1:1"}],"retrys":1}"#,
-            "bad.json: retrys: unknown field `retrys`",
+            r#"bad.json: unknown field "retrys", did you mean "retries"?"#,
         ),
         (
             r#"{"backends":[]}"#,

@@ -7,15 +7,19 @@
 mod address;
 mod cidr;
 mod duration;
+mod suggest;
 
 pub use address::BackendAddress;
 pub use cidr::Cidr;
 pub use duration::ConfigDuration;
 
 use serde::{Deserialize, Serialize};
+use serde_path_to_error::Segment;
 use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
+#[cfg(test)]
+use suggest::edit_distance;
 
 /// Largest accepted backend weight.
 pub const MAX_WEIGHT: u32 = 1000;
@@ -317,7 +321,18 @@ pub enum ConfigError {
         /// What the JSON parser expected.
         message: String,
     },
-    /// A field is missing, unknown, of the wrong type, or has a value out of range.
+    /// An object has a field it does not take (a typo is never silently ignored).
+    UnknownField {
+        /// The object: `backends[1]`, `health_check`, or empty for the top level.
+        path: String,
+        /// The field as written.
+        field: String,
+        /// The known field it is probably a typo of.
+        suggestion: Option<&'static str>,
+        /// Every field the object takes.
+        known: &'static [&'static str],
+    },
+    /// A field is missing, of the wrong type, or has a value out of range.
     Field {
         /// Where: `backends[1].address`, or empty for the top level.
         path: String,
@@ -343,6 +358,21 @@ impl fmt::Display for ConfigError {
                 column,
                 message,
             } => write!(f, "invalid JSON at line {line} column {column}: {message}"),
+            ConfigError::UnknownField {
+                path,
+                field,
+                suggestion,
+                known,
+            } => {
+                if !path.is_empty() {
+                    write!(f, "{path}: ")?;
+                }
+                write!(f, "unknown field {field:?}")?;
+                match suggestion {
+                    Some(s) => write!(f, ", did you mean {s:?}?"),
+                    None => write!(f, " (known fields: {})", known.join(", ")),
+                }
+            }
             ConfigError::Field { path, message } if path.is_empty() => f.write_str(message),
             ConfigError::Field { path, message } => write!(f, "{path}: {message}"),
         }
@@ -350,6 +380,41 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+/// If `path` ends in a key that the object holding it does not take, the error at `path`
+/// is that key being unknown: that error, with the closest known field.
+fn unknown_field(path: &serde_path_to_error::Path) -> Option<ConfigError> {
+    let segments: Vec<&Segment> = path.iter().collect();
+    let (Segment::Map { key }, parent) = segments.split_last()? else {
+        return None;
+    };
+    let key_is = |s: &Segment, name: &str| matches!(s, Segment::Map { key } if key == name);
+    let known = match parent {
+        [] => suggest::field_names::<Config>(),
+        [s] if key_is(s, "health_check") => suggest::field_names::<HealthCheckConfig>(),
+        [s] if key_is(s, "timeouts") => suggest::field_names::<TimeoutsConfig>(),
+        [s, Segment::Seq { .. }] if key_is(s, "backends") => {
+            suggest::field_names::<BackendConfig>()
+        }
+        _ => return None,
+    };
+    if known.contains(&key.as_str()) {
+        return None;
+    }
+    let path = parent
+        .iter()
+        .map(|s| match s {
+            Segment::Seq { index } => format!("[{index}]"),
+            _ => format!(".{s}"),
+        })
+        .collect::<String>();
+    Some(ConfigError::UnknownField {
+        path: path.trim_start_matches('.').to_string(),
+        field: key.clone(),
+        suggestion: suggest::closest(key, known),
+        known,
+    })
+}
 
 /// serde_json's messages end in " at line L column C"; the path says where already.
 fn strip_position(message: &str) -> &str {
@@ -370,6 +435,7 @@ impl Config {
         let mut config: Config = match serde_path_to_error::deserialize(&mut de) {
             Ok(c) => c,
             Err(e) => {
+                let unknown = unknown_field(e.path());
                 let path = e.path().to_string();
                 let inner = e.into_inner();
                 if inner.is_syntax() || inner.is_eof() {
@@ -378,6 +444,9 @@ impl Config {
                         column: inner.column(),
                         message: strip_position(&inner.to_string()).to_string(),
                     });
+                }
+                if let Some(unknown) = unknown {
+                    return Err(unknown);
                 }
                 let path = if path == "." { String::new() } else { path };
                 return Err(ConfigError::field(
