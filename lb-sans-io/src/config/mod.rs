@@ -309,6 +309,34 @@ impl Default for TimeoutsConfig {
     }
 }
 
+/// A config field that a reload does not change: [`Config::restart_needed`] warns about
+/// it, [`Config::reloaded`] keeps its running value.
+#[derive(Clone, Copy, Debug)]
+pub struct RestartOnly {
+    /// Its path in the config file, as logged: `timeouts.shutdown_grace`.
+    pub name: &'static str,
+    /// Whether the two configs (running, new) differ in it.
+    pub differs: fn(&Config, &Config) -> bool,
+    /// Sets it in the first config (new) to its value in the second (running).
+    pub keep: fn(&mut Config, &Config),
+}
+
+/// One [`RestartOnly`] per field path (`timeouts.shutdown_grace`), named by it.
+macro_rules! restart_only {
+    ($($first:ident $(. $rest:ident)*),* $(,)?) => {
+        &[$(RestartOnly {
+            name: concat!(stringify!($first) $(, ".", stringify!($rest))*),
+            differs: |running, new| running.$first$(.$rest)* != new.$first$(.$rest)*,
+            keep: |new, running| new.$first$(.$rest)* = running.$first$(.$rest)*,
+        }),*]
+    };
+}
+
+/// The fields only a restart changes: the listening socket stays open across a reload, and
+/// so does the admin endpoint's; the drain period is fixed when the workers start. Adding
+/// one here is all it takes for a reload to warn about it and keep its running value.
+pub const RESTART_ONLY: &[RestartOnly] = restart_only![listen, admin, timeouts.shutdown_grace];
+
 /// Why a config was rejected.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ConfigError {
@@ -629,30 +657,22 @@ impl Config {
     }
 
     /// The fields that differ between this (running) config and `new` but take a restart
-    /// to apply: the listening socket stays open across a reload, and so does the admin
-    /// endpoint's; the drain period is fixed when the workers start. A reload applies
-    /// everything else ([`crate::Pool::reconfigure`]).
+    /// to apply ([`RESTART_ONLY`]). A reload applies everything else
+    /// ([`crate::Pool::reconfigure`]).
     pub fn restart_needed(&self, new: &Config) -> Vec<&'static str> {
-        let mut fields = Vec::new();
-        if self.listen != new.listen {
-            fields.push("listen");
-        }
-        if self.admin != new.admin {
-            fields.push("admin");
-        }
-        if self.timeouts.shutdown_grace != new.timeouts.shutdown_grace {
-            fields.push("timeouts.shutdown_grace");
-        }
-        fields
+        RESTART_ONLY
+            .iter()
+            .filter(|f| (f.differs)(self, new))
+            .map(|f| f.name)
+            .collect()
     }
 
     /// The config that runs after reloading `new` over this one: `new`, except for the
-    /// fields only a restart changes ([`Config::restart_needed`]), which keep their running
-    /// values.
+    /// fields only a restart changes ([`RESTART_ONLY`]), which keep their running values.
     pub fn reloaded(&self, mut new: Config) -> Config {
-        new.listen = self.listen;
-        new.admin = self.admin;
-        new.timeouts.shutdown_grace = self.timeouts.shutdown_grace;
+        for f in RESTART_ONLY {
+            (f.keep)(&mut new, self);
+        }
         new
     }
 

@@ -473,3 +473,22 @@ fn edit_distance_counts_a_swap_as_one() {
     assert_eq!(edit_distance("helth_check", "health_check"), 1);
     assert_eq!(edit_distance("é", "e"), 1);
 }
+
+#[test]
+fn every_restart_only_field_is_warned_about_and_kept() {
+    let base = Config::from_json(r#"{"backends":[{"address":"h:1"}]}"#).unwrap();
+    let changed = Config::from_json(
+        r#"{"listen":"127.0.0.1:1","admin":"127.0.0.1:2","timeouts":{"shutdown_grace":"1s"},
+            "backends":[{"address":"h:1"}]}"#,
+    )
+    .unwrap();
+    let names: Vec<&str> = RESTART_ONLY.iter().map(|f| f.name).collect();
+    for f in RESTART_ONLY {
+        assert!((f.differs)(&base, &changed), "{}", f.name);
+        let mut new = changed.clone();
+        (f.keep)(&mut new, &base);
+        assert!(!(f.differs)(&base, &new), "{}", f.name);
+    }
+    assert_eq!(base.restart_needed(&changed), names);
+    assert_eq!(base.reloaded(changed), base);
+}
