@@ -53,9 +53,7 @@ impl BackendAddress {
             port,
         })
     }
-}
 
-impl BackendAddress {
     /// The port as written.
     pub fn port(&self) -> u16 {
         match self {
