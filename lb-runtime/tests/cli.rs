@@ -58,7 +58,7 @@ fn config_errors_exit_2_and_name_the_field() {
         ),
         (
             r#"{"backends":[{"address":"127.0.0.1:1"}],"retrys":1}"#,
-            "bad.json: retrys: unknown field `retrys`",
+            r#"bad.json: unknown field "retrys", did you mean "retries"?"#,
         ),
         (
             r#"{"backends":[]}"#,
@@ -86,6 +86,20 @@ fn config_errors_exit_2_and_name_the_field() {
     assert_eq!(code, Some(2));
     assert!(
         err.contains("missing.json: cannot read config: no such file"),
+        "{err}"
+    );
+}
+
+#[test]
+fn trailing_content_after_the_config_exits_2() {
+    let dir = TempDir::new("trailing");
+    // A second object, with a misspelled field that would otherwise go unread.
+    let text = config(&[5001], "") + "\n{\"helth_check\": {\"interval\": \"1s\"}}\n";
+    let p = dir.write("lb.json", &text);
+    let (code, out, err) = run(&["--check", "--config", p.to_str().unwrap()], &dir.0);
+    assert_eq!(code, Some(2), "{out}{err}");
+    assert!(
+        err.contains("lb.json: invalid JSON at line 2 column 1: trailing content after the config"),
         "{err}"
     );
 }

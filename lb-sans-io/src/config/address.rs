@@ -20,7 +20,8 @@ pub enum BackendAddress {
 }
 
 impl BackendAddress {
-    /// Parses `IP:PORT`, `[IPv6]:PORT` or `host:port`.
+    /// Parses `IP:PORT`, `[IPv6]:PORT` or `host:port`. Port 0 parses; a config rejects it
+    /// ([`crate::Config::validate`]).
     pub fn parse(s: &str) -> Result<BackendAddress, String> {
         if let Ok(a) = s.parse::<SocketAddr>() {
             return Ok(BackendAddress::Socket(a));
@@ -44,13 +45,21 @@ impl BackendAddress {
             && host
                 .split('.')
                 .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
-        if !host_ok || port == 0 {
+        if !host_ok {
             return Err(bad());
         }
         Ok(BackendAddress::Host {
             host: host.to_string(),
             port,
         })
+    }
+
+    /// The port as written.
+    pub fn port(&self) -> u16 {
+        match self {
+            BackendAddress::Socket(a) => a.port(),
+            BackendAddress::Host { port, .. } => *port,
+        }
     }
 }
 

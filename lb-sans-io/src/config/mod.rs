@@ -7,18 +7,24 @@
 mod address;
 mod cidr;
 mod duration;
+mod suggest;
 
 pub use address::BackendAddress;
 pub use cidr::Cidr;
 pub use duration::ConfigDuration;
 
 use serde::{Deserialize, Serialize};
+use serde_path_to_error::Segment;
 use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
+#[cfg(test)]
+use suggest::edit_distance;
 
 /// Largest accepted backend weight.
 pub const MAX_WEIGHT: u32 = 1000;
+/// Longest backend `name`, in bytes (names appear in logs, metrics and admin URLs).
+pub const MAX_NAME_LEN: usize = 255;
 /// Largest accepted `retries`.
 pub const MAX_RETRIES: u32 = 100;
 /// Largest accepted `rise` / `fall`.
@@ -121,7 +127,8 @@ impl Algorithm {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BackendConfig {
-    /// Unique name used in logs and metrics. Defaults to the address as written.
+    /// Unique name used in logs and metrics, at most [`MAX_NAME_LEN`] bytes. Defaults to
+    /// the address as written.
     #[serde(default)]
     pub name: String,
     /// `IP:PORT`, `[IPv6]:PORT` or `host:port` (resolved when the config is loaded).
@@ -302,6 +309,34 @@ impl Default for TimeoutsConfig {
     }
 }
 
+/// A config field that a reload does not change: [`Config::restart_needed`] warns about
+/// it, [`Config::reloaded`] keeps its running value.
+#[derive(Clone, Copy, Debug)]
+pub struct RestartOnly {
+    /// Its path in the config file, as logged: `timeouts.shutdown_grace`.
+    pub name: &'static str,
+    /// Whether the two configs (running, new) differ in it.
+    pub differs: fn(&Config, &Config) -> bool,
+    /// Sets it in the first config (new) to its value in the second (running).
+    pub keep: fn(&mut Config, &Config),
+}
+
+/// One [`RestartOnly`] per field path (`timeouts.shutdown_grace`), named by it.
+macro_rules! restart_only {
+    ($($first:ident $(. $rest:ident)*),* $(,)?) => {
+        &[$(RestartOnly {
+            name: concat!(stringify!($first) $(, ".", stringify!($rest))*),
+            differs: |running, new| running.$first$(.$rest)* != new.$first$(.$rest)*,
+            keep: |new, running| new.$first$(.$rest)* = running.$first$(.$rest)*,
+        }),*]
+    };
+}
+
+/// The fields only a restart changes: the listening socket stays open across a reload, and
+/// so does the admin endpoint's; the drain period is fixed when the workers start. Adding
+/// one here is all it takes for a reload to warn about it and keep its running value.
+pub const RESTART_ONLY: &[RestartOnly] = restart_only![listen, admin, timeouts.shutdown_grace];
+
 /// Why a config was rejected.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ConfigError {
@@ -314,7 +349,18 @@ pub enum ConfigError {
         /// What the JSON parser expected.
         message: String,
     },
-    /// A field is missing, unknown, of the wrong type, or has a value out of range.
+    /// An object has a field it does not take (a typo is never silently ignored).
+    UnknownField {
+        /// The object: `backends[1]`, `health_check`, or empty for the top level.
+        path: String,
+        /// The field as written.
+        field: String,
+        /// The known field it is probably a typo of.
+        suggestion: Option<&'static str>,
+        /// Every field the object takes.
+        known: &'static [&'static str],
+    },
+    /// A field is missing, of the wrong type, or has a value out of range.
     Field {
         /// Where: `backends[1].address`, or empty for the top level.
         path: String,
@@ -340,6 +386,21 @@ impl fmt::Display for ConfigError {
                 column,
                 message,
             } => write!(f, "invalid JSON at line {line} column {column}: {message}"),
+            ConfigError::UnknownField {
+                path,
+                field,
+                suggestion,
+                known,
+            } => {
+                if !path.is_empty() {
+                    write!(f, "{path}: ")?;
+                }
+                write!(f, "unknown field {field:?}")?;
+                match suggestion {
+                    Some(s) => write!(f, ", did you mean {s:?}?"),
+                    None => write!(f, " (known fields: {})", known.join(", ")),
+                }
+            }
             ConfigError::Field { path, message } if path.is_empty() => f.write_str(message),
             ConfigError::Field { path, message } => write!(f, "{path}: {message}"),
         }
@@ -347,6 +408,41 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+/// If `path` ends in a key that the object holding it does not take, the error at `path`
+/// is that key being unknown: that error, with the closest known field.
+fn unknown_field(path: &serde_path_to_error::Path) -> Option<ConfigError> {
+    let segments: Vec<&Segment> = path.iter().collect();
+    let (Segment::Map { key }, parent) = segments.split_last()? else {
+        return None;
+    };
+    let key_is = |s: &Segment, name: &str| matches!(s, Segment::Map { key } if key == name);
+    let known = match parent {
+        [] => suggest::field_names::<Config>(),
+        [s] if key_is(s, "health_check") => suggest::field_names::<HealthCheckConfig>(),
+        [s] if key_is(s, "timeouts") => suggest::field_names::<TimeoutsConfig>(),
+        [s, Segment::Seq { .. }] if key_is(s, "backends") => {
+            suggest::field_names::<BackendConfig>()
+        }
+        _ => return None,
+    };
+    if known.contains(&key.as_str()) {
+        return None;
+    }
+    let path = parent
+        .iter()
+        .map(|s| match s {
+            Segment::Seq { index } => format!("[{index}]"),
+            _ => format!(".{s}"),
+        })
+        .collect::<String>();
+    Some(ConfigError::UnknownField {
+        path: path.trim_start_matches('.').to_string(),
+        field: key.clone(),
+        suggestion: suggest::closest(key, known),
+        known,
+    })
+}
 
 /// serde_json's messages end in " at line L column C"; the path says where already.
 fn strip_position(message: &str) -> &str {
@@ -357,12 +453,17 @@ fn strip_position(message: &str) -> &str {
 }
 
 impl Config {
-    /// Parses and validates a config file's text.
+    /// Parses and validates a config file's text: one JSON object, followed by nothing but
+    /// whitespace. A UTF-8 byte-order mark at the start is skipped (error positions count
+    /// from after it).
     pub fn from_json(text: &str) -> Result<Config, ConfigError> {
-        let de = &mut serde_json::Deserializer::from_str(text);
-        let mut config: Config = match serde_path_to_error::deserialize(de) {
+        // Some editors start a UTF-8 file with a byte-order mark; it is not JSON.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        let mut de = serde_json::Deserializer::from_str(text);
+        let mut config: Config = match serde_path_to_error::deserialize(&mut de) {
             Ok(c) => c,
             Err(e) => {
+                let unknown = unknown_field(e.path());
                 let path = e.path().to_string();
                 let inner = e.into_inner();
                 if inner.is_syntax() || inner.is_eof() {
@@ -372,6 +473,9 @@ impl Config {
                         message: strip_position(&inner.to_string()).to_string(),
                     });
                 }
+                if let Some(unknown) = unknown {
+                    return Err(unknown);
+                }
                 let path = if path == "." { String::new() } else { path };
                 return Err(ConfigError::field(
                     path,
@@ -379,6 +483,17 @@ impl Config {
                 ));
             }
         };
+        // Only whitespace may follow the value: a second object (with a misspelled field,
+        // say) would otherwise go unread.
+        if let Err(e) = de.end() {
+            return Err(ConfigError::Syntax {
+                line: e.line(),
+                column: e.column(),
+                message:
+                    "trailing content after the config; only whitespace may follow its closing `}`"
+                        .to_string(),
+            });
+        }
         config.normalise();
         config.validate()?;
         Ok(config)
@@ -409,10 +524,34 @@ impl Config {
         }
         for (i, b) in self.backends.iter().enumerate() {
             let at = |field: &str| format!("backends[{i}].{field}");
+            if b.name.len() > MAX_NAME_LEN {
+                let hint = if b.name == b.address.to_string() {
+                    " (it defaults to the address; set a shorter \"name\")"
+                } else {
+                    ""
+                };
+                return Err(ConfigError::field(
+                    at("name"),
+                    format!(
+                        "must be at most {MAX_NAME_LEN} bytes long, got {}{hint}",
+                        b.name.len()
+                    ),
+                ));
+            }
             if let Some(j) = self.backends[..i].iter().position(|o| o.name == b.name) {
                 return Err(ConfigError::field(
                     at("name"),
                     format!("duplicate name \"{}\" (also backends[{j}].name)", b.name),
+                ));
+            }
+            // Port 0 means "any port" to a listening socket, nothing to connect to.
+            if b.address.port() == 0 {
+                return Err(ConfigError::field(
+                    at("address"),
+                    format!(
+                        "port 0 in \"{}\": a backend needs the port it listens on",
+                        b.address
+                    ),
                 ));
             }
             if b.name.chars().any(|c| c.is_control() || c == '"') {
@@ -518,30 +657,22 @@ impl Config {
     }
 
     /// The fields that differ between this (running) config and `new` but take a restart
-    /// to apply: the listening socket stays open across a reload, and so does the admin
-    /// endpoint's; the drain period is fixed when the workers start. A reload applies
-    /// everything else ([`crate::Pool::reconfigure`]).
+    /// to apply ([`RESTART_ONLY`]). A reload applies everything else
+    /// ([`crate::Pool::reconfigure`]).
     pub fn restart_needed(&self, new: &Config) -> Vec<&'static str> {
-        let mut fields = Vec::new();
-        if self.listen != new.listen {
-            fields.push("listen");
-        }
-        if self.admin != new.admin {
-            fields.push("admin");
-        }
-        if self.timeouts.shutdown_grace != new.timeouts.shutdown_grace {
-            fields.push("timeouts.shutdown_grace");
-        }
-        fields
+        RESTART_ONLY
+            .iter()
+            .filter(|f| (f.differs)(self, new))
+            .map(|f| f.name)
+            .collect()
     }
 
     /// The config that runs after reloading `new` over this one: `new`, except for the
-    /// fields only a restart changes ([`Config::restart_needed`]), which keep their running
-    /// values.
+    /// fields only a restart changes ([`RESTART_ONLY`]), which keep their running values.
     pub fn reloaded(&self, mut new: Config) -> Config {
-        new.listen = self.listen;
-        new.admin = self.admin;
-        new.timeouts.shutdown_grace = self.timeouts.shutdown_grace;
+        for f in RESTART_ONLY {
+            (f.keep)(&mut new, self);
+        }
         new
     }
 

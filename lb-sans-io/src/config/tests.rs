@@ -49,12 +49,12 @@ fn errors_name_the_field() {
         "{e}"
     );
     let e = err(r#"{"backends":[{"address":"1.2.3.4:1","wieght":2}]}"#);
-    assert!(
-        e.starts_with("backends[0].wieght: unknown field `wieght`"),
-        "{e}"
+    assert_eq!(
+        e,
+        r#"backends[0]: unknown field "wieght", did you mean "weight"?"#
     );
     let e = err(r#"{"backends":[{"address":"1.2.3.4:1"}],"retires":1}"#);
-    assert!(e.starts_with("retires: unknown field `retires`"), "{e}");
+    assert_eq!(e, r#"unknown field "retires", did you mean "retries"?"#);
     let e = err(r#"{"backends":[{"address":"1.2.3.4:1","weight":0}]}"#);
     assert!(
         e.starts_with("backends[0].weight: must be between 1 and 1000"),
@@ -268,4 +268,227 @@ fn a_reload_keeps_only_the_fields_that_need_a_restart() {
     assert_eq!(running.timeouts.shutdown_grace, old.timeouts.shutdown_grace);
     assert_eq!((running.retries, &running.backends), (5, &new.backends));
     assert!(running.restart_needed(&running.clone()).is_empty());
+}
+
+#[test]
+fn only_whitespace_may_follow_the_config() {
+    let good = r#"{"backends":[{"address":"h:1"}]}"#;
+    assert!(Config::from_json(&format!("\n {good} \r\n\t\n")).is_ok());
+    // A second object, say with a misspelled field, is not read silently.
+    let e = Config::from_json(&format!("{good}\n{{\"helth_check\":{{}}}}\n")).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            ConfigError::Syntax {
+                line: 2,
+                column: 1,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(
+        e.to_string()
+            .starts_with("invalid JSON at line 2 column 1: trailing content"),
+        "{e}"
+    );
+    // Nor are megabytes of junk; the position is where the junk starts.
+    let e = Config::from_json(&format!("{good}  {}", "x".repeat(4 << 20))).unwrap_err();
+    assert!(
+        matches!(e, ConfigError::Syntax { line: 1, column, .. } if column == good.len() + 3),
+        "{e:?}"
+    );
+    for tail in [",", "}", "]", "0", "null", "\u{feff}", "//"] {
+        let e = Config::from_json(&format!("{good}{tail}")).unwrap_err();
+        assert!(e.to_string().contains("trailing content"), "{tail:?}: {e}");
+    }
+}
+
+#[test]
+fn a_backend_needs_a_port_but_listen_and_admin_may_take_any() {
+    for zero in [
+        "127.0.0.1:0",
+        "[::1]:0",
+        "db-1.internal:0",
+        "db-1.internal:00",
+    ] {
+        let e = err(&format!(
+            r#"{{"backends":[{{"address":"127.0.0.1:1"}},{{"address":"{zero}"}}]}}"#
+        ));
+        assert!(e.starts_with("backends[1].address: port 0"), "{zero}: {e}");
+    }
+    // Port 0 for `listen` and `admin` is "any free port" (the tests bind that way).
+    let c = Config::from_json(
+        r#"{"listen":"127.0.0.1:0","admin":"127.0.0.1:0","backends":[{"address":"h:1"}]}"#,
+    )
+    .unwrap();
+    assert_eq!((c.listen.port(), c.admin.map(|a| a.port())), (0, Some(0)));
+}
+
+#[test]
+fn names_are_at_most_255_bytes() {
+    let with_name = |name: &str| {
+        Config::from_json(&format!(
+            r#"{{"backends":[{{"name":"{name}","address":"h:1"}}]}}"#
+        ))
+    };
+    assert!(with_name(&"n".repeat(255)).is_ok());
+    // Bytes, not characters: 128 two-byte characters are 256 bytes.
+    for long in ["n".repeat(256), "é".repeat(128), "n".repeat(100_000)] {
+        let e = with_name(&long).unwrap_err().to_string();
+        assert!(
+            e.starts_with("backends[0].name: must be at most 255 bytes long"),
+            "{e}"
+        );
+    }
+    // A name defaulted from a long host name is too long as well, and the error says how
+    // to fix it.
+    let host = [
+        "a".repeat(63),
+        "b".repeat(63),
+        "c".repeat(63),
+        "d".repeat(61),
+    ]
+    .join(".");
+    assert_eq!(host.len(), 253);
+    let e = err(&format!(r#"{{"backends":[{{"address":"{host}:65535"}}]}}"#));
+    assert!(
+        e.starts_with("backends[0].name: must be at most 255 bytes long") && e.contains("\"name\""),
+        "{e}"
+    );
+    assert!(Config::from_json(&format!(
+        r#"{{"backends":[{{"name":"db","address":"{host}:65535"}}]}}"#
+    ))
+    .is_ok());
+}
+
+#[test]
+fn a_byte_order_mark_at_the_start_is_skipped() {
+    let good = r#"{"backends":[{"address":"h:1"}]}"#;
+    let c = Config::from_json(&format!("\u{feff}{good}")).unwrap();
+    assert_eq!(c, Config::from_json(good).unwrap());
+    // Positions count from after it.
+    let e = Config::from_json("\u{feff}{\n  \"backends\": [,]\n}").unwrap_err();
+    assert!(
+        matches!(
+            e,
+            ConfigError::Syntax {
+                line: 2,
+                column: 16,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    // Only one, and only at the start.
+    for bad in [
+        format!("\u{feff}\u{feff}{good}"),
+        format!(" \u{feff}{good}"),
+    ] {
+        let e = err(&bad);
+        assert!(e.starts_with("invalid JSON at line 1"), "{e}");
+    }
+}
+
+#[test]
+fn duration_errors_name_the_field() {
+    let e = err(r#"{"backends":[{"address":"h:1"}],"health_check":{"timeout":"-1s"}}"#);
+    assert_eq!(
+        e,
+        r#"health_check.timeout: invalid duration "-1s": durations cannot be negative"#
+    );
+    let c = Config::from_json(
+        r#"{"backends":[{"address":"h:1"}],"timeouts":{"idle":"1h30m","shutdown_grace":"1m30s"},"slow_start":"1d"}"#,
+    )
+    .unwrap();
+    assert_eq!(c.timeouts.idle.0, Duration::from_secs(5400));
+    assert_eq!(c.timeouts.shutdown_grace.0, Duration::from_secs(90));
+    assert_eq!(c.slow_start.unwrap().0, Duration::from_secs(86_400));
+    assert_eq!(Config::from_json(&c.to_json()).unwrap(), c);
+}
+
+#[test]
+fn unknown_fields_suggest_the_closest_known_one() {
+    let with = |top: &str, backend: &str| {
+        err(&format!(
+            r#"{{"backends":[{{"address":"h:1"}},{{"address":"h:2"{backend}}}]{top}}}"#
+        ))
+    };
+    for (top, backend, says) in [
+        (
+            r#","helth_check":{}"#,
+            "",
+            r#"unknown field "helth_check", did you mean "health_check"?"#,
+        ),
+        (
+            r#","health_check":{"intervl":"1s"}"#,
+            "",
+            r#"health_check: unknown field "intervl", did you mean "interval"?"#,
+        ),
+        (
+            r#","timeouts":{"idel":"1s"}"#,
+            "",
+            r#"timeouts: unknown field "idel", did you mean "idle"?"#,
+        ),
+        (
+            "",
+            r#","max_conections":3"#,
+            r#"backends[1]: unknown field "max_conections", did you mean "max_connections"?"#,
+        ),
+        (
+            r#","Listen":"127.0.0.1:1""#,
+            "",
+            r#"unknown field "Listen", did you mean "listen"?"#,
+        ),
+        (
+            r#","timeout":{}"#,
+            "",
+            r#"unknown field "timeout", did you mean "timeouts"?"#,
+        ),
+    ] {
+        assert_eq!(with(top, backend), says);
+    }
+    // Nothing close: no guess, the known fields instead.
+    let e = with("", r#","colour":"red""#);
+    assert_eq!(
+        e,
+        r#"backends[1]: unknown field "colour" (known fields: name, address, weight, max_connections)"#
+    );
+    let e =
+        Config::from_json(r#"{"backends":[{"address":"h:1"}],"timeouts":{"x":"1s"}}"#).unwrap_err();
+    assert!(
+        matches!(&e, ConfigError::UnknownField { path, field, suggestion: None, .. }
+            if path == "timeouts" && field == "x"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn edit_distance_counts_a_swap_as_one() {
+    assert_eq!(edit_distance("", ""), 0);
+    assert_eq!(edit_distance("abc", ""), 3);
+    assert_eq!(edit_distance("kitten", "sitting"), 3);
+    assert_eq!(edit_distance("wieght", "weight"), 1);
+    assert_eq!(edit_distance("retires", "retries"), 1);
+    assert_eq!(edit_distance("helth_check", "health_check"), 1);
+    assert_eq!(edit_distance("é", "e"), 1);
+}
+
+#[test]
+fn every_restart_only_field_is_warned_about_and_kept() {
+    let base = Config::from_json(r#"{"backends":[{"address":"h:1"}]}"#).unwrap();
+    let changed = Config::from_json(
+        r#"{"listen":"127.0.0.1:1","admin":"127.0.0.1:2","timeouts":{"shutdown_grace":"1s"},
+            "backends":[{"address":"h:1"}]}"#,
+    )
+    .unwrap();
+    let names: Vec<&str> = RESTART_ONLY.iter().map(|f| f.name).collect();
+    for f in RESTART_ONLY {
+        assert!((f.differs)(&base, &changed), "{}", f.name);
+        let mut new = changed.clone();
+        (f.keep)(&mut new, &base);
+        assert!(!(f.differs)(&base, &new), "{}", f.name);
+    }
+    assert_eq!(base.restart_needed(&changed), names);
+    assert_eq!(base.reloaded(changed), base);
 }

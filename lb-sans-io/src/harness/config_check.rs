@@ -4,8 +4,10 @@ use super::{Rule, Violation};
 use crate::config::Config;
 
 /// Parses `data` as a config file (invalid UTF-8 replaced, as a lossy reader would):
-/// parsing and validation must not panic, errors must print, and an accepted config must
-/// validate, serialise, parse back to an equal config, and serialise the same again.
+/// parsing and validation must not panic, errors must print, and an accepted config's text
+/// must be exactly one JSON value (after a byte-order mark, only whitespace), and the
+/// config must validate, serialise, parse back to an equal config, and serialise the same
+/// again.
 pub fn check_config_bytes(data: &[u8]) -> Result<(), Violation> {
     let text = String::from_utf8_lossy(data);
     let fail = |detail: String| Violation {
@@ -20,6 +22,13 @@ pub fn check_config_bytes(data: &[u8]) -> Result<(), Violation> {
             return Ok(());
         }
     };
+    // Judged by serde_json's own reading of a JSON text, not by the config parser's.
+    let body = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    if let Err(e) = serde_json::from_str::<serde_json::Value>(body) {
+        return Err(fail(format!(
+            "from_json accepted a text that is not exactly one JSON value: {e}"
+        )));
+    }
     if let Err(e) = config.validate() {
         return Err(fail(format!(
             "from_json accepted a config that validate rejects: {e}"

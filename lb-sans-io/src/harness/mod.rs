@@ -111,7 +111,8 @@ pub enum Rule {
     PoolEvents,
     /// A latency sample for the wrong backend, twice, or longer than the flow.
     Latency,
-    /// A config was accepted but does not round-trip, or validation disagrees with parsing.
+    /// A config was accepted but does not round-trip, its text is not exactly one JSON
+    /// value, or validation disagrees with parsing.
     ConfigRoundTrip,
     /// An admin change was refused or accepted wrongly, or a backend's admin state, the
     /// state, eligibility or probing it implies, disagree with the admin events given.
