@@ -70,7 +70,8 @@ pub enum AdminState {
     /// No new connections, and no new health probes are started. A probe already running
     /// when the backend was disabled still finishes (or times out) and is recorded like any
     /// check. On [`AdminState::Enabled`] (or [`AdminState::Draining`]) again, the backend
-    /// keeps its last known health and is probed again at once.
+    /// was not checked for a while: it is down until its first check passes (which brings
+    /// it up at once, as for a new backend), and it is probed at once.
     Disabled,
 }
 
@@ -576,6 +577,9 @@ impl Pool {
         }
         let before = b.state();
         if b.admin == AdminState::Disabled {
+            // Unchecked while disabled: no stale "up" may send it clients before a check.
+            let hc = &self.checks.check;
+            b.health = HealthCounter::new(hc.rise, hc.fall, false);
             b.next_probe_at = b.next_probe_at.min(now);
             self.timeout_moved = true;
         }

@@ -38,6 +38,23 @@ pub enum Outcome {
     TimedOut,
 }
 
+/// When, in a run, a client connection was opened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// During the faults (and the operator's work).
+    Chaos,
+    /// After every fault healed: it must complete.
+    Liveness,
+    /// Shortly before the graceful stop: open when it comes. A `long` one pauses past
+    /// the end of the shutdown grace period, so the load balancer must abort it then.
+    Stopping {
+        /// It pauses past the end of the grace period.
+        long: bool,
+    },
+    /// After the stop: the listener is closed, so it must not be served.
+    Stopped,
+}
+
 /// One client connection, as the client recorded it.
 #[derive(Clone, Debug)]
 pub struct SessionRecord {
@@ -49,8 +66,8 @@ pub struct SessionRecord {
     pub lb: usize,
     /// What it did.
     pub kind: SessionKind,
-    /// Opened in the liveness phase (every backend healthy): it must complete.
-    pub liveness: bool,
+    /// When it was opened.
+    pub phase: Phase,
     /// When the connect started.
     pub start: Duration,
     /// When the client was done with it.
@@ -71,6 +88,8 @@ pub struct SessionRecord {
     pub half_closed: bool,
     /// A read ended with an error (reset).
     pub reset: bool,
+    /// When the client's reader saw the connection end (end of stream or reset).
+    pub closed_at: Option<Duration>,
     /// How it ended.
     pub outcome: Outcome,
 }
@@ -111,7 +130,7 @@ async fn run_lane(ctx: ClientCtx, lane: usize) {
     let mut n = 0;
     while sim_now() < plan.chaos_end {
         let kind = plan.mix.pick(&mut rng);
-        session(&ctx, lane, n, kind, false, &mut rng).await;
+        session(&ctx, lane, n, kind, Phase::Chaos, &mut rng).await;
         n += 1;
         tokio::time::sleep(Duration::from_millis(rng.gen_range(0..300))).await;
     }
@@ -123,9 +142,44 @@ async fn run_lane(ctx: ClientCtx, lane: usize) {
             1 => SessionKind::Interactive,
             _ => SessionKind::EarlyHalfClose,
         };
-        session(&ctx, lane, n, kind, true, &mut rng).await;
+        session(&ctx, lane, n, kind, Phase::Liveness, &mut rng).await;
         n += 1;
     }
+    let Some(stop) = plan.stop else {
+        return;
+    };
+    // A connection open when the stop comes: a short one finishes within the grace period,
+    // a long one pauses past it (but not past the idle timeout) and is aborted.
+    let lead = Duration::from_millis(rng.gen_range(100..=800));
+    let long = rng.gen_bool(0.5);
+    let open_at = stop.at.saturating_sub(lead);
+    if sim_now() < open_at {
+        tokio::time::sleep(open_at - sim_now()).await;
+        session(
+            &ctx,
+            lane,
+            n,
+            SessionKind::Stall,
+            Phase::Stopping { long },
+            &mut rng,
+        )
+        .await;
+        n += 1;
+    }
+    // And one after it, which must not be served.
+    let after = stop.at + Duration::from_millis(rng.gen_range(100..=400));
+    if sim_now() < after {
+        tokio::time::sleep(after - sim_now()).await;
+    }
+    session(
+        &ctx,
+        lane,
+        n,
+        SessionKind::Interactive,
+        Phase::Stopped,
+        &mut rng,
+    )
+    .await;
 }
 
 /// What the reader and writer halves of a session share.
@@ -138,6 +192,8 @@ struct Shared {
     answered: usize,
     eof: bool,
     reset: bool,
+    /// When the reader saw the end of stream or a reset.
+    closed_at: Option<Duration>,
     /// The reader is done (end of stream, error, or every answer in).
     reader_done: bool,
 }
@@ -188,7 +244,7 @@ async fn session(
     lane: usize,
     n: usize,
     kind: SessionKind,
-    liveness: bool,
+    phase: Phase,
     rng: &mut SimRng,
 ) {
     let plan = &ctx.plan;
@@ -213,6 +269,20 @@ async fn session(
         idle + Duration::from_millis(rng.gen_range(200..1500))
     };
     let stall_at = rng.gen_range(0..requests);
+    // Around a stop: one answer, then a pause that ends before the grace period does, or
+    // well after it (and before the idle timeout).
+    let (requests, stall_len, stall_at) = match (phase, plan.stop) {
+        (Phase::Stopping { long }, Some(stop)) => {
+            let to_end = (stop.at + stop.grace).saturating_sub(sim_now());
+            let len = if long {
+                to_end + Duration::from_millis(300)
+            } else {
+                Duration::from_millis(50)
+            };
+            (2, len, 1)
+        }
+        _ => (requests, stall_len, stall_at),
+    };
     let bulk_len = rng.gen_range(20_000..300_000usize);
     let bulk_seed = rng.next_u64();
     let chunk = rng.gen_range(1_000..16_000usize);
@@ -223,7 +293,7 @@ async fn session(
         client: ctx.client,
         lb,
         kind,
-        liveness,
+        phase,
         start,
         end: start,
         local: None,
@@ -234,6 +304,7 @@ async fn session(
         stall: None,
         half_closed: false,
         reset: false,
+        closed_at: None,
         outcome: Outcome::ConnectFailed,
     };
     let lb_ip = turmoil::lookup(format!("lb{lb}"));
@@ -274,6 +345,7 @@ async fn session(
                 match r {
                     Ok(0) => {
                         s.eof = true;
+                        s.closed_at = Some(sim_now());
                         break;
                     }
                     Ok(k) => {
@@ -286,6 +358,7 @@ async fn session(
                     }
                     Err(_) => {
                         s.reset = true;
+                        s.closed_at = Some(sim_now());
                         break;
                     }
                 }
@@ -388,6 +461,7 @@ async fn session(
     record.recv = s.recv.clone();
     record.answered = count_answers(&s.recv, &s.ends);
     record.reset = s.reset;
+    record.closed_at = s.closed_at;
     record.stall = *stall.borrow();
     let complete = record.answered >= requests;
     record.outcome = if timed_out {

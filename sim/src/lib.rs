@@ -8,6 +8,8 @@
 //! - [`net`]: the turmoil `Net`, recording what every socket did.
 //! - [`scenario`]: the scenario vocabulary and the seed-drawn [`scenario::Plan`].
 //! - [`client`]: the simulated clients and their records.
+//! - [`operator`]: the operator host (admin requests over the network).
+//! - [`logs`]: the load balancers' "connection closed" lines, captured.
 //! - [`run`]: builds and drives one run and gathers its observations.
 //! - [`check`]: the checkers.
 //! - [`trace`]: the event trace and its hash.
@@ -17,7 +19,9 @@
 
 pub mod check;
 pub mod client;
+pub mod logs;
 pub mod net;
+pub mod operator;
 pub mod rng;
 pub mod run;
 pub mod scenario;

@@ -39,10 +39,12 @@ pub fn sim_now() -> Duration {
 /// How a recorded stream came to be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Origin {
-    /// Accepted from `peer`.
+    /// Accepted from `peer` on a listener of port `port`.
     Accepted {
         /// The remote address.
         peer: SocketAddr,
+        /// The listener's port (a load balancer's clients, or its admin endpoint).
+        port: u16,
     },
     /// Opened by connect number `connect` (an index into [`NetLog::connects`]).
     Connected {
@@ -163,9 +165,10 @@ pub fn new_log(record_contents: bool) -> SharedLog {
 #[derive(Clone)]
 pub struct TurmoilNet {
     log: SharedLog,
-    /// On a load balancer, its shared state, so each connect records which backends the
-    /// pool had up when it chose.
-    lb: Option<Arc<Shared>>,
+    /// On a load balancer, its shared state and the backends' addresses (in the
+    /// simulation's order), so each connect records which backends the pool had up when
+    /// it chose.
+    lb: Option<(Arc<Shared>, Arc<[SocketAddr]>)>,
     /// Where accepts and connects are traced: the trace, this host's name, and the
     /// backends' addresses (to name them).
     trace: Option<(Trace, Arc<str>, Arc<[SocketAddr]>)>,
@@ -198,11 +201,16 @@ impl TurmoilNet {
         }
     }
 
-    /// A load balancer's network: also records the pool's up backends at each connect.
-    pub fn for_balancer(log: SharedLog, shared: Arc<Shared>) -> TurmoilNet {
+    /// A load balancer's network: also records the pool's up backends (bit `i` for
+    /// `backends[i]`) at each connect.
+    pub fn for_balancer(
+        log: SharedLog,
+        shared: Arc<Shared>,
+        backends: Vec<SocketAddr>,
+    ) -> TurmoilNet {
         TurmoilNet {
             log,
-            lb: Some(shared),
+            lb: Some((shared, backends.into())),
             trace: None,
         }
     }
@@ -231,14 +239,15 @@ impl TurmoilNet {
     }
 }
 
-/// Bit `i` set for each backend `i` the pool has up.
-pub fn up_mask(shared: &Shared) -> u64 {
+/// Bit `i` set when the pool has the backend at `backends[i]` up. (By address: a backend
+/// a reload added has a later id in the pool than its index here.)
+pub fn up_mask(shared: &Shared, backends: &[SocketAddr]) -> u64 {
     shared.with_pool(|pool, _| {
         pool.backends()
             .iter()
-            .enumerate()
-            .filter(|(_, b)| b.state() == BackendState::Up)
-            .fold(0u64, |m, (i, _)| m | (1 << i))
+            .filter(|b| b.state() == BackendState::Up)
+            .filter_map(|b| backends.iter().position(|a| *a == b.addr))
+            .fold(0u64, |m, i| m | (1 << i))
     })
 }
 
@@ -266,15 +275,22 @@ impl Net for TurmoilNet {
         let net = self.clone();
         Box::pin(async move {
             let (stream, peer) = listener.accept().await?;
+            let port = listener.local_addr().map_or(0, |a| a.port());
             net.trace(|_| format!("accept {peer}"));
-            Ok((net.new_stream(stream, Origin::Accepted { peer }), peer))
+            Ok((
+                net.new_stream(stream, Origin::Accepted { peer, port }),
+                peer,
+            ))
         })
     }
 
     fn connect(&self, addr: SocketAddr) -> BoxFuture<io::Result<SimStream>> {
         // Never called with the pool's lock held: the driver connects after draining the
         // flow's actions, outside `with_pool`.
-        let up_mask = self.lb.as_deref().map(up_mask);
+        let up_mask = self
+            .lb
+            .as_ref()
+            .map(|(shared, addrs)| up_mask(shared, addrs));
         let task = TASK.try_with(|t| *t).ok();
         let who;
         let index = {

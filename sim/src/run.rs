@@ -1,19 +1,22 @@
 //! One simulated run: builds the turmoil world of a [`Plan`] (backends, load balancers,
-//! clients), drives it step by step from the outer loop where faults are applied, samples
-//! every load balancer's pool after each step, and gathers the [`Observations`] the
-//! checkers judge.
+//! clients, the operator), drives it step by step from the outer loop where faults,
+//! reloads and the stop are applied, samples every load balancer's pool after each step,
+//! and gathers the [`Observations`] the checkers judge.
 //!
-//! The load balancers are the production [`Balancer`] (accept loop, flow tasks, probe task
-//! and the `lb-sans-io` machines) on [`TurmoilNet`]; the backends are the production demo
-//! servers. Nothing in the data path is a copy or a mock.
+//! The load balancers are the production [`Node`] (workers, flow tasks, probe task, admin
+//! endpoint, reload and drain, and the `lb-sans-io` machines) on [`TurmoilNet`], driven
+//! through its control channel as the binary's signal handler drives it; the backends are
+//! the production demo servers. Nothing in the data path is a copy or a mock.
 
 use crate::check::{self, Violation};
 use crate::client::{self, ClientCtx, SessionRecord};
+use crate::logs::{self, CloseLine, CloseLog, LogLine};
 use crate::net::{self, NetLog, SharedLog, TurmoilNet};
-use crate::scenario::{Fault, Mutation, Plan, BACKEND_PORT};
+use crate::operator::{self, OpRecord};
+use crate::scenario::{ConfigExtras, Fault, Mutation, OpAction, Plan, ReloadChange, BACKEND_PORT};
 use crate::trace::{hash_events, Event, Trace};
-use lb_runtime::demo;
-use lb_runtime::load::{self, ConfigSource};
+use lb_runtime::demo::DemoServer;
+use lb_runtime::load::{self, ConfigSource, Loaded};
 use lb_runtime::node::SelectorFactory;
 use lb_runtime::shared::Shared;
 use lb_runtime::{Control, Net, Node, NodeOptions};
@@ -53,6 +56,17 @@ pub struct BackendSnapshot {
     pub bytes_to_client: u64,
 }
 
+/// How a load balancer's node returned after the planned stop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StopRecord {
+    /// When `Node::run` returned.
+    pub returned: Duration,
+    /// Connections it aborted at the end of the grace period.
+    pub aborted: usize,
+    /// Flows the pool still had open when it returned.
+    pub open_flows: usize,
+}
+
 /// A load balancer's pool at the end of the run.
 #[derive(Clone, Debug)]
 pub struct PoolSnapshot {
@@ -60,6 +74,8 @@ pub struct PoolSnapshot {
     pub backends: Vec<BackendSnapshot>,
     /// Flows still open.
     pub open_flows: usize,
+    /// Clients refused as outside `allow`.
+    pub rejected_not_allowed: u64,
     /// `Pool::check_invariants`: the panic message if it failed.
     pub invariants: Result<(), String>,
 }
@@ -98,6 +114,21 @@ pub struct Observations {
     pub clients_done: Option<Duration>,
     /// When the run stopped.
     pub end: Duration,
+    /// The operator's actions as carried out: admin requests (by the operator host) and
+    /// reloads (by the run), in time order.
+    pub ops: Vec<OpRecord>,
+    /// Per load balancer: how its node returned after the planned stop.
+    pub stops: Vec<Option<StopRecord>>,
+    /// Every "connection closed" log line of every load balancer.
+    pub closes: Vec<CloseLine>,
+    /// Every reload line (applied or refused) of every load balancer.
+    pub log_lines: Vec<LogLine>,
+    /// The client hosts' addresses, by index.
+    pub client_addrs: Vec<IpAddr>,
+    /// Per load balancer, per backend: intervals `[from, to)` in which the operator had it
+    /// out of that load balancer's rotation (not configured, drained or disabled), each
+    /// extended by the time a backend back in rotation may take to come up.
+    pub out_of_rotation: Vec<Vec<Vec<(Duration, Duration)>>>,
 }
 
 impl Observations {
@@ -111,6 +142,29 @@ impl Observations {
         self.unreachable[b]
             .iter()
             .any(|&(a, e)| a <= to && e >= from)
+    }
+
+    /// Whether the operator had backend `b` out of load balancer `lb`'s rotation at some
+    /// time in `[from, to]`.
+    pub fn out_of_rotation_during(
+        &self,
+        lb: usize,
+        b: usize,
+        from: Duration,
+        to: Duration,
+    ) -> bool {
+        self.out_of_rotation
+            .get(lb)
+            .and_then(|v| v.get(b))
+            .is_some_and(|iv| iv.iter().any(|&(a, e)| a <= to && e >= from))
+    }
+
+    /// Whether client host `c` may use the load balancers (`allow`).
+    pub fn allowed(&self, client: usize) -> bool {
+        self.plan
+            .allow
+            .as_ref()
+            .is_none_or(|list| list.contains(&client))
     }
 
     /// The pool's up mask of load balancer `lb` at time `t` (as sampled after each step).
@@ -178,10 +232,61 @@ fn node_options(plan: &Plan, seed: u64) -> NodeOptions {
         }
         _ => None,
     };
+    if let Mutation::Defect(d) = plan.mutation {
+        options.defects = options.defects.with(d);
+    }
     options
 }
 
-fn snapshot(shared: &Shared) -> PoolSnapshot {
+/// The configs of a run: the plan's settings and extras, over the backends configured now.
+struct Configs {
+    plan: Arc<Plan>,
+    backend_addrs: Vec<SocketAddr>,
+    allow_ips: Option<Vec<IpAddr>>,
+    /// Backend `i` is in the config now.
+    configured: Vec<bool>,
+    /// Backend `i`'s weight now.
+    weights: Vec<u32>,
+}
+
+impl Configs {
+    fn text(&self) -> String {
+        let named: Vec<(String, SocketAddr, u32)> = (0..self.backend_addrs.len())
+            .filter(|&i| self.configured[i])
+            .map(|i| (format!("b{i}"), self.backend_addrs[i], self.weights[i]))
+            .collect();
+        self.plan.lb_runtime_settings().config_json(
+            &named,
+            &ConfigExtras {
+                proxy: self.plan.proxy,
+                allow: self.allow_ips.as_deref(),
+                grace: self.plan.stop_grace(),
+            },
+        )
+    }
+
+    fn load(&self) -> Result<Loaded, load::LoadError> {
+        load::from_text(&self.text(), ConfigSource::File("sim.json".into()))
+    }
+
+    /// Applies a reload's change and reads the new config (an invalid one for `Invalid`).
+    fn reload(&mut self, change: ReloadChange) -> Result<Loaded, load::LoadError> {
+        match change {
+            ReloadChange::Remove(b) => self.configured[b] = false,
+            ReloadChange::Add(b) => self.configured[b] = true,
+            ReloadChange::Weight(b, w) => self.weights[b] = w,
+            ReloadChange::Invalid => {
+                let text = self.text().replacen("\"retries\"", "\"retires\"", 1);
+                return load::from_text(&text, ConfigSource::File("sim.json".into()));
+            }
+        }
+        self.load()
+    }
+}
+
+/// The pool of a load balancer, with backends in the simulation's order (by address:
+/// backends a reload added have later ids in the pool).
+fn snapshot(shared: &Shared, backend_addrs: &[SocketAddr]) -> PoolSnapshot {
     shared.with_pool(|pool, _| {
         let invariants =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pool.check_invariants()))
@@ -192,19 +297,31 @@ fn snapshot(shared: &Shared) -> PoolSnapshot {
                         .unwrap_or_default()
                 });
         PoolSnapshot {
-            backends: pool
-                .backends()
+            backends: backend_addrs
                 .iter()
-                .map(|b| BackendSnapshot {
-                    state: b.state(),
-                    active: b.active,
-                    connections_total: b.connections_total,
-                    connect_failures_total: b.connect_failures_total,
-                    bytes_to_backend: b.bytes_to_backend,
-                    bytes_to_client: b.bytes_to_client,
+                .map(|a| pool.backends().iter().find(|b| b.addr == *a).cloned())
+                .map(|b| match b {
+                    Some(b) => BackendSnapshot {
+                        state: b.state(),
+                        active: b.active,
+                        connections_total: b.connections_total,
+                        connect_failures_total: b.connect_failures_total,
+                        bytes_to_backend: b.bytes_to_backend,
+                        bytes_to_client: b.bytes_to_client,
+                    },
+                    // Never configured in this run.
+                    None => BackendSnapshot {
+                        state: BackendState::Down,
+                        active: 0,
+                        connections_total: 0,
+                        connect_failures_total: 0,
+                        bytes_to_backend: 0,
+                        bytes_to_client: 0,
+                    },
                 })
                 .collect(),
             open_flows: pool.open_flows(),
+            rejected_not_allowed: pool.rejected(lb_sans_io::RejectReason::NotAllowed),
             invariants,
         }
     })
@@ -218,6 +335,9 @@ fn copy_log(log: &SharedLog) -> NetLog {
 pub fn run(plan: Plan) -> RunOutput {
     let plan = Arc::new(plan);
     let trace = Trace::new();
+    let closes: CloseLog = Arc::new(Mutex::new(Default::default()));
+    // Every host runs on this thread: one subscriber sees every load balancer's lines.
+    let _capture = logs::capture(closes.clone());
     let mut sim = turmoil::Builder::new()
         .rng_seed(plan.seed)
         .epoch(UNIX_EPOCH + Duration::from_secs(1_700_000_000))
@@ -232,6 +352,7 @@ pub fn run(plan: Plan) -> RunOutput {
     let backend_logs: Vec<SharedLog> = plan.backends.iter().map(|_| net::new_log(true)).collect();
     for (i, &mode) in plan.backends.iter().enumerate() {
         let log = backend_logs[i].clone();
+        let proxy_protocol = plan.proxy.is_some();
         sim.host(format!("b{i}"), move || {
             let log = log.clone();
             async move {
@@ -239,7 +360,12 @@ pub fn run(plan: Plan) -> RunOutput {
                 let listener = net
                     .bind(SocketAddr::from(([0, 0, 0, 0], BACKEND_PORT)))
                     .await?;
-                demo::serve(net, listener, format!("b{i}"), mode).await;
+                let server = DemoServer {
+                    name: format!("b{i}"),
+                    mode,
+                    proxy_protocol,
+                };
+                server.run(net, listener).await;
                 Ok(())
             }
         });
@@ -247,20 +373,53 @@ pub fn run(plan: Plan) -> RunOutput {
     let backend_addrs: Vec<SocketAddr> = (0..plan.backends.len())
         .map(|i| SocketAddr::new(sim.lookup(format!("b{i}")), BACKEND_PORT))
         .collect();
-    let named: Vec<(String, SocketAddr, u32)> = backend_addrs
-        .iter()
-        .enumerate()
-        .map(|(i, a)| (format!("b{i}"), *a, plan.weights[i]))
+
+    // Clients and the operator (their software starts at the first step).
+    let sessions = Arc::new(Mutex::new(Vec::new()));
+    for c in 0..plan.clients {
+        let ctx = ClientCtx {
+            plan: plan.clone(),
+            client: c,
+            sessions: sessions.clone(),
+            trace: trace.clone(),
+        };
+        sim.client(format!("c{c}"), client::run(ctx));
+    }
+    let client_addrs: Vec<IpAddr> = (0..plan.clients)
+        .map(|c| sim.lookup(format!("c{c}")))
         .collect();
+    let op_records = Arc::new(Mutex::new(Vec::new()));
+    if plan
+        .ops
+        .iter()
+        .any(|(_, op)| matches!(op, OpAction::Admin { .. }))
+    {
+        sim.client(
+            "op",
+            operator::run(plan.clone(), op_records.clone(), trace.clone()),
+        );
+    }
 
     // Load balancers.
+    let mut configs = Configs {
+        plan: plan.clone(),
+        backend_addrs: backend_addrs.clone(),
+        allow_ips: plan
+            .allow
+            .as_ref()
+            .map(|list| list.iter().map(|&c| client_addrs[c]).collect()),
+        configured: plan.initial.clone(),
+        weights: plan.weights.clone(),
+    };
     let lb_logs: Vec<SharedLog> = (0..plan.lbs).map(|_| net::new_log(false)).collect();
     let slots: Vec<Rc<RefCell<Option<Arc<Shared>>>>> =
         (0..plan.lbs).map(|_| Rc::new(RefCell::new(None))).collect();
-    let config_text = plan.lb_runtime_settings().config_json(&named);
-    let source = ConfigSource::File("sim.json".into());
-    let loaded = match load::from_text(&config_text, source) {
-        Ok(l) => Some(l),
+    let controls: Vec<Rc<RefCell<Option<ControlTx>>>> =
+        (0..plan.lbs).map(|_| Rc::new(RefCell::new(None))).collect();
+    let stops: Vec<Rc<RefCell<Option<StopRecord>>>> =
+        (0..plan.lbs).map(|_| Rc::new(RefCell::new(None))).collect();
+    let loaded = match configs.load() {
+        Ok(l) => l,
         Err(e) => {
             let mut obs = empty_observations(&plan, backend_addrs);
             obs.host_errors.push(format!("config rejected: {e}"));
@@ -273,12 +432,11 @@ pub fn run(plan: Plan) -> RunOutput {
             };
         }
     };
-    let controls: Vec<Rc<RefCell<Option<ControlTx>>>> =
-        (0..plan.lbs).map(|_| Rc::new(RefCell::new(None))).collect();
     for lb in 0..plan.lbs {
         let log = lb_logs[lb].clone();
         let slot = slots[lb].clone();
         let control_slot = controls[lb].clone();
+        let stop_slot = stops[lb].clone();
         let plan = plan.clone();
         let loaded = loaded.clone();
         let addrs = backend_addrs.clone();
@@ -287,23 +445,30 @@ pub fn run(plan: Plan) -> RunOutput {
             let log = log.clone();
             let slot = slot.clone();
             let control_slot = control_slot.clone();
+            let stop_slot = stop_slot.clone();
             let plan = plan.clone();
-            let loaded = loaded.clone().expect("config checked above");
+            let loaded = loaded.clone();
             let addrs = addrs.clone();
             let trace = trace.clone();
             async move {
                 let seed = plan.seed.wrapping_mul(31).wrapping_add(lb as u64);
                 // The production node, exactly: only its network is turmoil's.
                 let node = Node::new(loaded, node_options(&plan, seed));
-                *slot.borrow_mut() = Some(node.shared().clone());
+                let shared = node.shared().clone();
+                *slot.borrow_mut() = Some(shared.clone());
                 let (control, control_rx) = tokio::sync::mpsc::unbounded_channel();
                 *control_slot.borrow_mut() = Some(control);
-                let net = TurmoilNet::for_balancer(log, node.shared().clone()).with_trace(
+                let net = TurmoilNet::for_balancer(log, shared.clone(), addrs.clone()).with_trace(
                     trace,
                     format!("lb{lb}"),
-                    addrs.clone(),
+                    addrs,
                 );
-                node.run(net, control_rx).await?;
+                let stopped = node.run(net, control_rx).await?;
+                *stop_slot.borrow_mut() = Some(StopRecord {
+                    returned: net::sim_now(),
+                    aborted: stopped.aborted,
+                    open_flows: shared.with_pool(|pool, _| pool.open_flows()),
+                });
                 Ok(())
             }
         });
@@ -312,34 +477,42 @@ pub fn run(plan: Plan) -> RunOutput {
         .map(|i| sim.lookup(format!("lb{i}")))
         .collect();
 
-    // Clients.
-    let sessions = Arc::new(Mutex::new(Vec::new()));
-    for c in 0..plan.clients {
-        let ctx = ClientCtx {
-            plan: plan.clone(),
-            client: c,
-            sessions: sessions.clone(),
-            trace: trace.clone(),
-        };
-        sim.client(format!("c{c}"), client::run(ctx));
-    }
-
-    // The outer loop: faults, steps, pool samples.
+    // The outer loop: faults, reloads, the stop, steps, pool samples.
     let n = plan.backends.len();
     let mut unreachable: Vec<Vec<(Duration, Duration)>> = vec![Vec::new(); n];
     let mut down_since: Vec<Option<Duration>> = vec![None; n];
     let mut applied = Vec::new();
+    let mut reloads: Vec<OpRecord> = Vec::new();
     let mut pool_states: Vec<Vec<(Duration, u64)>> = vec![Vec::new(); plan.lbs];
     let mut host_errors = Vec::new();
     let mut clients_done = None;
     let mut drained_at: Option<Duration> = None;
     let mut next_fault = 0;
+    let mut next_op = 0;
+    let mut stop_sent = false;
     let settle = plan.lb.idle_timeout
         + plan.lb.half_close_timeout
         + plan.lb.connect_timeout * (plan.lb.retries + 1)
         + Duration::from_secs(3);
     let hard_limit = plan.liveness_start + Duration::from_secs(120);
     let restore_margin = plan.tick * 2;
+    let send = |control: Control| {
+        for c in &controls {
+            if let Some(tx) = c.borrow().as_ref() {
+                // A node that already returned has dropped its receiver: nothing to do.
+                let _ = tx.send(match &control {
+                    Control::Stop => Control::Stop,
+                    Control::Reload { cause, config } => Control::Reload {
+                        cause,
+                        config: match config {
+                            Ok(l) => Ok(l.clone()),
+                            Err(e) => Err(load::LoadError::Other(e.to_string())),
+                        },
+                    },
+                });
+            }
+        }
+    };
     loop {
         let now = sim.elapsed();
         while next_fault < plan.faults.len() && plan.faults[next_fault].0 <= now {
@@ -387,6 +560,35 @@ pub fn run(plan: Plan) -> RunOutput {
             applied.push((now, fault));
             trace.push(now, "sim", fault.to_string());
         }
+        while next_op < plan.ops.len() && plan.ops[next_op].0 <= now {
+            let action = plan.ops[next_op].1;
+            next_op += 1;
+            let OpAction::Reload(change) = action else {
+                continue; // the operator host sends admin requests
+            };
+            let config = configs.reload(change);
+            trace.push(now, "sim", format!("{action}"));
+            reloads.push(OpRecord {
+                action,
+                sent: now,
+                answered: None,
+                status: None,
+                valid: config.is_ok(),
+            });
+            send(Control::Reload {
+                cause: "sim",
+                config,
+            });
+        }
+        if let Some(stop) = plan.stop.filter(|s| !stop_sent && s.at <= now) {
+            stop_sent = true;
+            trace.push(
+                now,
+                "sim",
+                format!("stop (grace {}ms)", stop.grace.as_millis()),
+            );
+            send(Control::Stop);
+        }
         match sim.step() {
             Ok(done) => {
                 if done && clients_done.is_none() {
@@ -402,7 +604,7 @@ pub fn run(plan: Plan) -> RunOutput {
         let now = sim.elapsed();
         for (lb, slot) in slots.iter().enumerate() {
             if let Some(shared) = slot.borrow().as_ref() {
-                let mask = net::up_mask(shared);
+                let mask = net::up_mask(shared, &backend_addrs);
                 if pool_states[lb].last().map(|(_, m)| *m) != Some(mask) {
                     pool_states[lb].push((now, mask));
                     trace.push(
@@ -426,7 +628,8 @@ pub fn run(plan: Plan) -> RunOutput {
                 (false, Some(_)) => drained_at = None,
                 _ => {}
             }
-            if now >= t + settle || drained_at.is_some_and(|d| now >= d + LINGER) {
+            let stopped = plan.stop.is_none() || stops.iter().all(|s| s.borrow().is_some());
+            if now >= t + settle || (stopped && drained_at.is_some_and(|d| now >= d + LINGER)) {
                 break;
             }
         }
@@ -446,14 +649,24 @@ pub fn run(plan: Plan) -> RunOutput {
     }
     let final_pools = slots
         .iter()
-        .map(|s| s.borrow().as_ref().map(|shared| snapshot(shared)))
+        .map(|s| {
+            s.borrow()
+                .as_ref()
+                .map(|shared| snapshot(shared, &backend_addrs))
+        })
         .collect();
+    let stops = stops.iter().map(|s| *s.borrow()).collect();
     // Copies, taken before the world goes: dropping it ends every task and socket.
     let lb_logs: Vec<NetLog> = lb_logs.iter().map(copy_log).collect();
     let backend_logs: Vec<NetLog> = backend_logs.iter().map(copy_log).collect();
     drop(sim);
     let mut sessions = std::mem::take(&mut *sessions.lock().unwrap_or_else(|p| p.into_inner()));
     sessions.sort_by(|a, b| a.start.cmp(&b.start).then(a.id.cmp(&b.id)));
+    let mut ops = std::mem::take(&mut *op_records.lock().unwrap_or_else(|p| p.into_inner()));
+    ops.extend(reloads);
+    ops.sort_by_key(|o| o.sent);
+    let captured = std::mem::take(&mut *closes.lock().unwrap_or_else(|p| p.into_inner()));
+    let out_of_rotation = rotation(&plan, &ops, end);
     let obs = Observations {
         plan: plan.clone(),
         backend_addrs,
@@ -469,6 +682,12 @@ pub fn run(plan: Plan) -> RunOutput {
         host_errors,
         clients_done,
         end,
+        ops,
+        stops,
+        closes: captured.closes,
+        log_lines: captured.reloads,
+        client_addrs,
+        out_of_rotation,
     };
     let violations = check::check_all(&obs);
     let events = trace.events();
@@ -478,6 +697,66 @@ pub fn run(plan: Plan) -> RunOutput {
         obs,
         violations,
     }
+}
+
+/// When the operator had each backend out of each load balancer's rotation: from a drain,
+/// disable or removal (or the start, for a backend the first config did not list) until
+/// the enable was answered or the reload added it back, plus the time a backend back in
+/// rotation may take to come up (it is probed at once; up after `rise` passes at most).
+fn rotation(plan: &Plan, ops: &[OpRecord], end: Duration) -> Vec<Vec<Vec<(Duration, Duration)>>> {
+    let n = plan.backends.len();
+    let settle = plan.lb.up_bound(plan.tick) + plan.tick * 2;
+    let forever = end + Duration::from_secs(3600);
+    let mut out = vec![vec![Vec::new(); n]; plan.lbs];
+    let mut admin_since: Vec<Vec<Option<Duration>>> = vec![vec![None; n]; plan.lbs];
+    let mut removed_since: Vec<Option<Duration>> = (0..n)
+        .map(|b| (!plan.initial[b]).then_some(Duration::ZERO))
+        .collect();
+    for op in ops {
+        match op.action {
+            OpAction::Admin {
+                lb,
+                backend,
+                action,
+            } => match action {
+                crate::scenario::AdminAction::Enable => {
+                    if let Some(from) = admin_since[lb][backend].take() {
+                        let to = op.answered.unwrap_or(forever) + settle;
+                        out[lb][backend].push((from, to));
+                    }
+                }
+                _ => {
+                    admin_since[lb][backend].get_or_insert(op.sent);
+                }
+            },
+            OpAction::Reload(ReloadChange::Remove(b)) if op.valid => {
+                removed_since[b].get_or_insert(op.sent);
+            }
+            OpAction::Reload(ReloadChange::Add(b)) if op.valid => {
+                if let Some(from) = removed_since[b].take() {
+                    for iv in out.iter_mut() {
+                        iv[b].push((from, op.sent + settle));
+                    }
+                }
+            }
+            OpAction::Reload(_) => {}
+        }
+    }
+    for (lb, per_lb) in admin_since.iter().enumerate() {
+        for (b, since) in per_lb.iter().enumerate() {
+            if let Some(from) = since {
+                out[lb][b].push((*from, forever));
+            }
+        }
+    }
+    for (b, since) in removed_since.iter().enumerate() {
+        if let Some(from) = since {
+            for iv in out.iter_mut() {
+                iv[b].push((*from, forever));
+            }
+        }
+    }
+    out
 }
 
 /// `b0,b2` for a mask with bits 0 and 2.
@@ -510,5 +789,11 @@ fn empty_observations(plan: &Arc<Plan>, backend_addrs: Vec<SocketAddr>) -> Obser
         host_errors: Vec::new(),
         clients_done: None,
         end: Duration::ZERO,
+        ops: Vec::new(),
+        stops: Vec::new(),
+        closes: Vec::new(),
+        log_lines: Vec::new(),
+        client_addrs: Vec::new(),
+        out_of_rotation: vec![vec![Vec::new(); n]; plan.lbs],
     }
 }

@@ -8,6 +8,7 @@
 
 use crate::rng::SimRng;
 use lb_runtime::demo::DemoMode;
+use lb_sans_io::defect::Defect;
 use lb_sans_io::Algorithm;
 use std::fmt;
 use std::time::Duration;
@@ -38,11 +39,15 @@ pub enum Scenario {
     Mix,
     /// Two load balancers with `hash` in front of the same backends, with crashes.
     HashAffinity,
+    /// An operator at work while backends crash: drains, disables and enables through the
+    /// admin endpoint, reloads that add, remove and reweight backends (and one invalid
+    /// file), PROXY headers, an allow-list, and a graceful stop with connections open.
+    Operate,
 }
 
 impl Scenario {
     /// Every scenario the default sweep runs.
-    pub const ALL: [Scenario; 11] = [
+    pub const ALL: [Scenario; 12] = [
         Scenario::Crash,
         Scenario::Bounce,
         Scenario::Partition,
@@ -54,6 +59,7 @@ impl Scenario {
         Scenario::MidTransfer,
         Scenario::Mix,
         Scenario::HashAffinity,
+        Scenario::Operate,
     ];
 
     /// The scenario's name (also the name of its test).
@@ -70,6 +76,7 @@ impl Scenario {
             Scenario::MidTransfer => "mid_transfer",
             Scenario::Mix => "mix",
             Scenario::HashAffinity => "hash_affinity",
+            Scenario::Operate => "operate",
         }
     }
 
@@ -99,6 +106,86 @@ pub enum Mutation {
     /// A selector that ignores the client: a seeded random pick among the healthy
     /// backends (breaks `hash` affinity).
     ClientBlind,
+    /// A deliberate bug in the pool or the driver (see `lb_sans_io::defect`).
+    Defect(Defect),
+}
+
+/// What an operator asks of a backend through the admin endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdminAction {
+    /// `POST /backends/NAME/drain`.
+    Drain,
+    /// `POST /backends/NAME/disable`.
+    Disable,
+    /// `POST /backends/NAME/enable`.
+    Enable,
+}
+
+impl AdminAction {
+    /// The action's path segment.
+    pub fn name(self) -> &'static str {
+        match self {
+            AdminAction::Drain => "drain",
+            AdminAction::Disable => "disable",
+            AdminAction::Enable => "enable",
+        }
+    }
+}
+
+/// What a reload changes in the config.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReloadChange {
+    /// The config no longer lists backend `b`.
+    Remove(usize),
+    /// The config lists backend `b` (again, or for the first time).
+    Add(usize),
+    /// Backend `b` gets weight `w`.
+    Weight(usize, u32),
+    /// The new file is invalid: nothing may change.
+    Invalid,
+}
+
+/// An operator's action, applied at a planned time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpAction {
+    /// An admin request to load balancer `lb` about backend `backend`.
+    Admin {
+        /// The load balancer.
+        lb: usize,
+        /// The backend.
+        backend: usize,
+        /// What to do.
+        action: AdminAction,
+    },
+    /// Every load balancer reloads a config with this change.
+    Reload(ReloadChange),
+}
+
+impl fmt::Display for OpAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OpAction::Admin {
+                lb,
+                backend,
+                action,
+            } => write!(f, "admin lb{lb}: {} b{backend}", action.name()),
+            OpAction::Reload(ReloadChange::Remove(b)) => write!(f, "reload: remove b{b}"),
+            OpAction::Reload(ReloadChange::Add(b)) => write!(f, "reload: add b{b}"),
+            OpAction::Reload(ReloadChange::Weight(b, w)) => {
+                write!(f, "reload: b{b} weight {w}")
+            }
+            OpAction::Reload(ReloadChange::Invalid) => write!(f, "reload: an invalid file"),
+        }
+    }
+}
+
+/// A graceful stop of every load balancer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StopPlan {
+    /// When `Control::Stop` is sent.
+    pub at: Duration,
+    /// `timeouts.shutdown_grace`.
+    pub grace: Duration,
 }
 
 /// One fault action, applied between two simulation steps.
@@ -240,24 +327,38 @@ pub struct LbSettings {
 
 impl LbSettings {
     /// The config file for these settings, with backend `i` named `backends[i].0`, at
-    /// `backends[i].1`, of weight `backends[i].2`.
-    pub fn config_json(&self, backends: &[(String, std::net::SocketAddr, u32)]) -> String {
+    /// `backends[i].1`, of weight `backends[i].2`, and the `extras`.
+    pub fn config_json(
+        &self,
+        backends: &[(String, std::net::SocketAddr, u32)],
+        extras: &ConfigExtras<'_>,
+    ) -> String {
         let list: Vec<String> = backends
             .iter()
             .map(|(name, addr, weight)| {
                 format!(r#"{{ "name": "{name}", "address": "{addr}", "weight": {weight} }}"#)
             })
             .collect();
+        let mut more = String::new();
+        if let Some(v) = extras.proxy {
+            more.push_str(&format!(",\n  \"proxy_protocol\": \"{v}\""));
+        }
+        if let Some(ips) = extras.allow {
+            let nets: Vec<String> = ips.iter().map(|ip| format!("\"{ip}\"")).collect();
+            more.push_str(&format!(",\n  \"allow\": [{}]", nets.join(", ")));
+        }
         format!(
             r#"{{
   "listen": "0.0.0.0:{port}",
+  "admin": "0.0.0.0:{admin}",
   "algorithm": "{algorithm}",
   "backends": [{backends}],
   "health_check": {{ "type": "tcp", "interval": "{interval}ms", "timeout": "{timeout}ms", "rise": {rise}, "fall": {fall} }},
-  "timeouts": {{ "connect": "{connect}ms", "idle": "{idle}ms", "half_close": "{half_close}ms", "shutdown_grace": "5s" }},
-  "retries": {retries}
+  "timeouts": {{ "connect": "{connect}ms", "idle": "{idle}ms", "half_close": "{half_close}ms", "shutdown_grace": "{grace}ms" }},
+  "retries": {retries}{more}
 }}"#,
             port = LB_PORT,
+            admin = ADMIN_PORT,
             algorithm = self.algorithm,
             backends = list.join(", "),
             interval = self.interval.as_millis(),
@@ -267,6 +368,7 @@ impl LbSettings {
             connect = self.connect_timeout.as_millis(),
             idle = self.idle_timeout.as_millis(),
             half_close = self.half_close_timeout.as_millis(),
+            grace = extras.grace.as_millis(),
             retries = self.retries,
         )
     }
@@ -286,6 +388,19 @@ impl LbSettings {
 
 /// The port every load balancer listens on.
 pub const LB_PORT: u16 = 8080;
+/// The port of every load balancer's admin endpoint.
+pub const ADMIN_PORT: u16 = 9090;
+
+/// The parts of a config beyond [`LbSettings`].
+#[derive(Clone, Debug)]
+pub struct ConfigExtras<'a> {
+    /// `proxy_protocol`.
+    pub proxy: Option<&'a str>,
+    /// `allow`: these hosts.
+    pub allow: Option<&'a [std::net::IpAddr]>,
+    /// `timeouts.shutdown_grace`.
+    pub grace: Duration,
+}
 /// The port every backend listens on.
 pub const BACKEND_PORT: u16 = 9000;
 
@@ -329,6 +444,17 @@ pub struct Plan {
     pub mix: Mix,
     /// Fault actions, sorted by time.
     pub faults: Vec<(Duration, Fault)>,
+    /// Backends the first config lists (the others may be added by a reload).
+    pub initial: Vec<bool>,
+    /// Operator actions, sorted by time; every one is undone by the end of the chaos phase
+    /// (a drained backend enabled, a removed one added back).
+    pub ops: Vec<(Duration, OpAction)>,
+    /// `proxy_protocol`: `"v1"` or `"v2"`; the backends then expect the header.
+    pub proxy: Option<&'static str>,
+    /// `allow`: the client hosts allowed (by index); `None` allows everyone.
+    pub allow: Option<Vec<usize>>,
+    /// A graceful stop at the end, if any.
+    pub stop: Option<StopPlan>,
 }
 
 fn ms(n: u64) -> Duration {
@@ -370,7 +496,7 @@ impl Plan {
             algorithm: match scenario {
                 Scenario::HashAffinity => "hash",
                 // Swarm: the mix runs every algorithm this build has.
-                Scenario::Mix => {
+                Scenario::Mix | Scenario::Operate => {
                     let all = Algorithm::ALL;
                     all[rng.gen_range(0..all.len())].name()
                 }
@@ -421,10 +547,10 @@ impl Plan {
             mutation,
             backends,
             weights,
-            lbs: if scenario == Scenario::HashAffinity {
-                2
-            } else {
-                1
+            lbs: match scenario {
+                Scenario::HashAffinity => 2,
+                Scenario::Operate => rng.gen_range(1..=2),
+                _ => 1,
             },
             workers: rng.gen_range(1..=2),
             clients: rng.gen_range(2..=4),
@@ -438,9 +564,44 @@ impl Plan {
             liveness_sessions: 2,
             mix,
             faults: Vec::new(),
+            initial: vec![true; n],
+            ops: Vec::new(),
+            proxy: None,
+            allow: None,
+            stop: None,
         };
         plan.faults = draw_faults(&plan, &mut rng);
+        // The operator: always in `operate`; in `mix`, each part on or off by the seed.
+        let operate = plan.scenario == Scenario::Operate;
+        let mix = plan.scenario == Scenario::Mix;
+        if operate || (mix && rng.gen_bool(0.5)) {
+            if operate && rng.gen_bool(0.5) {
+                // The last backend is not in the first config: a reload adds it.
+                plan.initial[n - 1] = false;
+            }
+            plan.ops = draw_ops(&plan, &mut rng);
+        }
+        if operate || (mix && rng.gen_bool(0.3)) {
+            plan.proxy = Some(if rng.gen_bool(0.5) { "v1" } else { "v2" });
+        }
+        if (operate || mix) && plan.clients > 1 && rng.gen_bool(if operate { 0.6 } else { 0.2 }) {
+            // Every client but one is allowed.
+            let denied = rng.gen_range(0..plan.clients);
+            plan.allow = Some((0..plan.clients).filter(|&c| c != denied).collect());
+        }
+        if operate || (mix && rng.gen_bool(0.3)) {
+            let grace = ms(rng.gen_range(600..=2000));
+            // After the liveness sessions (short ones, all done in a second or two).
+            let at = plan.liveness_start + ms(rng.gen_range(5000..=6000));
+            plan.stop = Some(StopPlan { at, grace });
+        }
         plan
+    }
+
+    /// When every client is done: the liveness sessions (and, with a stop, the sessions
+    /// around it) are over.
+    pub fn stop_grace(&self) -> Duration {
+        self.stop.map_or(Duration::from_secs(5), |s| s.grace)
     }
 
     /// The settings the load balancer actually runs with (differs under a mutation).
@@ -478,6 +639,7 @@ fn draw_faults(plan: &Plan, rng: &mut SimRng) -> Vec<(Duration, Fault)> {
     };
     let kinds: Vec<u8> = match plan.scenario {
         Scenario::Crash | Scenario::HashAffinity => vec![0],
+        Scenario::Operate => vec![0, 1, 9],
         Scenario::Bounce => vec![1],
         Scenario::Partition => vec![2],
         Scenario::Slow => vec![3, 4],
@@ -555,6 +717,78 @@ fn draw_faults(plan: &Plan, rng: &mut SimRng) -> Vec<(Duration, Fault)> {
         }
         out.extend(steps);
         t = last;
+    }
+    out.sort_by_key(|(at, _)| *at);
+    out
+}
+
+/// Operator episodes on a timeline from `warmup` to `chaos_end - margin`, one at a time:
+/// a drain or disable and the enable that ends it, a removal and the reload that adds the
+/// backend back, a weight change, an invalid file; and the addition of a backend the first
+/// config did not list.
+fn draw_ops(plan: &Plan, rng: &mut SimRng) -> Vec<(Duration, OpAction)> {
+    let n = plan.backends.len();
+    let start = plan.warmup + ms(300);
+    let end = plan.chaos_end.saturating_sub(ms(800));
+    let mut out = Vec::new();
+    let mut t = start;
+    let mut absent: Vec<usize> = (0..n).filter(|&b| !plan.initial[b]).collect();
+    while t < end {
+        t += ms(rng.gen_range(300..2000));
+        let b = rng.gen_range(0..n);
+        let d = ms(rng.gen_range(500..4000));
+        let steps: Vec<(Duration, OpAction)> = match rng.gen_range(0..6u32) {
+            // (Not for a backend no config has listed yet: the endpoint answers 404.)
+            0 | 1 if !absent.contains(&b) => {
+                let lb = rng.gen_range(0..plan.lbs);
+                let action = if rng.gen_bool(0.5) {
+                    AdminAction::Drain
+                } else {
+                    AdminAction::Disable
+                };
+                vec![
+                    (
+                        t,
+                        OpAction::Admin {
+                            lb,
+                            backend: b,
+                            action,
+                        },
+                    ),
+                    (
+                        t + d,
+                        OpAction::Admin {
+                            lb,
+                            backend: b,
+                            action: AdminAction::Enable,
+                        },
+                    ),
+                ]
+            }
+            2 if !absent.contains(&b) => vec![
+                (t, OpAction::Reload(ReloadChange::Remove(b))),
+                (t + d, OpAction::Reload(ReloadChange::Add(b))),
+            ],
+            3 if !absent.contains(&b) => vec![(
+                t,
+                OpAction::Reload(ReloadChange::Weight(b, rng.gen_range(1..=4))),
+            )],
+            4 => vec![(t, OpAction::Reload(ReloadChange::Invalid))],
+            _ => match absent.pop() {
+                Some(new) => vec![(t, OpAction::Reload(ReloadChange::Add(new)))],
+                None => Vec::new(),
+            },
+        };
+        let last = steps.iter().map(|(at, _)| *at).max().unwrap_or(t);
+        if last >= end {
+            break;
+        }
+        out.extend(steps);
+        t = last;
+    }
+    // A backend the first config did not list is added by the end in any case.
+    for b in absent {
+        out.push((end, OpAction::Reload(ReloadChange::Add(b))));
     }
     out.sort_by_key(|(at, _)| *at);
     out

@@ -71,6 +71,37 @@ pub fn describe(plan: &Plan) -> String {
             faults.join("; ")
         }
     );
+    let _ = write!(text, "\n  {} worker(s) per load balancer", plan.workers);
+    if plan.initial.iter().any(|c| !c) {
+        let absent: Vec<String> = (0..plan.initial.len())
+            .filter(|&b| !plan.initial[b])
+            .map(|b| format!("b{b}"))
+            .collect();
+        let _ = write!(text, "; not in the first config: {}", absent.join(", "));
+    }
+    if let Some(v) = plan.proxy {
+        let _ = write!(text, "; proxy_protocol {v}");
+    }
+    if let Some(list) = &plan.allow {
+        let names: Vec<String> = list.iter().map(|c| format!("c{c}")).collect();
+        let _ = write!(text, "; allow {}", names.join(", "));
+    }
+    if let Some(stop) = plan.stop {
+        let _ = write!(
+            text,
+            "; stop at {:.3}s, grace {}ms",
+            stop.at.as_secs_f64(),
+            stop.grace.as_millis()
+        );
+    }
+    if !plan.ops.is_empty() {
+        let ops: Vec<String> = plan
+            .ops
+            .iter()
+            .map(|(at, op)| format!("{:.3}s {op}", at.as_secs_f64()))
+            .collect();
+        let _ = write!(text, "\n  operator: {}", ops.join("; "));
+    }
     text
 }
 

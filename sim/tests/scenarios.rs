@@ -87,3 +87,10 @@ fn minutes_of_traffic() {
         );
     }
 }
+
+/// An operator at work (admin requests, reloads, PROXY headers, `allow`, a graceful stop)
+/// while backends crash.
+#[test]
+fn operate() {
+    check_sweep("operate", Scenario::Operate, 40);
+}

@@ -152,6 +152,14 @@ fn drain_disable_and_enable_change_the_state_by_name() {
         assert_eq!(one_connection(&mut p, flow, 0, 0), BackendId(0));
     }
     assert_eq!(post(&mut p, "/backends/b/2/enable").response.status, 200);
+    // Unchecked while disabled: down until its probe, due at once, passes.
+    assert_eq!(p.backends()[1].state(), BackendState::Down);
+    let mut probed = Vec::new();
+    while let Some(probe) = p.poll_probe(at(5)) {
+        probed.push(probe.backend);
+        p.handle_probe_result(probe.id, crate::ProbeOutcome::Passed, at(5));
+    }
+    assert!(probed.contains(&BackendId(1)), "{probed:?}");
     assert_eq!(p.backends()[1].state(), BackendState::Up);
     // Enabling again is harmless.
     assert_eq!(post(&mut p, "/backends/b/2/enable").response.status, 200);

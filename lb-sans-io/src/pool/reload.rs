@@ -8,8 +8,8 @@
 use super::{Backend, CheckSettings, Pool, StateCause};
 use crate::config::Config;
 use crate::defect::Defect;
-use crate::health::HealthCounter;
 use crate::flow::FlowLimits;
+use crate::health::HealthCounter;
 use crate::ids::BackendId;
 use crate::select::{selector_for, Maglev, MaglevTable, Selector, SelectorSpec};
 use crate::time::Timestamp;

@@ -403,20 +403,31 @@ fn disabling_stops_probes_and_new_connections_and_enabling_resumes_both() {
     p.close_flow(FlowId(0), 0, 0, now);
     assert_eq!(p.backends()[0].active, 0);
     p.check_invariants();
-    // Enabled again: last known health (up), a probe at once, new connections.
+    // Enabled again: unchecked while disabled, it is down until a probe (at once) passes,
+    // then up at once and given new connections.
     p.set_admin(BackendId(0), AdminState::Enabled, now).unwrap();
-    assert_eq!(p.backends()[0].state(), BackendState::Up);
-    assert!(p.backends()[0].eligible());
+    assert_eq!(p.backends()[0].state(), BackendState::Down);
+    assert!(!p.backends()[0].eligible());
     let req = p.poll_probe(now).expect("probed at once");
     assert_eq!(req.backend, BackendId(0));
+    p.handle_probe_result(req.id, outcome(true), now);
+    assert!(p.backends()[0].eligible());
     assert_eq!(
         events(&mut p),
-        [PoolEvent::BackendStateChanged {
-            backend: BackendId(0),
-            from: BackendState::Disabled,
-            to: BackendState::Up,
-            cause: StateCause::Admin,
-        }]
+        [
+            PoolEvent::BackendStateChanged {
+                backend: BackendId(0),
+                from: BackendState::Disabled,
+                to: BackendState::Down,
+                cause: StateCause::Admin,
+            },
+            PoolEvent::BackendStateChanged {
+                backend: BackendId(0),
+                from: BackendState::Down,
+                to: BackendState::Up,
+                cause: StateCause::Probe,
+            }
+        ]
     );
     let picks: Vec<_> = (0..4)
         .map(|k| connect(&mut p, 1_000_000 + k, now).unwrap())
@@ -446,7 +457,7 @@ fn a_probe_running_when_disabled_is_still_recorded() {
         "a disabled backend has no probe due"
     );
     assert_eq!(p.poll_probe(at(5000)), None);
-    // Enabled again it is down (its last known health) until a probe passes.
+    // Enabled again it is down (unchecked while disabled) until a probe passes.
     p.set_admin(BackendId(0), AdminState::Enabled, at(6000))
         .unwrap();
     assert_eq!(p.backends()[0].state(), BackendState::Down);
@@ -479,10 +490,11 @@ fn every_admin_transition_reports_only_real_changes() {
         (Draining, BackendState::Draining),
         (Draining, BackendState::Draining),
         (Disabled, BackendState::Disabled),
+        // Leaving `disabled`, it is unchecked: down until a probe passes.
         (Draining, BackendState::Draining),
-        (Enabled, BackendState::Up),
+        (Enabled, BackendState::Down),
         (Disabled, BackendState::Disabled),
-        (Enabled, BackendState::Up),
+        (Enabled, BackendState::Down),
     ] {
         p.set_admin(BackendId(0), admin, at(0)).unwrap();
         assert_eq!(p.backends()[0].state(), state);

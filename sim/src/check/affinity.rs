@@ -2,10 +2,13 @@
 //! address and on which backends are up, so every load balancer (and one load balancer
 //! over time) sends a client to the same backend whenever their pools agree on who is up.
 //! The first attempt of each flow is compared; retries exclude backends already tried.
+//! A reload that changes the backends (or their weights) changes the table: choices are
+//! compared within one config only, and not in the tick a reload is applied.
 
 use super::flows::Flows;
 use super::{secs, violation, violation_at, Violation};
 use crate::run::{mask_names, Observations};
+use crate::scenario::OpAction;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Duration;
@@ -17,8 +20,21 @@ pub fn check(obs: &Observations, flows: &Flows, out: &mut Vec<Violation>) {
         return;
     }
     let n = plan.backends.len();
-    // (client, up set) -> (backend, lb, when)
-    let mut seen: BTreeMap<(IpAddr, u64), (usize, usize, Duration)> = BTreeMap::new();
+    // The config in force: valid reloads so far; `None` while one is being applied.
+    let reloads: Vec<Duration> = obs
+        .ops
+        .iter()
+        .filter(|o| o.valid && matches!(o.action, OpAction::Reload(_)))
+        .map(|o| o.sent)
+        .collect();
+    let epoch = |t: Duration| -> Option<usize> {
+        if reloads.iter().any(|&r| t >= r && t <= r + plan.tick * 2) {
+            return None;
+        }
+        Some(reloads.iter().filter(|&&r| r < t).count())
+    };
+    // (client, up set, config) -> (backend, lb, when)
+    let mut seen: BTreeMap<(IpAddr, u64, usize), (usize, usize, Duration)> = BTreeMap::new();
     let mut across = 0usize;
     let mut reported = 0;
     for (lb, lb_flows) in flows.per_lb.iter().enumerate() {
@@ -28,7 +44,10 @@ pub fn check(obs: &Observations, flows: &Flows, out: &mut Vec<Violation>) {
                 continue;
             };
             let conn = &log.connects[c];
-            let key = (f.peer.ip(), conn.up_mask.unwrap_or(0));
+            let Some(config) = epoch(conn.at) else {
+                continue;
+            };
+            let key = (f.peer.ip(), conn.up_mask.unwrap_or(0), config);
             match seen.get(&key) {
                 None => {
                     seen.insert(key, (x, lb, conn.at));

@@ -90,7 +90,9 @@ pub fn check(obs: &Observations, flows: &Flows, out: &mut Vec<Violation>) {
                 (0..n).all(|b| obs.unreachable[b].iter().all(|&(_, e)| e <= obs.end));
             if reachable_at_end {
                 for (b, s) in snap.backends.iter().enumerate() {
-                    if s.state != BackendState::Up {
+                    if s.state != BackendState::Up
+                        && !obs.out_of_rotation_during(lb, b, obs.end, obs.end)
+                    {
                         violation(
                             out,
                             "state",

@@ -4,8 +4,12 @@
 
 use crate::net::{ConnectOutcome, NetLog, Origin};
 use crate::run::Observations;
+use crate::scenario::LB_PORT;
 use std::net::SocketAddr;
 use std::time::Duration;
+
+/// How far apart two hosts' readings of the simulated clock may be.
+const SLACK: Duration = Duration::from_millis(10);
 
 /// One client connection at one load balancer.
 #[derive(Clone, Debug)]
@@ -96,8 +100,8 @@ impl Flows {
         Flows { per_lb }
     }
 
-    /// The flow of a client connection from `local` that was open at some time in
-    /// `[from, to]`.
+    /// The flow of a client connection from `local` accepted in `[from, to]` (give or take
+    /// a few milliseconds: hosts read the simulated clock at their own steps).
     pub fn find(
         &self,
         lb: usize,
@@ -108,7 +112,7 @@ impl Flows {
         self.per_lb
             .get(lb)?
             .iter()
-            .find(|f| f.peer == local && f.accepted >= from && f.accepted <= to)
+            .find(|f| f.peer == local && f.accepted + SLACK >= from && f.accepted <= to + SLACK)
     }
 }
 
@@ -116,7 +120,10 @@ fn flows_of(obs: &Observations, lb: usize, log: &NetLog) -> Vec<Flow> {
     let mut flows: Vec<Flow> = Vec::new();
     let mut by_task = std::collections::BTreeMap::new();
     for s in &log.streams {
-        if let Origin::Accepted { peer } = s.origin {
+        if let Origin::Accepted { peer, port } = s.origin {
+            if port != LB_PORT {
+                continue; // the admin endpoint's
+            }
             if let Some(t) = s.task {
                 by_task.insert(t, flows.len());
             }

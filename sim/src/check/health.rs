@@ -8,6 +8,9 @@
 //!   timeout` (plus ticks), is up in every load balancer's pool within that time.
 //! - `health-traffic` (round robin only, where turns are exact): once up again, it gets a
 //!   connection among the next `2 × backends` a load balancer makes.
+//!
+//! A backend the operator took out of a load balancer's rotation (removed by a reload,
+//! drained, disabled) is not held to `health-up` and `health-traffic` there meanwhile.
 
 use super::flows::Flows;
 use super::{secs, violation_at, Violation};
@@ -77,6 +80,11 @@ pub fn check(obs: &Observations, flows: &Flows, out: &mut Vec<Violation>) {
                 continue;
             }
             for lb in 0..obs.pool_states.len() {
+                // Out of rotation by the operator's hand (removed, drained, disabled), a
+                // backend is not up whatever its health: judged by `admin` and `reload`.
+                if obs.out_of_rotation_during(lb, x, e, deadline) {
+                    continue;
+                }
                 let states = &obs.pool_states[lb];
                 let up_at = if obs.up_mask_at(lb, e) & (1 << x) != 0 {
                     Some(e)

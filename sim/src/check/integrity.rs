@@ -14,12 +14,25 @@
 
 use super::flows::Flows;
 use super::{secs, stamp, violation, Violation};
-use crate::client::Outcome;
+use crate::client::{Outcome, Phase};
 use crate::run::{mask_names, Observations};
+use crate::scenario::OpAction;
 use std::collections::BTreeMap;
 
+/// What a backend connection received from the client: everything after the PROXY
+/// header, when the run sends one (its checks are `proxy`'s).
+pub fn payload<'a>(obs: &Observations, data: &'a [u8]) -> &'a [u8] {
+    if obs.plan.proxy.is_none() {
+        return data;
+    }
+    match lb_runtime::demo::proxy::parse(data) {
+        lb_runtime::demo::proxy::Parsed::Header(len, _) => &data[len..],
+        _ => data,
+    }
+}
+
 /// The session id a backend connection carries: `GET /ID/...` or `POST /ID/...`.
-fn session_id(data: &[u8]) -> Option<&str> {
+pub fn session_id(data: &[u8]) -> Option<&str> {
     let rest = data
         .strip_prefix(b"GET /")
         .or_else(|| data.strip_prefix(b"POST /"))?;
@@ -40,7 +53,7 @@ pub fn check(obs: &Observations, flows: &Flows, out: &mut Vec<Violation>) {
     let mut carried: BTreeMap<&str, Vec<(usize, usize)>> = BTreeMap::new();
     for (b, log) in obs.backend_logs.iter().enumerate() {
         for (i, s) in log.streams.iter().enumerate() {
-            if let Some(id) = session_id(&s.data_in) {
+            if let Some(id) = session_id(payload(obs, &s.data_in)) {
                 carried.entry(id).or_default().push((b, i));
             }
         }
@@ -78,15 +91,16 @@ pub fn check(obs: &Observations, flows: &Flows, out: &mut Vec<Violation>) {
             }
             [(b, i)] => {
                 let rec = &obs.backend_logs[*b].streams[*i];
-                if !s.sent.starts_with(&rec.data_in) {
+                let data_in = payload(obs, &rec.data_in);
+                if !s.sent.starts_with(data_in) {
                     violation(
                         out,
                         "bytes",
                         format!(
                             "{at}: backend b{b} received {} bytes that are not what the client sent ({} bytes); first difference at byte {}",
-                            rec.data_in.len(),
+                            data_in.len(),
                             s.sent.len(),
-                            first_difference(&rec.data_in, &s.sent)
+                            first_difference(data_in, &s.sent)
                         ),
                     );
                 }
@@ -102,8 +116,7 @@ pub fn check(obs: &Observations, flows: &Flows, out: &mut Vec<Violation>) {
                         ),
                     );
                 }
-                if complete
-                    && (rec.data_in.len() != s.sent.len() || rec.data_out.len() != s.recv.len())
+                if complete && (data_in.len() != s.sent.len() || rec.data_out.len() != s.recv.len())
                 {
                     violation(
                         out,
@@ -111,7 +124,7 @@ pub fn check(obs: &Observations, flows: &Flows, out: &mut Vec<Violation>) {
                         format!(
                             "{at}: completed, but client sent {} / backend b{b} received {}, backend sent {} / client read {}",
                             s.sent.len(),
-                            rec.data_in.len(),
+                            data_in.len(),
                             rec.data_out.len(),
                             s.recv.len()
                         ),
@@ -132,7 +145,19 @@ pub fn check(obs: &Observations, flows: &Flows, out: &mut Vec<Violation>) {
             }
         }
 
-        // Why did it end?
+        // Why did it end? (Around a stop, and for clients outside `allow`, the `stop` and
+        // `allow` checks judge.)
+        if !obs.allowed(s.client) || matches!(s.phase, Phase::Stopping { .. } | Phase::Stopped) {
+            continue;
+        }
+        // A close with no cause of its own while a reload was applied is the reload's.
+        let cause_check = if obs.ops.iter().any(|o| {
+            matches!(o.action, OpAction::Reload(_)) && o.sent >= s.start && o.sent <= s.end
+        }) {
+            "reload"
+        } else {
+            "close-cause"
+        };
         match s.outcome {
             Outcome::Complete => continue,
             Outcome::TimedOut => {
@@ -146,14 +171,14 @@ pub fn check(obs: &Observations, flows: &Flows, out: &mut Vec<Violation>) {
             Outcome::ConnectFailed => {
                 violation(
                     out,
-                    "close-cause",
+                    cause_check,
                     format!("{at}: could not connect to lb{}", s.lb),
                 );
                 continue;
             }
             Outcome::Refused | Outcome::Cut => {}
         }
-        if s.liveness {
+        if s.phase == Phase::Liveness {
             violation(
                 out,
                 "liveness",
@@ -181,7 +206,7 @@ pub fn check(obs: &Observations, flows: &Flows, out: &mut Vec<Violation>) {
             if !obs.unreachable_during(x, s.start, s.end) {
                 violation(
                     out,
-                    "close-cause",
+                    cause_check,
                     format!(
                         "{at}: {:?} on b{x} (answered {}/{}, client {}) with no fault on its path and no timeout",
                         s.outcome,
@@ -201,7 +226,7 @@ pub fn check(obs: &Observations, flows: &Flows, out: &mut Vec<Violation>) {
             if around.iter().all(|&u| obs.up_mask_at(s.lb, u) != 0) {
                 violation(
                     out,
-                    "close-cause",
+                    cause_check,
                     format!(
                         "{at}: refused at once although lb{} had {} up",
                         s.lb,
@@ -219,7 +244,7 @@ pub fn check(obs: &Observations, flows: &Flows, out: &mut Vec<Violation>) {
         if !healthy_tried.is_empty() {
             violation(
                 out,
-                "close-cause",
+                cause_check,
                 format!(
                     "{at}: {:?}: connects to {} failed with no fault on their path",
                     s.outcome,

@@ -11,12 +11,15 @@
 //! - [`counters`]: the pool's counters and states equal what the sockets saw; nothing
 //!   leaks; no task panicked; no host failed.
 //! - [`affinity`]: with `hash`, every load balancer sends a client to the same backend.
+//! - [`operate`]: the operator's actions (admin requests, reloads, the graceful stop) do
+//!   what they say; PROXY headers name the real client; `allow` keeps others out.
 
 pub mod affinity;
 pub mod counters;
 pub mod flows;
 pub mod health;
 pub mod integrity;
+pub mod operate;
 
 use crate::run::Observations;
 use std::fmt;
@@ -26,7 +29,7 @@ use std::fmt;
 pub struct Violation {
     /// Which check: `bytes`, `close-cause`, `retries`, `liveness`, `health-down`,
     /// `health-up`, `health-traffic`, `selector`, `counters`, `leak`, `state`, `panic`,
-    /// `host` or `affinity`.
+    /// `host`, `affinity`, `admin`, `reload`, `stop`, `proxy` or `allow`.
     pub check: &'static str,
     /// When it showed (simulated time), where one moment applies.
     pub at: Option<std::time::Duration>,
@@ -80,6 +83,7 @@ pub fn check_all(obs: &Observations) -> Vec<Violation> {
     integrity::check(obs, &flows, &mut out);
     health::check(obs, &flows, &mut out);
     affinity::check(obs, &flows, &mut out);
+    operate::check(obs, &flows, &mut out);
     out
 }
 
