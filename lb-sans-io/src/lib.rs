@@ -22,7 +22,6 @@
 pub mod admin;
 pub mod config;
 pub mod flow;
-pub mod harness;
 pub mod health;
 pub mod http;
 pub mod ids;

@@ -2,7 +2,7 @@
 //! and every crash the fuzzers ever found (`fuzz/regressions/<target>/`), through the same
 //! harness the fuzz targets call.
 
-use lb_sans_io::harness::{check_admin_bytes, check_config_bytes, check_events_bytes, Violation};
+use lb_harness::{check_admin_bytes, check_config_bytes, check_events_bytes, Violation};
 use std::fs;
 use std::path::{Path, PathBuf};
 
