@@ -3,8 +3,14 @@
 //! harness the fuzz targets call.
 
 use lb_harness::{check_admin_bytes, check_config_bytes, check_events_bytes, Violation};
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
+
+/// Fewest corpus files a fuzz target may have (the smallest tracked corpus, `admin`, has
+/// 6): fewer means its corpus was lost, emptied or never seeded, and the replay would pass
+/// without replaying anything of it.
+const MIN_CORPUS_FILES: usize = 5;
 
 fn fuzz_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz")
@@ -20,9 +26,23 @@ fn checker(target: &str) -> fn(&[u8]) -> Result<(), Violation> {
     }
 }
 
-/// Every file under `<fuzz>/<kind>/<target>/`, with its target.
-fn inputs(kind: &str) -> Vec<(String, PathBuf)> {
-    let mut out = Vec::new();
+/// The fuzz targets: one per `fuzz/fuzz_targets/<target>.rs`.
+fn targets() -> Vec<String> {
+    let dir = fuzz_dir().join("fuzz_targets");
+    let mut out: Vec<String> = fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("no fuzz targets at {}: {e}", dir.display()))
+        .map(|entry| entry.expect("readable directory entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "rs"))
+        .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
+        .collect();
+    out.sort();
+    assert!(!out.is_empty(), "no fuzz targets in {}", dir.display());
+    out
+}
+
+/// Every file under `<fuzz>/<kind>/<target>/`, by target.
+fn inputs(kind: &str) -> BTreeMap<String, Vec<PathBuf>> {
+    let mut out = BTreeMap::new();
     let Ok(targets) = fs::read_dir(fuzz_dir().join(kind)) else {
         return out;
     };
@@ -32,45 +52,66 @@ fn inputs(kind: &str) -> Vec<(String, PathBuf)> {
             continue;
         }
         let name = target.file_name().unwrap().to_string_lossy().into_owned();
+        let mut files = Vec::new();
         for file in fs::read_dir(&target).expect("readable target directory") {
             let file = file.expect("readable directory entry").path();
             if file.is_file() {
-                out.push((name.clone(), file));
+                files.push(file);
             }
         }
+        files.sort();
+        out.insert(name, files);
     }
-    out.sort();
     out
 }
 
-fn replay(kind: &str) -> usize {
+/// Replays every input of `kind`; returns how many each target has.
+fn replay(kind: &str) -> BTreeMap<String, usize> {
     let inputs = inputs(kind);
+    let total: usize = inputs.values().map(Vec::len).sum();
     let mut failures = Vec::new();
-    for (target, file) in &inputs {
-        let data = fs::read(file).expect("readable input");
-        if let Err(v) = checker(target)(&data) {
-            failures.push(format!("{}: {v}", file.display()));
+    for (target, files) in &inputs {
+        let check = checker(target);
+        for file in files {
+            let data = fs::read(file).expect("readable input");
+            if let Err(v) = check(&data) {
+                failures.push(format!("{}: {v}", file.display()));
+            }
         }
     }
     assert!(
         failures.is_empty(),
         "{} of {} inputs fail:\n{}",
         failures.len(),
-        inputs.len(),
+        total,
         failures.join("\n")
     );
-    inputs.len()
+    inputs.into_iter().map(|(t, f)| (t, f.len())).collect()
+}
+
+#[test]
+fn every_fuzz_target_has_a_harness_check() {
+    for target in targets() {
+        checker(&target);
+    }
 }
 
 #[test]
 fn every_corpus_input_passes() {
-    let n = replay("corpus");
-    assert!(n > 0, "no corpus found under {}", fuzz_dir().display());
+    let counts = replay("corpus");
+    for target in targets() {
+        let n = counts.get(&target).copied().unwrap_or(0);
+        assert!(
+            n >= MIN_CORPUS_FILES,
+            "fuzz target {target:?} has {n} corpus files under {} (at least {MIN_CORPUS_FILES} expected)",
+            fuzz_dir().join("corpus").join(&target).display()
+        );
+    }
 }
 
 #[test]
 fn every_crash_ever_found_stays_fixed() {
-    let n = replay("regressions");
+    let n: usize = replay("regressions").values().sum();
     assert!(
         n > 0,
         "no regression inputs found under {}",
