@@ -1,3 +1,3 @@
 //! Arbitrary bytes as config.json: no panic, and whatever is accepted round-trips.
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| lb_sans_io::harness::fuzz_config(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| lb_harness::fuzz_config(data));

@@ -133,7 +133,6 @@ impl RejectReason {
 
 /// Why a connection to a backend could not be opened, as far as health is concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub enum ConnectFailure {
     /// The backend, or the network to it, refused, reset or did not answer. Counts as a
     /// failed health check of the backend (passive health).

@@ -27,7 +27,6 @@ pub mod defect;
 #[allow(dead_code)]
 mod defect;
 pub mod flow;
-pub mod harness;
 pub mod health;
 pub mod http;
 pub mod ids;

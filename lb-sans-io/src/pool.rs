@@ -365,17 +365,29 @@ impl Pool {
                 weights: &weights,
             },
         );
-        Pool::new_with_selector(config, addrs, seed, now, selector)
+        Pool::with_selector(config, addrs, seed, now, selector)
     }
 
     /// [`Pool::new`] with a given selector instead of the configured algorithm's: for
     /// harnesses that want the same algorithm built smaller (a Maglev table of a few hundred
     /// slots instead of 65,537), or a deliberately broken one. A selector may return any
-    /// configured backend, eligible or not; the pool takes what it returns.
+    /// configured backend, eligible or not; the pool takes what it returns. A test seam
+    /// (feature `seams`).
     ///
     /// # Panics
     /// If `addrs` and `config.backends` differ in length (a driver bug).
+    #[cfg(feature = "seams")]
     pub fn new_with_selector(
+        config: &Config,
+        addrs: &[SocketAddr],
+        seed: u64,
+        now: Timestamp,
+        selector: Box<dyn Selector>,
+    ) -> Pool {
+        Pool::with_selector(config, addrs, seed, now, selector)
+    }
+
+    fn with_selector(
         config: &Config,
         addrs: &[SocketAddr],
         seed: u64,
@@ -510,7 +522,9 @@ impl Pool {
         self.limits
     }
 
-    /// Replaces the settings of new flows (e.g. smaller watermarks in tests).
+    /// Replaces the settings of new flows (e.g. smaller watermarks in tests). A test seam
+    /// (feature `seams`): a driver changes them through [`Pool::reconfigure`].
+    #[cfg(any(test, feature = "seams"))]
     pub fn set_flow_limits(&mut self, limits: FlowLimits) {
         self.limits = limits;
     }
@@ -758,10 +772,12 @@ impl Pool {
         self.events.pop_front()
     }
 
-    /// Checks the pool's internal bookkeeping; harnesses call it after every step.
+    /// Checks the pool's internal bookkeeping; harnesses call it after every step. A test
+    /// seam (feature `seams`).
     ///
     /// # Panics
     /// When the counts disagree (a bug in the pool).
+    #[cfg(any(test, feature = "seams"))]
     pub fn check_invariants(&self) {
         for (i, b) in self.backends.iter().enumerate() {
             let held = self

@@ -40,7 +40,8 @@ pub struct PowerOfTwo {
 }
 
 impl PowerOfTwo {
-    /// The two backends the last choice compared (for logs and tests).
+    /// The two backends the last choice compared. A test seam (feature `seams`).
+    #[cfg(any(test, feature = "seams"))]
     pub fn last_pair(&self) -> Option<(BackendId, BackendId)> {
         self.last_pair
     }

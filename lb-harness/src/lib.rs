@@ -1,9 +1,9 @@
-//! A fuzzing and property-testing harness for the state machines.
+//! A fuzzing and property-testing harness for the state machines of `lb-sans-io`.
 //!
 //! One harness serves three callers, so they all check the same invariants:
 //!
 //! - the cargo-fuzz targets in `fuzz/` (one-liners calling [`fuzz_events`],
-//!   [`fuzz_config`] and [`fuzz_admin`], with the `arbitrary` feature),
+//!   [`fuzz_config`] and [`fuzz_admin`]),
 //! - the proptest properties in `tests/harness_props.rs`, which generate [`Scenario`]s,
 //! - the replay test in `tests/harness_replay.rs`, which runs every file of the fuzz
 //!   corpus and every crash kept as a regression, on stable `cargo test`.
@@ -34,7 +34,7 @@
 //!   probe, leaves the backends' states and failure counts as they were
 //!   ([`Rule::LocalFailure`]);
 //! - each backend's active count equals the open flows holding it, and the pool's open flows
-//!   the driver's ([`Rule::ActiveCount`], plus [`crate::Pool::check_invariants`]);
+//!   the driver's ([`Rule::ActiveCount`], plus [`lb_sans_io::Pool::check_invariants`]);
 //! - the backlog equals bytes read and not yet written, a side is paused exactly when the
 //!   actions said so, a side is not left paused at or below the low watermark, and the
 //!   backlog never exceeds the high watermark by more than one read ([`Rule::Backpressure`],
@@ -58,6 +58,7 @@
 //! Hash configs run Maglev with a small table (the smallest prime of at least 257 in which
 //! every backend owns a slot) instead of 65,537 slots: the same algorithm, built in
 //! microseconds instead of milliseconds, which was most of a fuzz run's time.
+#![warn(missing_docs)]
 
 mod admin_check;
 mod config_check;
@@ -72,7 +73,7 @@ pub use scenario::{
     MAX_FLOWS, MAX_HIGH_WATERMARK, MAX_OPS, MAX_READ,
 };
 
-use crate::select::Selector;
+use lb_sans_io::select::Selector;
 use std::fmt;
 
 /// Which invariant a run broke.
@@ -176,7 +177,7 @@ pub enum Mutation {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Options {
     /// Replaces the configured algorithm (given the backend count), via
-    /// [`crate::Pool::new_with_selector`].
+    /// [`lb_sans_io::Pool::new_with_selector`].
     pub selector: Option<fn(usize) -> Box<dyn Selector>>,
     /// A fault to inject between the machines and the checks.
     pub mutation: Option<Mutation>,
@@ -242,13 +243,11 @@ pub fn run_with(scenario: &Scenario, options: Options) -> Result<Stats, Violatio
 }
 
 /// Decodes fuzz bytes into a scenario (any bytes decode to one) and runs it.
-#[cfg(feature = "arbitrary")]
 pub fn check_events_bytes(data: &[u8]) -> Result<(), Violation> {
     run(&decode_scenario(data)).map(|_| ())
 }
 
 /// The scenario fuzz bytes stand for.
-#[cfg(feature = "arbitrary")]
 pub fn decode_scenario(data: &[u8]) -> Scenario {
     use arbitrary::{Arbitrary, Unstructured};
     let mut scenario =
@@ -261,7 +260,6 @@ pub fn decode_scenario(data: &[u8]) -> Scenario {
 }
 
 /// The `events` fuzz target: panics with the violation, so libFuzzer records a crash.
-#[cfg(feature = "arbitrary")]
 pub fn fuzz_events(data: &[u8]) {
     if let Err(v) = check_events_bytes(data) {
         panic!("{v}\nscenario: {:?}", decode_scenario(data));

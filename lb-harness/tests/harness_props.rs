@@ -1,7 +1,7 @@
 //! Properties: random configs and event sequences through the fuzz harness, on stable.
-//! The same invariants as the `events` fuzz target (see `lb_sans_io::harness`).
+//! The same invariants as the `events` fuzz target (see `lb_harness`).
 
-use lb_sans_io::harness::{
+use lb_harness::{
     run, AdminSel, Advance, Amount, AttemptSel, BackendSel, BackendSpec, ConfigSpec, Op, ProbeSel,
     Scenario, SideSel, StrayCall,
 };
@@ -195,7 +195,7 @@ fn the_generators_reach_every_outcome() {
         Config::default(),
         TestRng::deterministic_rng(proptest::test_runner::RngAlgorithm::ChaCha),
     );
-    let mut total = lb_sans_io::harness::Stats::default();
+    let mut total = lb_harness::Stats::default();
     for _ in 0..128 {
         let s = scenario().new_tree(&mut runner).unwrap().current();
         total += run(&s).unwrap_or_else(|v| panic!("{v}\n{s:?}"));
@@ -262,14 +262,14 @@ proptest! {
     fn admin_requests_get_well_formed_answers_and_only_actions_change_state(
         data in admin_bytes()
     ) {
-        if let Err(v) = lb_sans_io::harness::check_admin_bytes(&data) {
+        if let Err(v) = lb_harness::check_admin_bytes(&data) {
             prop_assert!(false, "{}", v);
         }
     }
 
     #[test]
     fn arbitrary_admin_bytes_never_panic(data in prop::collection::vec(any::<u8>(), 0..300)) {
-        if let Err(v) = lb_sans_io::harness::check_admin_bytes(&data) {
+        if let Err(v) = lb_harness::check_admin_bytes(&data) {
             prop_assert!(false, "{}", v);
         }
     }

@@ -1,7 +1,7 @@
 //! The `config` target: arbitrary bytes as config.json.
 
 use super::{Rule, Violation};
-use crate::config::Config;
+use lb_sans_io::config::Config;
 
 /// Parses `data` as a config file (invalid UTF-8 replaced, as a lossy reader would):
 /// parsing and validation must not panic, errors must print, and an accepted config's text

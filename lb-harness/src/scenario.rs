@@ -3,16 +3,16 @@
 //! Every value of these types is a valid scenario: out-of-range numbers are folded into
 //! range when the config is built, and events may name flows, attempts, probes and
 //! backends that do not exist or are already closed (the machines must ignore those).
-//! With the `arbitrary` feature the types derive `arbitrary::Arbitrary`, so any byte
-//! string decodes to a scenario.
+//! The types derive `arbitrary::Arbitrary`, so any byte string decodes to a
+//! scenario.
 
-use crate::config::{
+use lb_sans_io::config::{
     Algorithm, BackendAddress, BackendConfig, CheckType, Config, ConfigDuration, HealthCheckConfig,
     TimeoutsConfig, MAX_RETRIES, MAX_RISE_FALL, MAX_WEIGHT,
 };
-use crate::flow::FlowLimits;
-use crate::ids::{BackendId, Side};
-use crate::pool::AdminState;
+use lb_sans_io::flow::FlowLimits;
+use lb_sans_io::ids::{BackendId, Side};
+use lb_sans_io::pool::AdminState;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -29,8 +29,7 @@ pub const MAX_READ: usize = 64 * 1024;
 pub const MAX_HIGH_WATERMARK: u32 = 512 * 1024;
 
 /// A whole fuzz case: the config, then the events in order.
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, arbitrary::Arbitrary)]
 pub struct Scenario {
     /// The pool's config and the flows' limits.
     pub config: ConfigSpec,
@@ -39,8 +38,7 @@ pub struct Scenario {
 }
 
 /// The config, as raw numbers folded into their valid ranges by [`ConfigSpec::build`].
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, arbitrary::Arbitrary)]
 pub struct ConfigSpec {
     /// 1 to [`MAX_BACKENDS`] backends (an empty list means one default backend).
     pub backends: Vec<BackendSpec>,
@@ -78,8 +76,7 @@ pub struct ConfigSpec {
 }
 
 /// One backend of a [`ConfigSpec`].
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, arbitrary::Arbitrary)]
 pub struct BackendSpec {
     /// Weight, folded into 1..=1000.
     pub weight: u16,
@@ -88,8 +85,7 @@ pub struct BackendSpec {
 }
 
 /// Which side of a flow an event is about.
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, arbitrary::Arbitrary)]
 pub enum SideSel {
     /// The client connection.
     Client,
@@ -108,8 +104,7 @@ impl SideSel {
 }
 
 /// The attempt number a connect outcome reports.
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, arbitrary::Arbitrary)]
 pub enum AttemptSel {
     /// The flow's latest `Connect`.
     Current,
@@ -120,8 +115,7 @@ pub enum AttemptSel {
 }
 
 /// How many queued bytes a write completion reports.
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, arbitrary::Arbitrary)]
 pub enum Amount {
     /// Everything queued for the side.
     All,
@@ -132,8 +126,7 @@ pub enum Amount {
 }
 
 /// How far the clock moves.
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, arbitrary::Arbitrary)]
 pub enum Advance {
     /// Microseconds.
     Micros(u16),
@@ -158,8 +151,7 @@ impl Advance {
 }
 
 /// Which probe a probe result names.
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, arbitrary::Arbitrary)]
 pub enum ProbeSel {
     /// The n-th (modulo) probe the driver still has outstanding.
     Outstanding(u8),
@@ -170,8 +162,7 @@ pub enum ProbeSel {
 }
 
 /// A pool call for a flow the pool has never seen.
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, arbitrary::Arbitrary)]
 pub enum StrayCall {
     /// `Pool::select`.
     Select,
@@ -184,8 +175,7 @@ pub enum StrayCall {
 }
 
 /// Which backend an admin change names.
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, arbitrary::Arbitrary)]
 pub enum BackendSel {
     /// Backend n modulo the backend count (always a configured one).
     Index(u8),
@@ -204,8 +194,7 @@ impl BackendSel {
 }
 
 /// An operator's admin request (`POST /backends/NAME/enable`, `/drain`, `/disable`).
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, arbitrary::Arbitrary)]
 pub enum AdminSel {
     /// `/enable`.
     Enable,
@@ -228,8 +217,7 @@ impl AdminSel {
 
 /// One driver event. `flow` picks among all flows accepted so far, open or closed
 /// (modulo their number; skipped while there are none).
-#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, arbitrary::Arbitrary)]
 pub enum Op {
     /// A client connects (from an address derived from `client`).
     Accept {

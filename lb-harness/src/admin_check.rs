@@ -1,10 +1,10 @@
 //! The `admin` target: arbitrary bytes sent to the admin endpoint.
 
 use super::{Rule, Violation};
-use crate::admin::{self, Info, Method, Parsed};
-use crate::config::Config;
-use crate::pool::{BackendState, Pool};
-use crate::time::Timestamp;
+use lb_sans_io::admin::{self, Info, Method, Parsed};
+use lb_sans_io::config::Config;
+use lb_sans_io::pool::{BackendState, Pool};
+use lb_sans_io::time::Timestamp;
 use std::net::SocketAddr;
 
 /// Feeds `data` after its first byte to the admin endpoint as the bytes of one

@@ -2,7 +2,7 @@
 //! machines and the checks, must each be reported as the rule they break. Without these, a
 //! harness that checked nothing would pass every fuzz run.
 
-use lb_sans_io::harness::{
+use lb_harness::{
     run, run_with, AdminSel, Advance, AttemptSel, BackendSel, ConfigSpec, Mutation, Op, Options,
     ProbeSel, Rule, Scenario, SideSel,
 };
@@ -28,7 +28,7 @@ fn written(side: SideSel) -> Op {
     Op::Written {
         flow: 0,
         side,
-        amount: lb_sans_io::harness::Amount::All,
+        amount: lb_harness::Amount::All,
     }
 }
 

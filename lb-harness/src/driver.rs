@@ -7,17 +7,17 @@ use super::scenario::{
     MAX_FLOWS, MAX_OPS,
 };
 use super::{Mutation, Options, Rule, Stats, Violation};
-use crate::config::Algorithm;
-use crate::flow::{CloseReason, ConnectFailure, Flow, FlowAction, FlowLimits, FlowPool};
-use crate::health::Health;
-use crate::ids::{BackendId, FlowId, ProbeId, Side};
-use crate::pool::{
+use bytes::Bytes;
+use lb_sans_io::config::Algorithm;
+use lb_sans_io::flow::{CloseReason, ConnectFailure, Flow, FlowAction, FlowLimits, FlowPool};
+use lb_sans_io::health::Health;
+use lb_sans_io::ids::{BackendId, FlowId, ProbeId, Side};
+use lb_sans_io::pool::{
     AdminState, BackendState, Pool, PoolEvent, ProbeRequest, RejectReason, StateCause,
 };
-use crate::probe::{CheckFailure, ProbeOutcome};
-use crate::select::{Maglev, MaglevTable, DEFAULT_TABLE_SIZE};
-use crate::time::Timestamp;
-use bytes::Bytes;
+use lb_sans_io::probe::{CheckFailure, ProbeOutcome};
+use lb_sans_io::select::{Maglev, MaglevTable, DEFAULT_TABLE_SIZE};
+use lb_sans_io::time::Timestamp;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 
@@ -207,7 +207,7 @@ impl FlowPool for LatencyTap<'_> {
         flow: FlowId,
         client: std::net::IpAddr,
         now: Timestamp,
-    ) -> Result<(), crate::flow::RejectReason> {
+    ) -> Result<(), lb_sans_io::flow::RejectReason> {
         self.pool.open_flow(flow, client, now)
     }
     fn select(
@@ -1541,7 +1541,7 @@ impl Driver {
 #[cfg(test)]
 mod tests {
     use super::small_maglev_size;
-    use crate::select::MaglevTable;
+    use lb_sans_io::select::MaglevTable;
 
     #[test]
     fn the_small_maglev_table_leaves_no_backend_without_a_slot() {
