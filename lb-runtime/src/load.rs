@@ -8,8 +8,9 @@ use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 
-/// The repo's `config.json`, compiled in: used when `./config.json` does not exist.
-pub const BUILT_IN_CONFIG: &str = include_str!("../../config.json");
+/// The built-in config (`lb-runtime/config.json`, which the repo's top-level `config.json`
+/// links to), compiled in: used when `./config.json` does not exist.
+pub const BUILT_IN_CONFIG: &str = include_str!("../config.json");
 
 /// Where a config came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -172,4 +173,26 @@ pub fn from_text(text: &str, source: ConfigSource) -> Result<Loaded, LoadError> 
         addrs,
         source,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_built_in_config_is_valid_loopback_and_round_trips() {
+        let loaded = from_text(BUILT_IN_CONFIG, ConfigSource::BuiltIn).unwrap();
+        let c = &loaded.config;
+        assert!(c.listen.ip().is_loopback());
+        assert!(c.admin.is_some_and(|a| a.ip().is_loopback()));
+        assert_eq!(c.backends.len(), 3);
+        assert_eq!(Config::from_json(&c.to_json()).unwrap(), *c);
+    }
+
+    #[test]
+    fn the_repos_config_json_is_the_built_in_one() {
+        let top = concat!(env!("CARGO_MANIFEST_DIR"), "/../config.json");
+        let text = std::fs::read_to_string(top).expect("the repo's config.json");
+        assert_eq!(text, BUILT_IN_CONFIG);
+    }
 }

@@ -25,13 +25,6 @@ fn minimal_config_gets_documented_defaults() {
 }
 
 #[test]
-fn the_repos_default_config_is_valid_and_loopback() {
-    let c = Config::from_json(include_str!("../../../config.json")).unwrap();
-    assert!(c.listen.ip().is_loopback());
-    assert_eq!(c.backends.len(), 3);
-}
-
-#[test]
 fn errors_name_the_field() {
     let e = err(r#"{"backends":[{"address":"127.0.0.1:1"},{"address":"localhost"}]}"#);
     assert!(
@@ -113,7 +106,12 @@ fn host_names_are_kept_for_the_driver() {
 
 #[test]
 fn serialisation_round_trips() {
-    let c = Config::from_json(include_str!("../../../config.json")).unwrap();
+    let c = Config::from_json(
+        r#"{"listen":"127.0.0.1:8080","algorithm":"hash","backends":[{"name":"a","address":"127.0.0.1:5001","weight":3}],
+            "health_check":{"type":"http","path":"/ready","interval":"1m30s"},"timeouts":{"idle":"1d"},"allow":["10.0.0.0/8"],
+            "proxy_protocol":"v2","slow_start":"10s","retries":1,"max_connections":5,"admin":"127.0.0.1:9000"}"#,
+    )
+    .unwrap();
     assert_eq!(Config::from_json(&c.to_json()).unwrap(), c);
     let c = Config::from_json(
         r#"{"backends":[{"address":"h:1","max_connections":3}],"admin":"127.0.0.1:9000"}"#,

@@ -114,7 +114,18 @@ pub fn check(obs: &Observations, flows: &Flows, out: &mut Vec<Violation>) {
                 if plan.lb.algorithm != "round_robin" {
                     continue;
                 }
+                // Until the next fault, the end of the chaos, or the operator's next action
+                // that takes it out of rotation, whichever comes first.
                 let until = next.unwrap_or(plan.chaos_end).min(plan.chaos_end);
+                let until = obs
+                    .out_of_rotation
+                    .get(lb)
+                    .and_then(|v| v.get(x))
+                    .into_iter()
+                    .flatten()
+                    .map(|&(a, _)| a)
+                    .filter(|&a| a > up_at)
+                    .fold(until, Duration::min);
                 let log = &obs.lb_logs[lb];
                 let mut made = 0;
                 let mut got = false;

@@ -4,9 +4,10 @@
 //! - `admin`: every admin request is answered `200`; a backend drained or disabled gets no
 //!   new connection from that load balancer after the answer, until it is enabled again;
 //!   once enabled, a reachable backend is up within `rise × interval + timeout`.
-//! - `reload`: every reload is applied (or, for an invalid file, refused) and logged; a
-//!   backend a reload removed gets no new connection until a reload adds it back; one a
-//!   reload added is up within `rise × interval + timeout` if reachable. (A client closed
+//! - `reload`: every reload is applied (or, for an invalid file, refused) and logged; the
+//!   backends it keeps keep their health (one up stays up); a backend a reload removed gets
+//!   no new connection until a reload adds it back; one a reload added is up within
+//!   `rise × interval + timeout` if reachable. (A client closed
 //!   or refused with no cause of its own while a reload was applied is reported under
 //!   `reload` by the `close-cause` check.)
 //! - `stop`: after a graceful stop the listener is closed (no connection opened after it
@@ -200,6 +201,39 @@ fn reload(obs: &Observations, flows: &Flows, out: &mut Vec<Violation>) {
         }
         if !op.valid {
             continue;
+        }
+        // The backends it keeps keep their health: one up before stays up (unless it became
+        // unreachable, or the operator has it out of rotation).
+        let before = op.sent.saturating_sub(plan.tick);
+        let after = op.sent + plan.tick * 3;
+        for lb in 0..plan.lbs {
+            for b in 0..plan.backends.len() {
+                let kept = change != ReloadChange::Remove(b) && change != ReloadChange::Add(b);
+                let was_up = obs.up_mask_at(lb, before) & (1 << b) != 0;
+                if !kept
+                    || !was_up
+                    || obs.unreachable_during(b, before.saturating_sub(plan.lb.interval * 2), after)
+                    || obs.out_of_rotation_during(lb, b, before, after)
+                {
+                    continue;
+                }
+                let dropped = obs.pool_states[lb]
+                    .iter()
+                    .find(|&&(t, m)| t >= op.sent && t <= after && m & (1 << b) == 0);
+                if let Some(&(t, _)) = dropped {
+                    violation_at(
+                        out,
+                        "reload",
+                        t,
+                        format!(
+                            "{} at {}: lb{lb} had b{b} up before and kept it, but not up at {}",
+                            op.action,
+                            secs(op.sent),
+                            secs(t)
+                        ),
+                    );
+                }
+            }
         }
         match change {
             ReloadChange::Remove(b) => {
