@@ -31,6 +31,7 @@ fn same_seed_same_trace() {
     for seed in seeds(2) {
         assert_replays(Scenario::Mix, seed);
         assert_replays(Scenario::MidTransfer, seed);
+        assert_replays(Scenario::Operate, seed);
     }
 }
 
