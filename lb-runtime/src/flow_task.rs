@@ -16,6 +16,9 @@ use std::task::{Context, Poll};
 use tokio::io::AsyncWrite;
 use tokio::time::Sleep;
 
+#[cfg(feature = "seams")]
+mod broken;
+
 /// Smallest and largest read buffers. A side's read size adapts: it doubles after a read
 /// that fills its buffer and halves after one that uses under an eighth of it, so
 /// request/response traffic reads into small buffers and bulk transfers into large ones.
@@ -260,8 +263,12 @@ pub async fn run<N: Net>(
     });
     #[cfg(not(feature = "seams"))]
     let _ = local;
+    #[cfg(feature = "seams")]
+    let mut broken = broken::BrokenFlow::new(shared.defects, id);
     let mut io = FlowIo::new(net.clone(), client);
     loop {
+        #[cfg(feature = "seams")]
+        broken.maybe_panic();
         while let Some(action) = flow.poll_action() {
             match action {
                 FlowAction::Connect { addr, attempt, .. } => {
@@ -273,8 +280,20 @@ pub async fn run<N: Net>(
                     let preamble = wrong_header(&shared, preamble, peer, local);
                     io.connecting = Some((attempt, connect(&net, addr, preamble)));
                 }
-                FlowAction::Write { side, data } => io.out[side.index()].push_back(Op::Write(data)),
-                FlowAction::Shutdown { side } => io.out[side.index()].push_back(Op::Shutdown),
+                FlowAction::Write { side, data } => {
+                    #[cfg(feature = "seams")]
+                    if broken.write(side, &data, &mut io.out[side.index()], &mut io.events) {
+                        continue;
+                    }
+                    io.out[side.index()].push_back(Op::Write(data))
+                }
+                FlowAction::Shutdown { side } => {
+                    #[cfg(feature = "seams")]
+                    if side == Side::Client {
+                        broken.flush(&mut io.out[side.index()]);
+                    }
+                    io.out[side.index()].push_back(Op::Shutdown)
+                }
                 FlowAction::PauseRead { side } => io.paused[side.index()] = true,
                 FlowAction::ResumeRead { side } => io.paused[side.index()] = false,
                 FlowAction::UpdatePool => {
@@ -283,6 +302,11 @@ pub async fn run<N: Net>(
                 FlowAction::Close { reset, .. } => {
                     close(&net, io, reset);
                     shared.with_pool(|pool, now| {
+                        #[cfg(feature = "seams")]
+                        if broken.skip_release() {
+                            log_close(&flow.summary(), pool);
+                            return;
+                        }
                         flow.release(pool, now);
                         log_close(&flow.summary(), pool);
                     });
@@ -304,6 +328,8 @@ pub async fn run<N: Net>(
         .await;
         let now = shared.clock.now();
         for event in io.events.drain(..) {
+            #[cfg(feature = "seams")]
+            let event = broken.event(event);
             match event {
                 IoEvent::Read(side, data) => flow.handle_read(side, data, now),
                 IoEvent::Written(side, n) => flow.handle_written(side, n, now),

@@ -161,6 +161,22 @@ impl Node {
                 None => Pool::new(config, &loaded.addrs, options.seed, clock.now()),
             };
             pool.inject(options.defects);
+            // Timeouts the broken builds leave out, for every new flow.
+            {
+                use lb_sans_io::defect::Defect;
+                let mut limits = pool.flow_limits();
+                let never = Duration::from_secs(24 * 3600);
+                if options.defects.has(Defect::NoIdleTimeout) {
+                    limits.idle_timeout = never;
+                }
+                if options.defects.has(Defect::NoHalfCloseTimeout) {
+                    limits.half_close_timeout = never;
+                }
+                if options.defects.has(Defect::NoConnectTimeout) {
+                    limits.connect_timeout = never;
+                }
+                pool.set_flow_limits(limits);
+            }
             Shared::new(pool, clock).with_defects(options.defects)
         };
         #[cfg(not(feature = "seams"))]
@@ -194,6 +210,12 @@ impl Node {
             options,
         } = self;
         let config = &loaded.config;
+        #[cfg(feature = "seams")]
+        if shared.defects.has(lb_sans_io::defect::Defect::FailToStart) {
+            return Err(StartError::Worker(io::Error::other(
+                "deliberate failure (Defect::FailToStart)",
+            )));
+        }
         let listener = net
             .bind(config.listen)
             .await

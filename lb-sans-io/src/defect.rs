@@ -19,6 +19,32 @@ pub enum Defect {
     /// (Driver) At the end of the shutdown grace period, open connections are dropped
     /// without going through their machines: not released, counted or logged.
     StopDropsFlows,
+    /// (Driver) Some connections lose one chunk to the client: reported written, never
+    /// sent.
+    DropChunk,
+    /// (Driver) Some connections send one chunk to the client twice.
+    DuplicateChunk,
+    /// (Driver) Some connections send two chunks to the client in the wrong order.
+    ReorderChunks,
+    /// (Driver) Some connections are reset as if their backend had reset them, when its
+    /// first bytes arrive.
+    SpuriousReset,
+    /// (Driver) Some connections, once closed, are never given back to the pool.
+    LeakFlow,
+    /// (Driver) One connection's task panics.
+    PanicInFlow,
+    /// (Driver) The node fails as it starts.
+    FailToStart,
+    /// The pool counts the first connection to each backend twice.
+    CountersOffByOne,
+    /// A backend that went down never comes up again, whatever its checks say.
+    StuckDown,
+    /// (Driver) New connections get no idle timeout.
+    NoIdleTimeout,
+    /// (Driver) New connections get no half-close timeout.
+    NoHalfCloseTimeout,
+    /// (Driver) New connections get no connect timeout.
+    NoConnectTimeout,
 }
 
 /// A set of [`Defect`]s; empty by default.

@@ -685,7 +685,14 @@ impl Pool {
         let before = b.state();
         let flipped = if passed {
             b.checks_passed += 1;
-            b.health.record_success()
+            let stuck = self.defects.has(Defect::StuckDown)
+                && b.health.health() == Health::Down
+                && (b.checks_failed > 0 || b.connect_failures_total > 0);
+            if stuck {
+                None
+            } else {
+                b.health.record_success()
+            }
         } else {
             b.checks_failed += 1;
             b.health.record_failure()
@@ -896,7 +903,11 @@ impl FlowPool for Pool {
     fn connect_succeeded(&mut self, flow: FlowId, backend: BackendId, now: Timestamp) {
         self.observe(now);
         if self.flow_backend(flow) == Some(backend) {
-            self.backends[backend.index()].connections_total += 1;
+            let b = &mut self.backends[backend.index()];
+            b.connections_total += 1;
+            if b.connections_total == 1 && self.defects.has(Defect::CountersOffByOne) {
+                b.connections_total += 1;
+            }
         }
     }
     /// The flow's connect to `backend` failed or timed out: releases the slot and, when the

@@ -84,12 +84,16 @@ pub struct SessionRecord {
     pub answered: usize,
     /// The client's deliberate pause: from, to.
     pub stall: Option<(Duration, Duration)>,
+    /// When the client last read a byte before its pause began.
+    pub stall_last_read: Option<Duration>,
     /// Whether the client half-closed (sent FIN) before the end.
     pub half_closed: bool,
     /// A read ended with an error (reset).
     pub reset: bool,
     /// When the client's reader saw the connection end (end of stream or reset).
     pub closed_at: Option<Duration>,
+    /// When the client last read a byte.
+    pub last_read: Option<Duration>,
     /// How it ended.
     pub outcome: Outcome,
 }
@@ -194,6 +198,8 @@ struct Shared {
     reset: bool,
     /// When the reader saw the end of stream or a reset.
     closed_at: Option<Duration>,
+    /// When the reader last read a byte.
+    last_read: Option<Duration>,
     /// The reader is done (end of stream, error, or every answer in).
     reader_done: bool,
 }
@@ -258,7 +264,7 @@ async fn session(
         format!("{id} open lb{lb} {}", kind.name()),
     );
     let requests = match kind {
-        SessionKind::Bulk => 1,
+        SessionKind::Bulk | SessionKind::HalfOpen => 1,
         _ => rng.gen_range(1..=5),
     };
     let pause = Duration::from_millis(rng.gen_range(0..50));
@@ -302,9 +308,11 @@ async fn session(
         requests,
         answered: 0,
         stall: None,
+        stall_last_read: None,
         half_closed: false,
         reset: false,
         closed_at: None,
+        last_read: None,
         outcome: Outcome::ConnectFailed,
     };
     let lb_ip = turmoil::lookup(format!("lb{lb}"));
@@ -324,6 +332,7 @@ async fn session(
     let progress = Rc::new(Notify::new());
     let closed = Rc::new(Notify::new());
     let stall = Rc::new(RefCell::new(None));
+    let stall_read = Rc::new(RefCell::new(None));
 
     let deadline = idle * 2
         + plan.lb.half_close_timeout
@@ -333,6 +342,7 @@ async fn session(
         + Duration::from_secs(5);
 
     let interactive = matches!(kind, SessionKind::Interactive | SessionKind::Stall);
+    let half_open_hold = plan.lb.half_close_timeout + Duration::from_secs(1);
     let reader = {
         let shared = shared.clone();
         let progress = progress.clone();
@@ -350,6 +360,7 @@ async fn session(
                     }
                     Ok(k) => {
                         s.recv.extend_from_slice(&buf[..k]);
+                        s.last_read = Some(sim_now());
                         let answered = count_answers(&s.recv, &s.ends);
                         s.answered = answered;
                         if interactive && answered >= requests {
@@ -375,6 +386,7 @@ async fn session(
         let shared = shared.clone();
         let progress = progress.clone();
         let stall = stall.clone();
+        let stall_read = stall_read.clone();
         let closed = closed.clone();
         async move {
             let mut half_closed = false;
@@ -415,12 +427,32 @@ async fn session(
                         half_closed = wr.shutdown().await.is_ok();
                     }
                 }
+                SessionKind::HalfOpen => {
+                    let req =
+                        format!("GET /{id}/r0 HTTP/1.1\r\nHost: sim\r\nConnection: close\r\n\r\n");
+                    let end = req.len();
+                    shared.borrow_mut().ends.push(end);
+                    if write(&mut wr, &shared, &closed, req.into_bytes()).await {
+                        // Never a FIN: wait for the end of the stream, then stay open and
+                        // silent until the load balancer has surely closed its side.
+                        loop {
+                            let notified = progress.notified();
+                            if shared.borrow().reader_done {
+                                break;
+                            }
+                            notified.await;
+                        }
+                        tokio::time::sleep(half_open_hold).await;
+                    }
+                }
                 SessionKind::Interactive | SessionKind::Stall => {
                     for r in 0..requests {
                         if kind == SessionKind::Stall && r == stall_at {
                             let from = sim_now();
+                            let read = shared.borrow().last_read;
                             tokio::time::sleep(stall_len).await;
                             *stall.borrow_mut() = Some((from, sim_now()));
+                            *stall_read.borrow_mut() = read;
                         }
                         let req = format!("GET /{id}/r{r} HTTP/1.1\r\nHost: sim\r\n\r\n");
                         let end = shared.borrow().sent.len() + req.len();
@@ -462,7 +494,9 @@ async fn session(
     record.answered = count_answers(&s.recv, &s.ends);
     record.reset = s.reset;
     record.closed_at = s.closed_at;
+    record.last_read = s.last_read;
     record.stall = *stall.borrow();
+    record.stall_last_read = *stall_read.borrow();
     let complete = record.answered >= requests;
     record.outcome = if timed_out {
         Outcome::TimedOut

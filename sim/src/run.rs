@@ -205,6 +205,17 @@ impl Selector for IgnoreHealth {
     }
 }
 
+/// The selector of [`Mutation::FirstAvailable`]: the first usable backend.
+struct FirstAvailable;
+
+impl Selector for FirstAvailable {
+    fn select(&mut self, ctx: SelectCtx<'_>) -> Option<BackendId> {
+        (0..ctx.len())
+            .find(|&i| ctx.usable(i))
+            .map(|i| BackendId(i as u32))
+    }
+}
+
 /// The selector of [`Mutation::ClientBlind`]: a random usable backend.
 struct ClientBlind;
 
@@ -229,6 +240,9 @@ fn node_options(plan: &Plan, seed: u64) -> NodeOptions {
         }
         Mutation::ClientBlind => {
             Some(Arc::new(|_: &_| Box::new(ClientBlind) as Box<dyn Selector>) as SelectorFactory)
+        }
+        Mutation::FirstAvailable => {
+            Some(Arc::new(|_: &_| Box::new(FirstAvailable) as Box<dyn Selector>) as SelectorFactory)
         }
         _ => None,
     };

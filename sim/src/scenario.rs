@@ -106,6 +106,9 @@ pub enum Mutation {
     /// A selector that ignores the client: a seeded random pick among the healthy
     /// backends (breaks `hash` affinity).
     ClientBlind,
+    /// A selector that always picks the first usable backend (in configured order): every
+    /// backend gets connections only while those before it are down.
+    FirstAvailable,
     /// A deliberate bug in the pool or the driver (see `lb_sans_io::defect`).
     Defect(Defect),
 }
@@ -258,6 +261,10 @@ pub enum SessionKind {
     Stall,
     /// One large upload (`POST` with a body), read back concurrently; then half-closes.
     Bulk,
+    /// One request asking the backend to close (`Connection: close`); reads to the end
+    /// and then keeps its own side open and silent, so the load balancer's half-close
+    /// timeout (or, when the backend does not close, its idle timeout) must end it.
+    HalfOpen,
 }
 
 impl SessionKind {
@@ -269,6 +276,7 @@ impl SessionKind {
             SessionKind::Interactive => "interactive",
             SessionKind::Stall => "stall",
             SessionKind::Bulk => "bulk",
+            SessionKind::HalfOpen => "half-open",
         }
     }
 }
@@ -276,8 +284,9 @@ impl SessionKind {
 /// Relative weights of the session kinds clients pick from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Mix {
-    /// Weights of pipelined, early half-close, interactive, stall and bulk sessions.
-    pub weights: [u32; 5],
+    /// Weights of pipelined, early half-close, interactive, stall, bulk and half-open
+    /// sessions.
+    pub weights: [u32; 6],
 }
 
 impl Mix {
@@ -291,6 +300,7 @@ impl Mix {
             SessionKind::Interactive,
             SessionKind::Stall,
             SessionKind::Bulk,
+            SessionKind::HalfOpen,
         ];
         for (k, w) in kinds.iter().zip(self.weights) {
             if x < w {
@@ -519,16 +529,16 @@ impl Plan {
         let liveness_start = chaos_end + lb.up_bound(ms(1)) + ms(500);
         let mix = match scenario {
             Scenario::HalfClose => Mix {
-                weights: [3, 6, 1, 0, 2],
+                weights: [3, 6, 1, 0, 2, 3],
             },
             Scenario::Stall => Mix {
-                weights: [1, 1, 2, 6, 0],
+                weights: [1, 1, 2, 6, 0, 2],
             },
             Scenario::MidTransfer => Mix {
-                weights: [1, 1, 1, 0, 6],
+                weights: [1, 1, 1, 0, 6, 0],
             },
             _ => Mix {
-                weights: [3, 2, 3, 1, 1],
+                weights: [3, 2, 3, 1, 1, 1],
             },
         };
         let weights = backends
@@ -591,8 +601,10 @@ impl Plan {
         }
         if operate || (mix && rng.gen_bool(0.3)) {
             let grace = ms(rng.gen_range(600..=2000));
-            // After the liveness sessions (short ones, all done in a second or two).
-            let at = plan.liveness_start + ms(rng.gen_range(5000..=6000));
+            // After the liveness sessions: short ones, but a lane starts them only once its
+            // last chaos session is over, which may pause for an idle timeout and hold a
+            // half-open connection for a half-close timeout more (10 s at most).
+            let at = plan.liveness_start + ms(rng.gen_range(12_000..=13_000));
             plan.stop = Some(StopPlan { at, grace });
         }
         plan

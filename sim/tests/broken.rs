@@ -136,3 +136,148 @@ fn broken_allow_list_is_caught() {
         &["allow"],
     );
 }
+
+/// A driver that loses one chunk on its way to the client (reporting it written).
+#[test]
+fn broken_driver_dropping_a_chunk_is_caught() {
+    assert_caught(
+        Scenario::MidTransfer,
+        Mutation::Defect(Defect::DropChunk),
+        10,
+        &["bytes"],
+    );
+}
+
+/// A driver that sends one chunk twice.
+#[test]
+fn broken_driver_duplicating_a_chunk_is_caught() {
+    assert_caught(
+        Scenario::MidTransfer,
+        Mutation::Defect(Defect::DuplicateChunk),
+        10,
+        &["bytes"],
+    );
+}
+
+/// A driver that swaps two chunks.
+#[test]
+fn broken_driver_reordering_chunks_is_caught() {
+    assert_caught(
+        Scenario::MidTransfer,
+        Mutation::Defect(Defect::ReorderChunks),
+        10,
+        &["bytes"],
+    );
+}
+
+/// Connections reset for no reason of their own, in the chaos and in the liveness phase.
+#[test]
+fn broken_driver_resetting_healthy_connections_is_caught() {
+    assert_caught(
+        Scenario::Crash,
+        Mutation::Defect(Defect::SpuriousReset),
+        10,
+        &["close-cause", "liveness"],
+    );
+}
+
+/// A selector that always picks the first usable backend: a recovered backend never gets
+/// its turn again while one before it is up.
+#[test]
+fn broken_selector_favouring_the_first_backend_is_caught() {
+    assert_caught(
+        Scenario::Crash,
+        Mutation::FirstAvailable,
+        20,
+        &["health-traffic"],
+    );
+}
+
+/// A pool that counts one connection twice.
+#[test]
+fn broken_counters_are_caught() {
+    assert_caught(
+        Scenario::Crash,
+        Mutation::Defect(Defect::CountersOffByOne),
+        5,
+        &["counters"],
+    );
+}
+
+/// A driver that never gives some closed connections back to the pool.
+#[test]
+fn broken_driver_leaking_flows_is_caught() {
+    assert_caught(
+        Scenario::Crash,
+        Mutation::Defect(Defect::LeakFlow),
+        5,
+        &["leak"],
+    );
+}
+
+/// A backend that went down never comes back, whatever its checks say.
+#[test]
+fn broken_health_stuck_down_is_caught() {
+    assert_caught(
+        Scenario::Crash,
+        Mutation::Defect(Defect::StuckDown),
+        10,
+        &["health-up", "state"],
+    );
+}
+
+/// A connection's task panics.
+#[test]
+fn broken_task_panicking_is_caught() {
+    assert_caught(
+        Scenario::Crash,
+        Mutation::Defect(Defect::PanicInFlow),
+        5,
+        &["panic"],
+    );
+}
+
+/// A node that fails as it starts.
+#[test]
+fn broken_node_failing_to_start_is_caught() {
+    assert_caught(
+        Scenario::Crash,
+        Mutation::Defect(Defect::FailToStart),
+        5,
+        &["host"],
+    );
+}
+
+/// No idle timeout: a client that pauses past it is not closed.
+#[test]
+fn broken_idle_timeout_is_caught() {
+    assert_caught(
+        Scenario::Stall,
+        Mutation::Defect(Defect::NoIdleTimeout),
+        10,
+        &["idle-timeout"],
+    );
+}
+
+/// No half-close timeout: a connection half-closed and silent stays open.
+#[test]
+fn broken_half_close_timeout_is_caught() {
+    assert_caught(
+        Scenario::HalfClose,
+        Mutation::Defect(Defect::NoHalfCloseTimeout),
+        20,
+        &["half-close-timeout"],
+    );
+}
+
+/// No connect timeout: a connect to a crashed backend (which, in turmoil, hangs until the
+/// backend is back) is not given up in time.
+#[test]
+fn broken_connect_timeout_is_caught() {
+    assert_caught(
+        Scenario::Crash,
+        Mutation::Defect(Defect::NoConnectTimeout),
+        10,
+        &["connect-timeout"],
+    );
+}

@@ -11,6 +11,7 @@
 //! - [`counters`]: the pool's counters and states equal what the sockets saw; nothing
 //!   leaks; no task panicked; no host failed.
 //! - [`affinity`]: with `hash`, every load balancer sends a client to the same backend.
+//! - [`timeouts`]: the idle, half-close and connect timeouts fire when they should.
 //! - [`operate`]: the operator's actions (admin requests, reloads, the graceful stop) do
 //!   what they say; PROXY headers name the real client; `allow` keeps others out.
 
@@ -20,6 +21,7 @@ pub mod flows;
 pub mod health;
 pub mod integrity;
 pub mod operate;
+pub mod timeouts;
 
 use crate::run::Observations;
 use std::fmt;
@@ -29,7 +31,8 @@ use std::fmt;
 pub struct Violation {
     /// Which check: `bytes`, `close-cause`, `retries`, `liveness`, `health-down`,
     /// `health-up`, `health-traffic`, `selector`, `counters`, `leak`, `state`, `panic`,
-    /// `host`, `affinity`, `admin`, `reload`, `stop`, `proxy` or `allow`.
+    /// `host`, `affinity`, `admin`, `reload`, `stop`, `proxy`, `allow`, `idle-timeout`,
+    /// `half-close-timeout` or `connect-timeout`.
     pub check: &'static str,
     /// When it showed (simulated time), where one moment applies.
     pub at: Option<std::time::Duration>,
@@ -84,6 +87,7 @@ pub fn check_all(obs: &Observations) -> Vec<Violation> {
     health::check(obs, &flows, &mut out);
     affinity::check(obs, &flows, &mut out);
     operate::check(obs, &flows, &mut out);
+    timeouts::check(obs, &flows, &mut out);
     out
 }
 
