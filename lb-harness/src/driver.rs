@@ -2,6 +2,7 @@
 //! the tokio driver does (drain every output after every input, queue writes per side,
 //! honour pauses, fire due timers), and checks the invariants after every step.
 
+use super::health_model::HealthModel;
 use super::scenario::{
     client_addr, AdminSel, Amount, AttemptSel, BackendSel, Op, ProbeSel, Scenario, StrayCall,
     MAX_FLOWS, MAX_OPS,
@@ -157,6 +158,8 @@ struct FlowModel {
     /// The backend being connected to or connected (as the actions said).
     backend: Option<BackendId>,
     connecting: bool,
+    /// While connecting: when the attempt times out (`timeouts.connect` after its `Connect`).
+    connect_deadline: Timestamp,
     connected: bool,
     tried: Vec<BackendId>,
     /// EOF delivered and accepted, by side.
@@ -269,9 +272,15 @@ pub(super) struct Driver {
     states: Vec<BackendState>,
     /// Admin states as the driver set them (its own record, not the pool's).
     admin: Vec<AdminState>,
-    /// By backend: its latest probe (id and deadline) while the driver has not answered it.
-    /// Running while the deadline is after `now` (the pool times it out at the deadline).
+    /// By backend: the probe the pool waits for (id and deadline), as the driver models it:
+    /// set when the pool starts it, cleared by its result, by `NotRun`, or when the pool's
+    /// timeout passes its deadline (a failed check).
     probe_running: Vec<Option<(ProbeId, Timestamp)>>,
+    /// `health_check.rise` and `fall`, as the health model applies them.
+    rise: u32,
+    fall: u32,
+    /// By backend: the harness's own model of its health and check counts.
+    health: Vec<HealthModel>,
     /// Pool events drained now come from an admin change (and must say so).
     in_admin_op: bool,
     probes: VecDeque<ProbeRequest>,
@@ -320,6 +329,9 @@ impl Driver {
             states: vec![start; config.backends.len()],
             admin: vec![AdminState::Enabled; config.backends.len()],
             probe_running: vec![None; config.backends.len()],
+            rise: config.health_check.rise,
+            fall: config.health_check.fall,
+            health: vec![HealthModel::new(config.health_check.start_up); config.backends.len()],
             in_admin_op: false,
             probes: VecDeque::new(),
             options,
@@ -393,6 +405,12 @@ impl Driver {
                 };
                 let m = &mut self.flows[i];
                 if !m.closed && m.connecting && a == m.attempt {
+                    if let (Some(b), false) = (m.backend, local) {
+                        // Passive health: a failed check of the backend.
+                        self.health[b.index()].connect_failed(self.rise, self.fall);
+                        self.stats.passive_failures += 1;
+                    }
+                    let m = &mut self.flows[i];
                     m.connecting = false;
                     m.backend = None;
                 }
@@ -492,7 +510,7 @@ impl Driver {
             }
             Op::PoolEarlyTimer => {
                 let due = self.pool.poll_timeout().is_some_and(|t| t <= self.now);
-                self.pool.handle_timeout(self.now);
+                self.pool_timeout();
                 if !due {
                     if let Some(e) = self.pool.poll_event() {
                         return Err(self.fail(
@@ -505,10 +523,8 @@ impl Driver {
             }
             Op::ProbeResult { probe, passed } => {
                 let id = self.resolve_probe(probe);
-                for r in &mut self.probe_running {
-                    if r.is_some_and(|(p, _)| p == id) {
-                        *r = None;
-                    }
+                if let Some(i) = self.probe_answered(id) {
+                    self.health[i].probe(passed, self.rise, self.fall);
                 }
                 let outcome = if passed {
                     ProbeOutcome::Passed
@@ -520,11 +536,8 @@ impl Driver {
             }
             Op::ProbeNotRun { probe } => {
                 let id = self.resolve_probe(probe);
-                for r in &mut self.probe_running {
-                    if r.is_some_and(|(p, _)| p == id) {
-                        *r = None;
-                    }
-                }
+                // Neither passed nor failed: the model's health stays as it is.
+                let _ = self.probe_answered(id);
                 let health = |pool: &Pool| {
                     pool.backends()
                         .iter()
@@ -603,6 +616,10 @@ impl Driver {
         if was != admin {
             self.stats.admin_changes += 1;
         }
+        if was == AdminState::Disabled && admin != AdminState::Disabled {
+            // Not checked while disabled: down until its first check passes.
+            self.health[i].restart();
+        }
         self.in_admin_op = true;
         let probed = self.drain_pool_probes();
         self.in_admin_op = false;
@@ -671,6 +688,7 @@ impl Driver {
             attempt: 0,
             backend: None,
             connecting: false,
+            connect_deadline: self.now,
             connected: false,
             tried: Vec::new(),
             eof: [false; 2],
@@ -852,6 +870,18 @@ impl Driver {
     ) -> Result<(), Violation> {
         let eligible = self.eligible();
         let now = self.now;
+        let m = &self.flows[i];
+        if matches!(cause, Cause::Timer | Cause::EarlyTimer)
+            && !m.closed
+            && m.connecting
+            && now >= m.connect_deadline
+        {
+            if let Some(b) = m.backend {
+                // The connect timed out: a failed check of the backend (passive health).
+                self.health[b.index()].connect_failed(self.rise, self.fall);
+                self.stats.passive_failures += 1;
+            }
+        }
         let m = &mut self.flows[i];
         m.last_now = m.last_now.max(now);
         event(&mut m.flow, &mut self.pool, now);
@@ -975,6 +1005,7 @@ impl Driver {
                 m.attempt = attempt;
                 m.backend = Some(backend);
                 m.connecting = true;
+                m.connect_deadline = self.now + self.limits.connect_timeout;
                 m.tried.push(backend);
                 self.stats.connects += 1;
                 if m.tried.len() > 1 {
@@ -1234,6 +1265,30 @@ impl Driver {
         Ok(probed)
     }
 
+    /// The probe `id` was answered (or could not run): the backend whose current probe it
+    /// is, if any (results of stale or unknown probes are ignored).
+    fn probe_answered(&mut self, id: ProbeId) -> Option<usize> {
+        let i = self
+            .probe_running
+            .iter()
+            .position(|r| r.is_some_and(|(p, _)| p == id))?;
+        self.probe_running[i] = None;
+        Some(i)
+    }
+
+    /// `Pool::handle_timeout` at `now`: every probe past its deadline is a failed check.
+    fn pool_timeout(&mut self) {
+        let now = self.now;
+        for i in 0..self.probe_running.len() {
+            if self.probe_running[i].is_some_and(|(_, deadline)| deadline <= now) {
+                self.probe_running[i] = None;
+                self.health[i].probe(false, self.rise, self.fall);
+                self.stats.probe_timeouts += 1;
+            }
+        }
+        self.pool.handle_timeout(now);
+    }
+
     fn next_deadline(&self) -> Option<Timestamp> {
         self.flows
             .iter()
@@ -1247,7 +1302,7 @@ impl Driver {
     fn fire_due(&mut self) -> Result<(), Violation> {
         let now = self.now;
         if self.pool.poll_timeout().is_some_and(|t| t <= now) {
-            self.pool.handle_timeout(now);
+            self.pool_timeout();
             self.drain_pool()?;
             if let Some(t) = self.pool.poll_timeout().filter(|&t| t <= now) {
                 return Err(self.fail(
@@ -1460,6 +1515,28 @@ impl Driver {
                         "{id:?} is {} but its events said {}",
                         b.state(),
                         self.states[i]
+                    ),
+                ));
+            }
+            let h = &self.health[i];
+            let seen = (
+                b.health(),
+                b.checks_passed,
+                b.checks_failed,
+                b.connect_failures_total,
+            );
+            let expected = (
+                h.health(),
+                h.checks_passed,
+                h.checks_failed,
+                h.connect_failures,
+            );
+            if seen != expected {
+                return Err(self.fail(
+                    Rule::Health,
+                    format!(
+                        "{id:?} (rise {}, fall {}): the pool says {seen:?}, the checks given make it {expected:?} (health, probes passed, probes failed, connect failures)",
+                        self.rise, self.fall
                     ),
                 ));
             }

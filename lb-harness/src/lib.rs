@@ -33,6 +33,14 @@
 //! - a local connect failure (this host out of descriptors or ports), of a flow or of a
 //!   probe, leaves the backends' states and failure counts as they were
 //!   ([`Rule::LocalFailure`]);
+//! - each backend's health, and its counts of passed and failed probes and of failed
+//!   connects, equal the harness's own model of the checks it gave the pool: probe results
+//!   of the probe the pool waits for (stale and unknown ones count for nothing, as do
+//!   probes that could not run), probe timeouts (the pool's timeout passing a probe's
+//!   deadline is a failed check), and client connects that failed or timed out by the
+//!   backend's fault (passive health), under `rise`, `fall` and `start_up`: a backend not
+//!   checked yet goes up on its first pass, one leaving `disabled` is unchecked again
+//!   ([`Rule::Health`]);
 //! - each backend's active count equals the open flows holding it, and the pool's open flows
 //!   the driver's ([`Rule::ActiveCount`], plus [`lb_sans_io::Pool::check_invariants`]);
 //! - the backlog equals bytes read and not yet written, a side is paused exactly when the
@@ -63,6 +71,7 @@
 mod admin_check;
 mod config_check;
 mod driver;
+mod health_model;
 mod scenario;
 
 pub use admin_check::check_admin_bytes;
@@ -124,6 +133,11 @@ pub enum Rule {
     /// An admin request panicked, parsed differently in pieces, got a malformed answer, or
     /// changed the pool without being a `POST` action.
     AdminHttp,
+    /// A backend's health, or its count of passed and failed probes or of failed connects,
+    /// differs from the harness's model of the check results it gave the pool (`rise`,
+    /// `fall`, `start_up`; probe timeouts fail, probes that could not run count for
+    /// nothing).
+    Health,
 }
 
 /// A broken invariant: which rule, at which event, and what was seen.
@@ -212,6 +226,11 @@ pub struct Stats {
     pub rejected: usize,
     /// Flows closed after every connect attempt failed.
     pub connect_failed: usize,
+    /// Probes the pool failed at their deadline.
+    pub probe_timeouts: usize,
+    /// Client connects that failed by the backend's fault (refused or timed out): failed
+    /// checks of it (passive health).
+    pub passive_failures: usize,
 }
 
 impl std::ops::AddAssign for Stats {
@@ -229,6 +248,8 @@ impl std::ops::AddAssign for Stats {
         self.timed_out += o.timed_out;
         self.rejected += o.rejected;
         self.connect_failed += o.connect_failed;
+        self.probe_timeouts += o.probe_timeouts;
+        self.passive_failures += o.passive_failures;
     }
 }
 
