@@ -3,8 +3,9 @@
 //! harness that checked nothing would pass every fuzz run.
 
 use lb_harness::{
-    run, run_with, AdminSel, Advance, AttemptSel, BackendSel, ConfigSpec, Mutation, Op, Options,
-    ProbeSel, Rule, Scenario, SideSel,
+    check_admin_bytes, check_admin_bytes_with, check_config_bytes, check_config_bytes_with, run,
+    run_with, AdminMutation, AdminSel, Advance, AttemptSel, BackendSel, ConfigMutation, ConfigSpec,
+    Mutation, Op, Options, ProbeSel, Rule, Scenario, SideSel,
 };
 use lb_sans_io::select::{SelectCtx, Selector};
 use lb_sans_io::BackendId;
@@ -329,5 +330,75 @@ fn probes_that_could_not_run_counted_as_failed_are_caught() {
     assert_eq!(
         mutated(Mutation::BlameLocal, config, ops),
         Rule::LocalFailure
+    );
+}
+
+fn config_rule(data: &[u8], mutation: ConfigMutation) -> Rule {
+    check_config_bytes(data).unwrap();
+    match check_config_bytes_with(data, Some(mutation)) {
+        Ok(()) => panic!("the config check found nothing wrong with {mutation:?}"),
+        Err(v) => {
+            eprintln!("reported as expected: {v}");
+            v.rule
+        }
+    }
+}
+
+#[test]
+fn a_config_parser_that_ignores_trailing_bytes_is_caught() {
+    // The regression input: a config, then a second object (the real parser refuses it).
+    let trailing = include_bytes!("../../fuzz/regressions/config/trailing-second-object");
+    assert_eq!(
+        config_rule(trailing, ConfigMutation::IgnoreTrailing),
+        Rule::ConfigRoundTrip
+    );
+}
+
+#[test]
+fn a_config_renderer_that_drops_a_field_is_caught() {
+    let data = br#"{"backends":[{"address":"127.0.0.1:1"}],"retries":5}"#;
+    assert_eq!(
+        config_rule(data, ConfigMutation::RendererDropsRetries),
+        Rule::ConfigRoundTrip
+    );
+}
+
+fn admin_rule(request: &[u8], mutation: AdminMutation) -> Rule {
+    // The first byte is where the connection's bytes split: after the whole head.
+    let mut data = vec![255];
+    data.extend_from_slice(request);
+    check_admin_bytes(&data).unwrap();
+    match check_admin_bytes_with(&data, Some(mutation)) {
+        Ok(()) => panic!("the admin check found nothing wrong with {mutation:?}"),
+        Err(v) => {
+            eprintln!("reported as expected: {v}");
+            v.rule
+        }
+    }
+}
+
+#[test]
+fn a_wrong_content_length_is_caught() {
+    for request in [
+        &b"GET /status HTTP/1.1\r\n\r\n"[..],
+        b"HEAD /metrics HTTP/1.1\r\n\r\n",
+        b"POST /backends/a/drain HTTP/1.1\r\n\r\n",
+        b"GET /nowhere HTTP/1.1\r\n\r\n",
+    ] {
+        assert_eq!(
+            admin_rule(request, AdminMutation::ContentLengthOffByOne),
+            Rule::AdminHttp
+        );
+    }
+}
+
+#[test]
+fn an_action_answered_to_get_is_caught() {
+    assert_eq!(
+        admin_rule(
+            b"GET /backends/a/drain HTTP/1.1\r\n\r\n",
+            AdminMutation::IgnoreMethod
+        ),
+        Rule::AdminHttp
     );
 }
