@@ -196,21 +196,43 @@ impl FlowModel {
     }
 }
 
-/// Recognisable bytes: client streams are lower case, backend streams upper case, and the
-/// letter is the stream offset modulo 26 (so a write from the wrong place is visible).
-/// The pool as a flow sees it, recording the latency samples the flow reports.
-struct LatencyTap<'a> {
+/// The pool as a flow sees it: every call a flow makes goes through here, so the harness
+/// sees the latency samples it reports, and some mutations stand in for a pool that
+/// misbehaves.
+struct PoolTap<'a> {
     pool: &'a mut Pool,
+    mutation: Option<Mutation>,
+    /// The configured `max_connections`.
+    max_connections: u32,
+    n_backends: usize,
     samples: Vec<(BackendId, std::time::Duration)>,
 }
 
-impl FlowPool for LatencyTap<'_> {
+impl<'a> PoolTap<'a> {
+    fn new(pool: &'a mut Pool, options: Options, max_connections: u32) -> PoolTap<'a> {
+        let n_backends = pool.backends().len();
+        PoolTap {
+            pool,
+            mutation: options.mutation,
+            max_connections,
+            n_backends,
+            samples: Vec::new(),
+        }
+    }
+}
+
+impl FlowPool for PoolTap<'_> {
     fn open_flow(
         &mut self,
         flow: FlowId,
         client: std::net::IpAddr,
         now: Timestamp,
     ) -> Result<(), lb_sans_io::flow::RejectReason> {
+        if self.mutation == Some(Mutation::LimitOffByOne)
+            && self.pool.open_flows() + 1 >= self.max_connections as usize
+        {
+            return Err(RejectReason::MaxConnections);
+        }
         self.pool.open_flow(flow, client, now)
     }
     fn select(
@@ -232,17 +254,32 @@ impl FlowPool for LatencyTap<'_> {
         failure: ConnectFailure,
         now: Timestamp,
     ) {
+        let failure = match self.mutation {
+            Some(Mutation::NoPassiveHealth) => ConnectFailure::Local,
+            _ => failure,
+        };
         self.pool.connect_failed(flow, backend, failure, now)
     }
     fn record_latency(&mut self, backend: BackendId, sample: std::time::Duration, now: Timestamp) {
+        let backend = match self.mutation {
+            Some(Mutation::LatencyWrongBackend) => {
+                BackendId(((backend.index() + 1) % self.n_backends.max(1)) as u32)
+            }
+            _ => backend,
+        };
         self.samples.push((backend, sample));
         self.pool.record_latency(backend, sample, now)
     }
     fn close_flow(&mut self, flow: FlowId, to_backend: u64, to_client: u64, now: Timestamp) {
+        if self.mutation == Some(Mutation::LeakFlow) {
+            return;
+        }
         self.pool.close_flow(flow, to_backend, to_client, now)
     }
 }
 
+/// Recognisable bytes: client streams are lower case, backend streams upper case, and the
+/// letter is the stream offset modulo 26 (so a write from the wrong place is visible).
 fn pattern(flow: FlowId, side: Side, offset: u64, len: usize) -> Bytes {
     let base = match side {
         Side::Client => b'a',
@@ -329,8 +366,10 @@ impl Driver {
             states: vec![start; config.backends.len()],
             admin: vec![AdminState::Enabled; config.backends.len()],
             probe_running: vec![None; config.backends.len()],
-            rise: config.health_check.rise,
-            fall: config.health_check.fall,
+            rise: config.health_check.rise
+                + u32::from(options.mutation == Some(Mutation::RiseOffByOne)),
+            fall: config.health_check.fall
+                + u32::from(options.mutation == Some(Mutation::FallOffByOne)),
             health: vec![HealthModel::new(config.health_check.start_up); config.backends.len()],
             in_admin_op: false,
             probes: VecDeque::new(),
@@ -493,10 +532,7 @@ impl Driver {
                 let Some(i) = self.pick(flow) else {
                     return Ok(());
                 };
-                let due = self.flows[i]
-                    .flow
-                    .poll_timeout()
-                    .is_some_and(|t| t <= self.now);
+                let due = self.deadline(&self.flows[i]).is_some_and(|t| t <= self.now);
                 let before = (self.flows[i].closed, self.flows[i].attempt);
                 self.call(i, Cause::EarlyTimer, |f, p, now| f.handle_timeout(p, now))?;
                 let m = &self.flows[i];
@@ -531,7 +567,9 @@ impl Driver {
                 } else {
                     ProbeOutcome::Failed(CheckFailure::Refused)
                 };
-                self.pool.handle_probe_result(id, outcome, self.now);
+                if self.options.mutation != Some(Mutation::IgnoreProbeResults) {
+                    self.pool.handle_probe_result(id, outcome, self.now);
+                }
                 self.drain_pool()
             }
             Op::ProbeNotRun { probe } => {
@@ -673,8 +711,9 @@ impl Driver {
         self.next_flow += 1;
         let open_before = self.pool.open_flows();
         let eligible = self.eligible();
+        let mut tap = PoolTap::new(&mut self.pool, self.options, self.max_connections);
         let flow = Flow::accept(
-            &mut self.pool,
+            &mut tap,
             id,
             client_addr(client),
             None,
@@ -796,7 +835,10 @@ impl Driver {
 
     fn stray(&mut self, call: StrayCall, flow: u16, backend: u8) -> Result<(), Violation> {
         // Ids from 2^32 up are never issued (the model numbers flows from 0).
-        let id = FlowId((1 << 32) + u64::from(flow));
+        let mut id = FlowId((1 << 32) + u64::from(flow));
+        if self.options.mutation == Some(Mutation::TruncateFlowIds) {
+            id = FlowId(id.0 & u64::from(u32::MAX));
+        }
         let backend = BackendId(u32::from(backend));
         let snapshot = self.pool_snapshot();
         let chose = match call {
@@ -866,7 +908,7 @@ impl Driver {
         &mut self,
         i: usize,
         cause: Cause,
-        event: impl FnOnce(&mut Flow, &mut Pool, Timestamp),
+        event: impl FnOnce(&mut Flow, &mut dyn FlowPool, Timestamp),
     ) -> Result<(), Violation> {
         let eligible = self.eligible();
         let now = self.now;
@@ -884,7 +926,25 @@ impl Driver {
         }
         let m = &mut self.flows[i];
         m.last_now = m.last_now.max(now);
-        event(&mut m.flow, &mut self.pool, now);
+        let mut tap = PoolTap::new(&mut self.pool, self.options, self.max_connections);
+        event(&mut m.flow, &mut tap, now);
+        // Samples given during an event (the connect time, when the backend connects):
+        // for the backend the flow connected to, and no longer than the flow.
+        let samples = tap.samples;
+        let m = &self.flows[i];
+        let age = now.saturating_duration_since(m.accepted_at);
+        if let Some((backend, latency)) = samples
+            .into_iter()
+            .find(|&(b, latency)| !m.connected || m.backend != Some(b) || latency > age)
+        {
+            return Err(self.fail(
+                Rule::Latency,
+                format!(
+                    "{}: a latency sample of {latency:?} for {backend:?} on {cause:?}; the flow is on {:?} (connected {}) and {age:?} old",
+                    m.id, m.backend, m.connected
+                ),
+            ));
+        }
         self.drain_flow(i, cause, &eligible)
     }
 
@@ -907,6 +967,23 @@ impl Driver {
                 }
                 Some(first) => vec![a, first],
             },
+            (Some(Mutation::DoubleClose), a @ FlowAction::Close { .. }) => vec![a.clone(), a],
+            (
+                Some(Mutation::SwapResetSide),
+                FlowAction::Close {
+                    reason: CloseReason::Reset(side),
+                    reset,
+                },
+            ) => vec![FlowAction::Close {
+                reason: CloseReason::Reset(side.other()),
+                reset,
+            }],
+            (Some(Mutation::SplitWrites), FlowAction::Write { side, data }) => (0..data.len())
+                .map(|k| FlowAction::Write {
+                    side,
+                    data: data.slice(k..k + 1),
+                })
+                .collect(),
             (_, a) => vec![a],
         }
     }
@@ -916,17 +993,19 @@ impl Driver {
         let was_closed = self.flows[i].closed;
         let mut count = 0;
         while let Some(action) = self.flows[i].flow.poll_action() {
-            count += 1;
-            if count > MAX_ACTIONS_PER_INPUT {
-                return Err(self.fail(
-                    Rule::Unbounded,
-                    format!(
-                        "{}: more than {MAX_ACTIONS_PER_INPUT} actions for one {cause:?}",
-                        self.flows[i].id
-                    ),
-                ));
-            }
+            // Counted as delivered (after any mutation), so a fault that multiplies outputs
+            // is bounded too.
             for action in self.mutate(action) {
+                count += 1;
+                if count > MAX_ACTIONS_PER_INPUT {
+                    return Err(self.fail(
+                        Rule::Unbounded,
+                        format!(
+                            "{}: more than {MAX_ACTIONS_PER_INPUT} actions for one {cause:?}",
+                            self.flows[i].id
+                        ),
+                    ));
+                }
                 self.perform(i, cause, action, was_closed, eligible)?;
             }
         }
@@ -1077,10 +1156,7 @@ impl Driver {
             FlowAction::UpdatePool => {
                 // The driver contract: hand the pool to the flow. The tap records what the
                 // flow tells it, so the sample itself can be checked.
-                let mut tap = LatencyTap {
-                    pool: &mut self.pool,
-                    samples: Vec::new(),
-                };
+                let mut tap = PoolTap::new(&mut self.pool, self.options, self.max_connections);
                 self.flows[i].flow.update_pool(&mut tap, self.now);
                 let samples = tap.samples;
                 let m = &mut self.flows[i];
@@ -1186,7 +1262,8 @@ impl Driver {
                 m.connecting = false;
                 m.backend = None;
                 // The driver contract: release after Close.
-                m.flow.release(&mut self.pool, self.now);
+                let mut tap = PoolTap::new(&mut self.pool, self.options, self.max_connections);
+                m.flow.release(&mut tap, self.now);
             }
         }
         Ok(())
@@ -1207,6 +1284,9 @@ impl Driver {
             cause,
         }) = self.pool.poll_event()
         {
+            if self.options.mutation == Some(Mutation::DropEvents) {
+                continue;
+            }
             count += 1;
             let known = self.states.get(backend.index()).copied();
             if count > 2 * self.n_backends || known != Some(from) || from == to {
@@ -1289,11 +1369,22 @@ impl Driver {
         self.pool.handle_timeout(now);
     }
 
+    /// A flow's deadline as the driver reads it (`Flow::poll_timeout`).
+    fn deadline(&self, m: &FlowModel) -> Option<Timestamp> {
+        let t = m.flow.poll_timeout();
+        match self.options.mutation {
+            Some(Mutation::EarlyDeadline) => {
+                t.map(|t| t.saturating_sub(std::time::Duration::from_millis(1)))
+            }
+            _ => t,
+        }
+    }
+
     fn next_deadline(&self) -> Option<Timestamp> {
         self.flows
             .iter()
             .filter(|m| !m.closed)
-            .filter_map(|m| m.flow.poll_timeout())
+            .filter_map(|m| self.deadline(m))
             .chain(self.pool.poll_timeout())
             .min()
     }
@@ -1312,11 +1403,11 @@ impl Driver {
             }
         }
         for i in 0..self.flows.len() {
-            if self.flows[i].closed || self.flows[i].flow.poll_timeout().is_none_or(|t| t > now) {
+            if self.flows[i].closed || self.deadline(&self.flows[i]).is_none_or(|t| t > now) {
                 continue;
             }
             self.call(i, Cause::Timer, |f, p, now| f.handle_timeout(p, now))?;
-            if let Some(t) = self.flows[i].flow.poll_timeout().filter(|&t| t <= now) {
+            if let Some(t) = self.deadline(&self.flows[i]).filter(|&t| t <= now) {
                 return Err(self.fail(
                     Rule::Timer,
                     format!(
@@ -1355,7 +1446,7 @@ impl Driver {
                 ),
             ));
         }
-        match f.poll_timeout() {
+        match self.deadline(m) {
             None if !m.closed => {
                 return Err(self.fail(Rule::Timer, format!("{id}: open without a deadline")))
             }
@@ -1587,7 +1678,7 @@ impl Driver {
                 .flows
                 .iter()
                 .filter(|m| !m.closed)
-                .filter_map(|m| m.flow.poll_timeout())
+                .filter_map(|m| self.deadline(m))
                 .min();
             if let Some(t) = next_flow_deadline {
                 self.now = self.now.max(t);

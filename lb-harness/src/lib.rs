@@ -164,9 +164,13 @@ impl fmt::Display for Violation {
 
 impl std::error::Error for Violation {}
 
-/// A deliberate fault in how the machines' outputs reach the checks, so tests can show each
-/// check fires: a stand-in for a broken machine, since the machines themselves are not
-/// edited for it.
+/// A deliberate fault between the machines and the checks, so tests can show each check
+/// fires: a stand-in for a broken machine, since the machines themselves are not edited for
+/// it. Faults sit in the actions the driver receives, in the calls a flow makes to the pool
+/// (every one goes through the harness), in what the driver reads back (deadlines, pool
+/// events) or gives (probe results, ids), and, for rise and fall, in the health model (a
+/// model one off from the pool is the same disagreement as a pool one off from the model).
+/// `tests/harness_mutations.rs` shows each rule fired by one of them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mutation {
     /// Drop every `Close` action.
@@ -185,6 +189,42 @@ pub enum Mutation {
     /// Local connect failures reach the flow as the backend's fault, and probes that could
     /// not run reach the pool as failed.
     BlameLocal,
+    /// Every `Close` is delivered twice (a flow that closes again, say from a timer after a
+    /// reset).
+    DoubleClose,
+    /// Pool calls about flow ids the pool never issued reach it with the id cut to its low
+    /// 32 bits (a pool that keys its flows by a truncated id), so they land on real flows.
+    TruncateFlowIds,
+    /// A flow's `close_flow` never reaches the pool (a flow that forgets to give its seat
+    /// back): the pool keeps counting the flow and its backend slot.
+    LeakFlow,
+    /// The pool refuses a client once one more would reach `max_connections`, one below the
+    /// limit (`>=` where `>` was meant).
+    LimitOffByOne,
+    /// Flow deadlines reach the driver a millisecond early (a timer armed from a stale
+    /// clock): the driver wakes before the flow has anything to do.
+    EarlyDeadline,
+    /// A reset's close reason names the other side.
+    SwapResetSide,
+    /// Every `Write` is split into one-byte writes (a flow that forwards byte by byte): the
+    /// right bytes, but one action per byte read.
+    SplitWrites,
+    /// The pool's state-change events are lost on the way to the driver.
+    DropEvents,
+    /// Latency samples reach the pool for the next backend over (an off-by-one index).
+    LatencyWrongBackend,
+    /// Probe results never reach the pool (a pool that ignores them); the driver still
+    /// models them.
+    IgnoreProbeResults,
+    /// Client connects that failed by the backend's fault reach the pool as local failures
+    /// (a pool without passive health).
+    NoPassiveHealth,
+    /// The health model needs `rise + 1` passes: a stand-in for a pool that brings a backend
+    /// up one passed check early.
+    RiseOffByOne,
+    /// The health model needs `fall + 1` failures: a stand-in for a pool that takes a
+    /// backend down one failed check early.
+    FallOffByOne,
 }
 
 /// How [`run_with`] sets the machines up.
