@@ -662,3 +662,70 @@ fn an_action_answered_to_get_is_caught() {
         Rule::AdminHttp
     );
 }
+
+/// The test that makes each rule fire. The match is exhaustive: a new rule does not compile
+/// until it is listed here, and `every_rule_is_shown_to_fire` fails until the test named
+/// exists and asserts that rule.
+fn test_for(rule: Rule) -> &'static str {
+    match rule {
+        Rule::ByteOrder => "reordered_bytes_are_caught",
+        Rule::ActionAfterClose => "an_action_after_close_is_caught",
+        Rule::UnknownFlow => "a_pool_that_serves_unknown_flow_ids_is_caught",
+        Rule::ConnectTarget => "a_connect_to_a_down_backend_is_caught",
+        Rule::MissedAlternative => "a_selector_that_refuses_while_a_backend_is_up_is_caught",
+        Rule::ActiveCount => "a_seat_never_given_back_is_caught",
+        Rule::ConnectionLimit => "a_connection_limit_off_by_one_is_caught",
+        Rule::Backpressure => "a_lost_resume_is_caught",
+        Rule::Watermark => "reading_a_paused_side_breaks_the_watermark_bound",
+        Rule::Timer => "a_deadline_in_the_past_is_caught",
+        Rule::Liveness => "a_lost_close_is_caught",
+        Rule::CloseReason => "a_close_reason_for_the_wrong_side_is_caught",
+        Rule::Unbounded => "an_unbounded_burst_of_outputs_is_caught",
+        Rule::PoolEvents => "lost_pool_events_are_caught",
+        Rule::Latency => "a_latency_sample_for_the_wrong_backend_is_caught",
+        Rule::ConfigRoundTrip => "a_config_renderer_that_drops_a_field_is_caught",
+        Rule::Admin => "a_pool_that_ignores_admin_changes_is_caught",
+        Rule::LocalFailure => "local_connect_failures_blamed_on_the_backend_are_caught",
+        Rule::AdminHttp => "a_wrong_content_length_is_caught",
+        Rule::Health => "a_pool_that_ignores_probe_results_is_caught",
+    }
+}
+
+#[test]
+fn every_rule_is_shown_to_fire() {
+    const ALL: [Rule; 20] = [
+        Rule::ByteOrder,
+        Rule::ActionAfterClose,
+        Rule::UnknownFlow,
+        Rule::ConnectTarget,
+        Rule::MissedAlternative,
+        Rule::ActiveCount,
+        Rule::ConnectionLimit,
+        Rule::Backpressure,
+        Rule::Watermark,
+        Rule::Timer,
+        Rule::Liveness,
+        Rule::CloseReason,
+        Rule::Unbounded,
+        Rule::PoolEvents,
+        Rule::Latency,
+        Rule::ConfigRoundTrip,
+        Rule::Admin,
+        Rule::LocalFailure,
+        Rule::AdminHttp,
+        Rule::Health,
+    ];
+    let source = include_str!("harness_mutations.rs");
+    for rule in ALL {
+        let name = test_for(rule);
+        let start = source
+            .find(&format!("#[test]\nfn {name}()"))
+            .unwrap_or_else(|| panic!("{rule:?}: no test {name}"));
+        let body = &source[start + 8..];
+        let body = &body[..body.find("\n#[test]").unwrap_or(body.len())];
+        assert!(
+            body.contains(&format!("Rule::{rule:?}")),
+            "{rule:?}: {name} does not assert it"
+        );
+    }
+}
