@@ -56,7 +56,10 @@
 //! - bounded output per input ([`Rule::Unbounded`]), bounded sizes everywhere (at most
 //!   [`MAX_OPS`] events, [`MAX_FLOWS`] flows, reads under 64 KiB);
 //! - close reasons fit the event ([`Rule::CloseReason`]); pool events report every state
-//!   change and probes name real backends ([`Rule::PoolEvents`]).
+//!   change and probes name real backends ([`Rule::PoolEvents`]);
+//! - latency samples (the connect time, the time to first byte) are for the flow's own
+//!   backend, the time to first byte once and only with `report_latency`, and none is
+//!   longer than the flow ([`Rule::Latency`]).
 //!
 //! The model driver also delivers, when the event says `force`, what a faithful driver
 //! could not: reads while paused, reads and FINs after FIN or before the backend
