@@ -7,6 +7,18 @@ use lb_sans_io::pool::{BackendState, Pool};
 use lb_sans_io::time::Timestamp;
 use std::net::SocketAddr;
 
+/// A deliberate fault in the admin endpoint as the check sees it, so tests can show
+/// [`Rule::AdminHttp`] fires (see [`check_admin_bytes_with`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdminMutation {
+    /// The response's `Content-Length` is one more than its body (a length counted before
+    /// a trailing newline was dropped).
+    ContentLengthOffByOne,
+    /// The router matches a backend action by its path alone: `GET /backends/NAME/drain`
+    /// drains.
+    IgnoreMethod,
+}
+
 /// Feeds `data` after its first byte to the admin endpoint as the bytes of one
 /// connection, arriving in two pieces (split where the first byte says), and answers it
 /// against a two-backend pool.
@@ -15,6 +27,14 @@ use std::net::SocketAddr;
 /// length (with no body for `HEAD`); only a `POST` to a backend action changes the pool,
 /// and only that backend's state; the pool's invariants hold.
 pub fn check_admin_bytes(data: &[u8]) -> Result<(), Violation> {
+    check_admin_bytes_with(data, None)
+}
+
+/// [`check_admin_bytes`] with a fault injected into the endpoint it checks.
+pub fn check_admin_bytes_with(
+    data: &[u8],
+    mutation: Option<AdminMutation>,
+) -> Result<(), Violation> {
     let fail = |detail: String| Violation {
         step: 0,
         rule: Rule::AdminHttp,
@@ -51,13 +71,33 @@ pub fn check_admin_bytes(data: &[u8]) -> Result<(), Violation> {
     let (reply, request) = match whole {
         Parsed::Incomplete => return Ok(()),
         Parsed::Bad(response) => (admin::reply_to_bad(response), None),
-        Parsed::Request(req) => (
-            admin::handle(&req, &mut pool, &info, Timestamp::from_nanos(1_000_000_000)),
-            Some(req),
-        ),
+        Parsed::Request(req) => {
+            let mut routed = req.clone();
+            if mutation == Some(AdminMutation::IgnoreMethod)
+                && routed.path.starts_with("/backends/")
+            {
+                routed.method = Method::Post;
+            }
+            (
+                admin::handle(
+                    &routed,
+                    &mut pool,
+                    &info,
+                    Timestamp::from_nanos(1_000_000_000),
+                ),
+                Some(req),
+            )
+        }
     };
     pool.check_invariants();
-    let wire = reply.bytes();
+    let mut wire = reply.bytes();
+    if mutation == Some(AdminMutation::ContentLengthOffByOne) {
+        let header = format!("Content-Length: {}\r\n", reply.response.body.len());
+        let wrong = format!("Content-Length: {}\r\n", reply.response.body.len() + 1);
+        wire = String::from_utf8_lossy(&wire)
+            .replacen(&header, &wrong, 1)
+            .into_bytes();
+    }
     check_response(&wire, reply.send_body, reply.response.body.len()).map_err(fail)?;
     let after: Vec<BackendState> = pool.backends().iter().map(|b| b.state()).collect();
     let changed: Vec<usize> = (0..after.len())

@@ -3,19 +3,63 @@
 use super::{Rule, Violation};
 use lb_sans_io::config::Config;
 
+/// A deliberate fault in the config parser or renderer as the check sees them, so tests can
+/// show [`Rule::ConfigRoundTrip`] fires (see [`check_config_bytes_with`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConfigMutation {
+    /// The parser reads the first JSON value and ignores whatever follows it (the bug
+    /// `fuzz/regressions/config/trailing-second-object` was found for).
+    IgnoreTrailing,
+    /// The renderer leaves `retries` out (a field skipped when serialising), so a config
+    /// with other than the default number of retries reads back different.
+    RendererDropsRetries,
+}
+
 /// Parses `data` as a config file (invalid UTF-8 replaced, as a lossy reader would):
 /// parsing and validation must not panic, errors must print, and an accepted config's text
 /// must be exactly one JSON value (after a byte-order mark, only whitespace), and the
 /// config must validate, serialise, parse back to an equal config, and serialise the same
 /// again.
 pub fn check_config_bytes(data: &[u8]) -> Result<(), Violation> {
+    check_config_bytes_with(data, None)
+}
+
+/// [`check_config_bytes`] with a fault injected into the parser or renderer it checks.
+pub fn check_config_bytes_with(
+    data: &[u8],
+    mutation: Option<ConfigMutation>,
+) -> Result<(), Violation> {
     let text = String::from_utf8_lossy(data);
     let fail = |detail: String| Violation {
         step: 0,
         rule: Rule::ConfigRoundTrip,
         detail,
     };
-    let config = match Config::from_json(&text) {
+    let parsed = match mutation {
+        Some(ConfigMutation::IgnoreTrailing) => {
+            let body = text.strip_prefix('\u{feff}').unwrap_or(&text);
+            let mut values =
+                serde_json::Deserializer::from_str(body).into_iter::<serde_json::Value>();
+            match values.next() {
+                Some(Ok(_)) => Config::from_json(&body[..values.byte_offset()]),
+                _ => Config::from_json(&text),
+            }
+        }
+        _ => Config::from_json(&text),
+    };
+    let render = |config: &Config| {
+        let json = config.to_json();
+        if mutation != Some(ConfigMutation::RendererDropsRetries) {
+            return json;
+        }
+        let mut value: serde_json::Value =
+            serde_json::from_str(&json).expect("the rendered config is JSON");
+        if let Some(fields) = value.as_object_mut() {
+            fields.remove("retries");
+        }
+        serde_json::to_string_pretty(&value).expect("JSON values serialise")
+    };
+    let config = match parsed {
         Ok(c) => c,
         Err(e) => {
             let _ = e.to_string();
@@ -35,7 +79,7 @@ pub fn check_config_bytes(data: &[u8]) -> Result<(), Violation> {
         )));
     }
     let _ = config.summary();
-    let json = config.to_json();
+    let json = render(&config);
     let again = Config::from_json(&json)
         .map_err(|e| fail(format!("the serialised config does not parse: {e}\n{json}")))?;
     if again != config {
@@ -43,7 +87,7 @@ pub fn check_config_bytes(data: &[u8]) -> Result<(), Violation> {
             "round trip changed the config:\nbefore {config:?}\nafter  {again:?}\njson {json}"
         )));
     }
-    let json2 = again.to_json();
+    let json2 = render(&again);
     if json2 != json {
         return Err(fail(format!(
             "serialisation is not stable:\n{json}\n{json2}"

@@ -2,6 +2,7 @@
 //! the tokio driver does (drain every output after every input, queue writes per side,
 //! honour pauses, fire due timers), and checks the invariants after every step.
 
+use super::health_model::HealthModel;
 use super::scenario::{
     client_addr, AdminSel, Amount, AttemptSel, BackendSel, Op, ProbeSel, Scenario, StrayCall,
     MAX_FLOWS, MAX_OPS,
@@ -157,6 +158,8 @@ struct FlowModel {
     /// The backend being connected to or connected (as the actions said).
     backend: Option<BackendId>,
     connecting: bool,
+    /// While connecting: when the attempt times out (`timeouts.connect` after its `Connect`).
+    connect_deadline: Timestamp,
     connected: bool,
     tried: Vec<BackendId>,
     /// EOF delivered and accepted, by side.
@@ -193,21 +196,43 @@ impl FlowModel {
     }
 }
 
-/// Recognisable bytes: client streams are lower case, backend streams upper case, and the
-/// letter is the stream offset modulo 26 (so a write from the wrong place is visible).
-/// The pool as a flow sees it, recording the latency samples the flow reports.
-struct LatencyTap<'a> {
+/// The pool as a flow sees it: every call a flow makes goes through here, so the harness
+/// sees the latency samples it reports, and some mutations stand in for a pool that
+/// misbehaves.
+struct PoolTap<'a> {
     pool: &'a mut Pool,
+    mutation: Option<Mutation>,
+    /// The configured `max_connections`.
+    max_connections: u32,
+    n_backends: usize,
     samples: Vec<(BackendId, std::time::Duration)>,
 }
 
-impl FlowPool for LatencyTap<'_> {
+impl<'a> PoolTap<'a> {
+    fn new(pool: &'a mut Pool, options: Options, max_connections: u32) -> PoolTap<'a> {
+        let n_backends = pool.backends().len();
+        PoolTap {
+            pool,
+            mutation: options.mutation,
+            max_connections,
+            n_backends,
+            samples: Vec::new(),
+        }
+    }
+}
+
+impl FlowPool for PoolTap<'_> {
     fn open_flow(
         &mut self,
         flow: FlowId,
         client: std::net::IpAddr,
         now: Timestamp,
     ) -> Result<(), lb_sans_io::flow::RejectReason> {
+        if self.mutation == Some(Mutation::LimitOffByOne)
+            && self.pool.open_flows() + 1 >= self.max_connections as usize
+        {
+            return Err(RejectReason::MaxConnections);
+        }
         self.pool.open_flow(flow, client, now)
     }
     fn select(
@@ -229,17 +254,32 @@ impl FlowPool for LatencyTap<'_> {
         failure: ConnectFailure,
         now: Timestamp,
     ) {
+        let failure = match self.mutation {
+            Some(Mutation::NoPassiveHealth) => ConnectFailure::Local,
+            _ => failure,
+        };
         self.pool.connect_failed(flow, backend, failure, now)
     }
     fn record_latency(&mut self, backend: BackendId, sample: std::time::Duration, now: Timestamp) {
+        let backend = match self.mutation {
+            Some(Mutation::LatencyWrongBackend) => {
+                BackendId(((backend.index() + 1) % self.n_backends.max(1)) as u32)
+            }
+            _ => backend,
+        };
         self.samples.push((backend, sample));
         self.pool.record_latency(backend, sample, now)
     }
     fn close_flow(&mut self, flow: FlowId, to_backend: u64, to_client: u64, now: Timestamp) {
+        if self.mutation == Some(Mutation::LeakFlow) {
+            return;
+        }
         self.pool.close_flow(flow, to_backend, to_client, now)
     }
 }
 
+/// Recognisable bytes: client streams are lower case, backend streams upper case, and the
+/// letter is the stream offset modulo 26 (so a write from the wrong place is visible).
 fn pattern(flow: FlowId, side: Side, offset: u64, len: usize) -> Bytes {
     let base = match side {
         Side::Client => b'a',
@@ -269,9 +309,15 @@ pub(super) struct Driver {
     states: Vec<BackendState>,
     /// Admin states as the driver set them (its own record, not the pool's).
     admin: Vec<AdminState>,
-    /// By backend: its latest probe (id and deadline) while the driver has not answered it.
-    /// Running while the deadline is after `now` (the pool times it out at the deadline).
+    /// By backend: the probe the pool waits for (id and deadline), as the driver models it:
+    /// set when the pool starts it, cleared by its result, by `NotRun`, or when the pool's
+    /// timeout passes its deadline (a failed check).
     probe_running: Vec<Option<(ProbeId, Timestamp)>>,
+    /// `health_check.rise` and `fall`, as the health model applies them.
+    rise: u32,
+    fall: u32,
+    /// By backend: the harness's own model of its health and check counts.
+    health: Vec<HealthModel>,
     /// Pool events drained now come from an admin change (and must say so).
     in_admin_op: bool,
     probes: VecDeque<ProbeRequest>,
@@ -320,6 +366,11 @@ impl Driver {
             states: vec![start; config.backends.len()],
             admin: vec![AdminState::Enabled; config.backends.len()],
             probe_running: vec![None; config.backends.len()],
+            rise: config.health_check.rise
+                + u32::from(options.mutation == Some(Mutation::RiseOffByOne)),
+            fall: config.health_check.fall
+                + u32::from(options.mutation == Some(Mutation::FallOffByOne)),
+            health: vec![HealthModel::new(config.health_check.start_up); config.backends.len()],
             in_admin_op: false,
             probes: VecDeque::new(),
             options,
@@ -393,6 +444,12 @@ impl Driver {
                 };
                 let m = &mut self.flows[i];
                 if !m.closed && m.connecting && a == m.attempt {
+                    if let (Some(b), false) = (m.backend, local) {
+                        // Passive health: a failed check of the backend.
+                        self.health[b.index()].connect_failed(self.rise, self.fall);
+                        self.stats.passive_failures += 1;
+                    }
+                    let m = &mut self.flows[i];
                     m.connecting = false;
                     m.backend = None;
                 }
@@ -475,10 +532,7 @@ impl Driver {
                 let Some(i) = self.pick(flow) else {
                     return Ok(());
                 };
-                let due = self.flows[i]
-                    .flow
-                    .poll_timeout()
-                    .is_some_and(|t| t <= self.now);
+                let due = self.deadline(&self.flows[i]).is_some_and(|t| t <= self.now);
                 let before = (self.flows[i].closed, self.flows[i].attempt);
                 self.call(i, Cause::EarlyTimer, |f, p, now| f.handle_timeout(p, now))?;
                 let m = &self.flows[i];
@@ -492,7 +546,7 @@ impl Driver {
             }
             Op::PoolEarlyTimer => {
                 let due = self.pool.poll_timeout().is_some_and(|t| t <= self.now);
-                self.pool.handle_timeout(self.now);
+                self.pool_timeout();
                 if !due {
                     if let Some(e) = self.pool.poll_event() {
                         return Err(self.fail(
@@ -505,26 +559,23 @@ impl Driver {
             }
             Op::ProbeResult { probe, passed } => {
                 let id = self.resolve_probe(probe);
-                for r in &mut self.probe_running {
-                    if r.is_some_and(|(p, _)| p == id) {
-                        *r = None;
-                    }
+                if let Some(i) = self.probe_answered(id) {
+                    self.health[i].probe(passed, self.rise, self.fall);
                 }
                 let outcome = if passed {
                     ProbeOutcome::Passed
                 } else {
                     ProbeOutcome::Failed(CheckFailure::Refused)
                 };
-                self.pool.handle_probe_result(id, outcome, self.now);
+                if self.options.mutation != Some(Mutation::IgnoreProbeResults) {
+                    self.pool.handle_probe_result(id, outcome, self.now);
+                }
                 self.drain_pool()
             }
             Op::ProbeNotRun { probe } => {
                 let id = self.resolve_probe(probe);
-                for r in &mut self.probe_running {
-                    if r.is_some_and(|(p, _)| p == id) {
-                        *r = None;
-                    }
-                }
+                // Neither passed nor failed: the model's health stays as it is.
+                let _ = self.probe_answered(id);
                 let health = |pool: &Pool| {
                     pool.backends()
                         .iter()
@@ -603,6 +654,10 @@ impl Driver {
         if was != admin {
             self.stats.admin_changes += 1;
         }
+        if was == AdminState::Disabled && admin != AdminState::Disabled {
+            // Not checked while disabled: down until its first check passes.
+            self.health[i].restart();
+        }
         self.in_admin_op = true;
         let probed = self.drain_pool_probes();
         self.in_admin_op = false;
@@ -656,8 +711,9 @@ impl Driver {
         self.next_flow += 1;
         let open_before = self.pool.open_flows();
         let eligible = self.eligible();
+        let mut tap = PoolTap::new(&mut self.pool, self.options, self.max_connections);
         let flow = Flow::accept(
-            &mut self.pool,
+            &mut tap,
             id,
             client_addr(client),
             None,
@@ -671,6 +727,7 @@ impl Driver {
             attempt: 0,
             backend: None,
             connecting: false,
+            connect_deadline: self.now,
             connected: false,
             tried: Vec::new(),
             eof: [false; 2],
@@ -778,7 +835,10 @@ impl Driver {
 
     fn stray(&mut self, call: StrayCall, flow: u16, backend: u8) -> Result<(), Violation> {
         // Ids from 2^32 up are never issued (the model numbers flows from 0).
-        let id = FlowId((1 << 32) + u64::from(flow));
+        let mut id = FlowId((1 << 32) + u64::from(flow));
+        if self.options.mutation == Some(Mutation::TruncateFlowIds) {
+            id = FlowId(id.0 & u64::from(u32::MAX));
+        }
         let backend = BackendId(u32::from(backend));
         let snapshot = self.pool_snapshot();
         let chose = match call {
@@ -848,13 +908,43 @@ impl Driver {
         &mut self,
         i: usize,
         cause: Cause,
-        event: impl FnOnce(&mut Flow, &mut Pool, Timestamp),
+        event: impl FnOnce(&mut Flow, &mut dyn FlowPool, Timestamp),
     ) -> Result<(), Violation> {
         let eligible = self.eligible();
         let now = self.now;
+        let m = &self.flows[i];
+        if matches!(cause, Cause::Timer | Cause::EarlyTimer)
+            && !m.closed
+            && m.connecting
+            && now >= m.connect_deadline
+        {
+            if let Some(b) = m.backend {
+                // The connect timed out: a failed check of the backend (passive health).
+                self.health[b.index()].connect_failed(self.rise, self.fall);
+                self.stats.passive_failures += 1;
+            }
+        }
         let m = &mut self.flows[i];
         m.last_now = m.last_now.max(now);
-        event(&mut m.flow, &mut self.pool, now);
+        let mut tap = PoolTap::new(&mut self.pool, self.options, self.max_connections);
+        event(&mut m.flow, &mut tap, now);
+        // Samples given during an event (the connect time, when the backend connects):
+        // for the backend the flow connected to, and no longer than the flow.
+        let samples = tap.samples;
+        let m = &self.flows[i];
+        let age = now.saturating_duration_since(m.accepted_at);
+        if let Some((backend, latency)) = samples
+            .into_iter()
+            .find(|&(b, latency)| !m.connected || m.backend != Some(b) || latency > age)
+        {
+            return Err(self.fail(
+                Rule::Latency,
+                format!(
+                    "{}: a latency sample of {latency:?} for {backend:?} on {cause:?}; the flow is on {:?} (connected {}) and {age:?} old",
+                    m.id, m.backend, m.connected
+                ),
+            ));
+        }
         self.drain_flow(i, cause, &eligible)
     }
 
@@ -877,6 +967,23 @@ impl Driver {
                 }
                 Some(first) => vec![a, first],
             },
+            (Some(Mutation::DoubleClose), a @ FlowAction::Close { .. }) => vec![a.clone(), a],
+            (
+                Some(Mutation::SwapResetSide),
+                FlowAction::Close {
+                    reason: CloseReason::Reset(side),
+                    reset,
+                },
+            ) => vec![FlowAction::Close {
+                reason: CloseReason::Reset(side.other()),
+                reset,
+            }],
+            (Some(Mutation::SplitWrites), FlowAction::Write { side, data }) => (0..data.len())
+                .map(|k| FlowAction::Write {
+                    side,
+                    data: data.slice(k..k + 1),
+                })
+                .collect(),
             (_, a) => vec![a],
         }
     }
@@ -886,17 +993,19 @@ impl Driver {
         let was_closed = self.flows[i].closed;
         let mut count = 0;
         while let Some(action) = self.flows[i].flow.poll_action() {
-            count += 1;
-            if count > MAX_ACTIONS_PER_INPUT {
-                return Err(self.fail(
-                    Rule::Unbounded,
-                    format!(
-                        "{}: more than {MAX_ACTIONS_PER_INPUT} actions for one {cause:?}",
-                        self.flows[i].id
-                    ),
-                ));
-            }
+            // Counted as delivered (after any mutation), so a fault that multiplies outputs
+            // is bounded too.
             for action in self.mutate(action) {
+                count += 1;
+                if count > MAX_ACTIONS_PER_INPUT {
+                    return Err(self.fail(
+                        Rule::Unbounded,
+                        format!(
+                            "{}: more than {MAX_ACTIONS_PER_INPUT} actions for one {cause:?}",
+                            self.flows[i].id
+                        ),
+                    ));
+                }
                 self.perform(i, cause, action, was_closed, eligible)?;
             }
         }
@@ -975,6 +1084,7 @@ impl Driver {
                 m.attempt = attempt;
                 m.backend = Some(backend);
                 m.connecting = true;
+                m.connect_deadline = self.now + self.limits.connect_timeout;
                 m.tried.push(backend);
                 self.stats.connects += 1;
                 if m.tried.len() > 1 {
@@ -1046,10 +1156,7 @@ impl Driver {
             FlowAction::UpdatePool => {
                 // The driver contract: hand the pool to the flow. The tap records what the
                 // flow tells it, so the sample itself can be checked.
-                let mut tap = LatencyTap {
-                    pool: &mut self.pool,
-                    samples: Vec::new(),
-                };
+                let mut tap = PoolTap::new(&mut self.pool, self.options, self.max_connections);
                 self.flows[i].flow.update_pool(&mut tap, self.now);
                 let samples = tap.samples;
                 let m = &mut self.flows[i];
@@ -1155,7 +1262,8 @@ impl Driver {
                 m.connecting = false;
                 m.backend = None;
                 // The driver contract: release after Close.
-                m.flow.release(&mut self.pool, self.now);
+                let mut tap = PoolTap::new(&mut self.pool, self.options, self.max_connections);
+                m.flow.release(&mut tap, self.now);
             }
         }
         Ok(())
@@ -1176,6 +1284,9 @@ impl Driver {
             cause,
         }) = self.pool.poll_event()
         {
+            if self.options.mutation == Some(Mutation::DropEvents) {
+                continue;
+            }
             count += 1;
             let known = self.states.get(backend.index()).copied();
             if count > 2 * self.n_backends || known != Some(from) || from == to {
@@ -1234,11 +1345,46 @@ impl Driver {
         Ok(probed)
     }
 
+    /// The probe `id` was answered (or could not run): the backend whose current probe it
+    /// is, if any (results of stale or unknown probes are ignored).
+    fn probe_answered(&mut self, id: ProbeId) -> Option<usize> {
+        let i = self
+            .probe_running
+            .iter()
+            .position(|r| r.is_some_and(|(p, _)| p == id))?;
+        self.probe_running[i] = None;
+        Some(i)
+    }
+
+    /// `Pool::handle_timeout` at `now`: every probe past its deadline is a failed check.
+    fn pool_timeout(&mut self) {
+        let now = self.now;
+        for i in 0..self.probe_running.len() {
+            if self.probe_running[i].is_some_and(|(_, deadline)| deadline <= now) {
+                self.probe_running[i] = None;
+                self.health[i].probe(false, self.rise, self.fall);
+                self.stats.probe_timeouts += 1;
+            }
+        }
+        self.pool.handle_timeout(now);
+    }
+
+    /// A flow's deadline as the driver reads it (`Flow::poll_timeout`).
+    fn deadline(&self, m: &FlowModel) -> Option<Timestamp> {
+        let t = m.flow.poll_timeout();
+        match self.options.mutation {
+            Some(Mutation::EarlyDeadline) => {
+                t.map(|t| t.saturating_sub(std::time::Duration::from_millis(1)))
+            }
+            _ => t,
+        }
+    }
+
     fn next_deadline(&self) -> Option<Timestamp> {
         self.flows
             .iter()
             .filter(|m| !m.closed)
-            .filter_map(|m| m.flow.poll_timeout())
+            .filter_map(|m| self.deadline(m))
             .chain(self.pool.poll_timeout())
             .min()
     }
@@ -1247,7 +1393,7 @@ impl Driver {
     fn fire_due(&mut self) -> Result<(), Violation> {
         let now = self.now;
         if self.pool.poll_timeout().is_some_and(|t| t <= now) {
-            self.pool.handle_timeout(now);
+            self.pool_timeout();
             self.drain_pool()?;
             if let Some(t) = self.pool.poll_timeout().filter(|&t| t <= now) {
                 return Err(self.fail(
@@ -1257,11 +1403,11 @@ impl Driver {
             }
         }
         for i in 0..self.flows.len() {
-            if self.flows[i].closed || self.flows[i].flow.poll_timeout().is_none_or(|t| t > now) {
+            if self.flows[i].closed || self.deadline(&self.flows[i]).is_none_or(|t| t > now) {
                 continue;
             }
             self.call(i, Cause::Timer, |f, p, now| f.handle_timeout(p, now))?;
-            if let Some(t) = self.flows[i].flow.poll_timeout().filter(|&t| t <= now) {
+            if let Some(t) = self.deadline(&self.flows[i]).filter(|&t| t <= now) {
                 return Err(self.fail(
                     Rule::Timer,
                     format!(
@@ -1300,7 +1446,7 @@ impl Driver {
                 ),
             ));
         }
-        match f.poll_timeout() {
+        match self.deadline(m) {
             None if !m.closed => {
                 return Err(self.fail(Rule::Timer, format!("{id}: open without a deadline")))
             }
@@ -1463,6 +1609,28 @@ impl Driver {
                     ),
                 ));
             }
+            let h = &self.health[i];
+            let seen = (
+                b.health(),
+                b.checks_passed,
+                b.checks_failed,
+                b.connect_failures_total,
+            );
+            let expected = (
+                h.health(),
+                h.checks_passed,
+                h.checks_failed,
+                h.connect_failures,
+            );
+            if seen != expected {
+                return Err(self.fail(
+                    Rule::Health,
+                    format!(
+                        "{id:?} (rise {}, fall {}): the pool says {seen:?}, the checks given make it {expected:?} (health, probes passed, probes failed, connect failures)",
+                        self.rise, self.fall
+                    ),
+                ));
+            }
         }
         let idle = self.admin.iter().all(|&a| a == AdminState::Disabled)
             && self
@@ -1510,7 +1678,7 @@ impl Driver {
                 .flows
                 .iter()
                 .filter(|m| !m.closed)
-                .filter_map(|m| m.flow.poll_timeout())
+                .filter_map(|m| self.deadline(m))
                 .min();
             if let Some(t) = next_flow_deadline {
                 self.now = self.now.max(t);

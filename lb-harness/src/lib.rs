@@ -33,6 +33,14 @@
 //! - a local connect failure (this host out of descriptors or ports), of a flow or of a
 //!   probe, leaves the backends' states and failure counts as they were
 //!   ([`Rule::LocalFailure`]);
+//! - each backend's health, and its counts of passed and failed probes and of failed
+//!   connects, equal the harness's own model of the checks it gave the pool: probe results
+//!   of the probe the pool waits for (stale and unknown ones count for nothing, as do
+//!   probes that could not run), probe timeouts (the pool's timeout passing a probe's
+//!   deadline is a failed check), and client connects that failed or timed out by the
+//!   backend's fault (passive health), under `rise`, `fall` and `start_up`: a backend not
+//!   checked yet goes up on its first pass, one leaving `disabled` is unchecked again
+//!   ([`Rule::Health`]);
 //! - each backend's active count equals the open flows holding it, and the pool's open flows
 //!   the driver's ([`Rule::ActiveCount`], plus [`lb_sans_io::Pool::check_invariants`]);
 //! - the backlog equals bytes read and not yet written, a side is paused exactly when the
@@ -48,7 +56,10 @@
 //! - bounded output per input ([`Rule::Unbounded`]), bounded sizes everywhere (at most
 //!   [`MAX_OPS`] events, [`MAX_FLOWS`] flows, reads under 64 KiB);
 //! - close reasons fit the event ([`Rule::CloseReason`]); pool events report every state
-//!   change and probes name real backends ([`Rule::PoolEvents`]).
+//!   change and probes name real backends ([`Rule::PoolEvents`]);
+//! - latency samples (the connect time, the time to first byte) are for the flow's own
+//!   backend, the time to first byte once and only with `report_latency`, and none is
+//!   longer than the flow ([`Rule::Latency`]).
 //!
 //! The model driver also delivers, when the event says `force`, what a faithful driver
 //! could not: reads while paused, reads and FINs after FIN or before the backend
@@ -63,10 +74,11 @@
 mod admin_check;
 mod config_check;
 mod driver;
+mod health_model;
 mod scenario;
 
-pub use admin_check::check_admin_bytes;
-pub use config_check::check_config_bytes;
+pub use admin_check::{check_admin_bytes, check_admin_bytes_with, AdminMutation};
+pub use config_check::{check_config_bytes, check_config_bytes_with, ConfigMutation};
 pub use scenario::{
     available_algorithms, backend_addr, client_addr, AdminSel, Advance, Amount, AttemptSel,
     BackendSel, BackendSpec, ConfigSpec, Op, ProbeSel, Scenario, SideSel, StrayCall, MAX_BACKENDS,
@@ -124,6 +136,11 @@ pub enum Rule {
     /// An admin request panicked, parsed differently in pieces, got a malformed answer, or
     /// changed the pool without being a `POST` action.
     AdminHttp,
+    /// A backend's health, or its count of passed and failed probes or of failed connects,
+    /// differs from the harness's model of the check results it gave the pool (`rise`,
+    /// `fall`, `start_up`; probe timeouts fail, probes that could not run count for
+    /// nothing).
+    Health,
 }
 
 /// A broken invariant: which rule, at which event, and what was seen.
@@ -150,9 +167,13 @@ impl fmt::Display for Violation {
 
 impl std::error::Error for Violation {}
 
-/// A deliberate fault in how the machines' outputs reach the checks, so tests can show each
-/// check fires: a stand-in for a broken machine, since the machines themselves are not
-/// edited for it.
+/// A deliberate fault between the machines and the checks, so tests can show each check
+/// fires: a stand-in for a broken machine, since the machines themselves are not edited for
+/// it. Faults sit in the actions the driver receives, in the calls a flow makes to the pool
+/// (every one goes through the harness), in what the driver reads back (deadlines, pool
+/// events) or gives (probe results, ids), and, for rise and fall, in the health model (a
+/// model one off from the pool is the same disagreement as a pool one off from the model).
+/// `tests/harness_mutations.rs` shows each rule fired by one of them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mutation {
     /// Drop every `Close` action.
@@ -171,6 +192,42 @@ pub enum Mutation {
     /// Local connect failures reach the flow as the backend's fault, and probes that could
     /// not run reach the pool as failed.
     BlameLocal,
+    /// Every `Close` is delivered twice (a flow that closes again, say from a timer after a
+    /// reset).
+    DoubleClose,
+    /// Pool calls about flow ids the pool never issued reach it with the id cut to its low
+    /// 32 bits (a pool that keys its flows by a truncated id), so they land on real flows.
+    TruncateFlowIds,
+    /// A flow's `close_flow` never reaches the pool (a flow that forgets to give its seat
+    /// back): the pool keeps counting the flow and its backend slot.
+    LeakFlow,
+    /// The pool refuses a client once one more would reach `max_connections`, one below the
+    /// limit (`>=` where `>` was meant).
+    LimitOffByOne,
+    /// Flow deadlines reach the driver a millisecond early (a timer armed from a stale
+    /// clock): the driver wakes before the flow has anything to do.
+    EarlyDeadline,
+    /// A reset's close reason names the other side.
+    SwapResetSide,
+    /// Every `Write` is split into one-byte writes (a flow that forwards byte by byte): the
+    /// right bytes, but one action per byte read.
+    SplitWrites,
+    /// The pool's state-change events are lost on the way to the driver.
+    DropEvents,
+    /// Latency samples reach the pool for the next backend over (an off-by-one index).
+    LatencyWrongBackend,
+    /// Probe results never reach the pool (a pool that ignores them); the driver still
+    /// models them.
+    IgnoreProbeResults,
+    /// Client connects that failed by the backend's fault reach the pool as local failures
+    /// (a pool without passive health).
+    NoPassiveHealth,
+    /// The health model needs `rise + 1` passes: a stand-in for a pool that brings a backend
+    /// up one passed check early.
+    RiseOffByOne,
+    /// The health model needs `fall + 1` failures: a stand-in for a pool that takes a
+    /// backend down one failed check early.
+    FallOffByOne,
 }
 
 /// How [`run_with`] sets the machines up.
@@ -212,6 +269,11 @@ pub struct Stats {
     pub rejected: usize,
     /// Flows closed after every connect attempt failed.
     pub connect_failed: usize,
+    /// Probes the pool failed at their deadline.
+    pub probe_timeouts: usize,
+    /// Client connects that failed by the backend's fault (refused or timed out): failed
+    /// checks of it (passive health).
+    pub passive_failures: usize,
 }
 
 impl std::ops::AddAssign for Stats {
@@ -229,6 +291,8 @@ impl std::ops::AddAssign for Stats {
         self.timed_out += o.timed_out;
         self.rejected += o.rejected;
         self.connect_failed += o.connect_failed;
+        self.probe_timeouts += o.probe_timeouts;
+        self.passive_failures += o.passive_failures;
     }
 }
 

@@ -3,8 +3,9 @@
 //! harness that checked nothing would pass every fuzz run.
 
 use lb_harness::{
-    run, run_with, AdminSel, Advance, AttemptSel, BackendSel, ConfigSpec, Mutation, Op, Options,
-    ProbeSel, Rule, Scenario, SideSel,
+    check_admin_bytes, check_admin_bytes_with, check_config_bytes, check_config_bytes_with, run,
+    run_with, AdminMutation, AdminSel, Advance, AttemptSel, BackendSel, ConfigMutation, ConfigSpec,
+    Mutation, Op, Options, ProbeSel, Rule, Scenario, SideSel, StrayCall,
 };
 use lb_sans_io::select::{SelectCtx, Selector};
 use lb_sans_io::BackendId;
@@ -330,4 +331,401 @@ fn probes_that_could_not_run_counted_as_failed_are_caught() {
         mutated(Mutation::BlameLocal, config, ops),
         Rule::LocalFailure
     );
+}
+
+#[test]
+fn an_action_after_close_is_caught() {
+    let ops = vec![
+        ACCEPT,
+        Op::Reset {
+            flow: 0,
+            side: SideSel::Client,
+        },
+    ];
+    assert_eq!(
+        mutated(Mutation::DoubleClose, ConfigSpec::simple(1), ops),
+        Rule::ActionAfterClose
+    );
+}
+
+#[test]
+fn a_pool_that_serves_unknown_flow_ids_is_caught() {
+    // The stray call names flow 2^32 + 0, which the mutation cuts down to flow 0: open, on
+    // a backend.
+    for call in [StrayCall::CloseFlow, StrayCall::Select] {
+        let ops = vec![
+            ACCEPT,
+            CONNECTED,
+            Op::Stray {
+                call,
+                flow: 0,
+                backend: 0,
+            },
+        ];
+        assert_eq!(
+            mutated(Mutation::TruncateFlowIds, ConfigSpec::simple(2), ops),
+            Rule::UnknownFlow
+        );
+    }
+}
+
+#[test]
+fn a_seat_never_given_back_is_caught() {
+    let ops = vec![
+        ACCEPT,
+        CONNECTED,
+        Op::Reset {
+            flow: 0,
+            side: SideSel::Backend,
+        },
+    ];
+    assert_eq!(
+        mutated(Mutation::LeakFlow, ConfigSpec::simple(1), ops),
+        Rule::ActiveCount
+    );
+}
+
+#[test]
+fn a_connection_limit_off_by_one_is_caught() {
+    // max_connections = 1 + 1: the second client must be admitted.
+    let mut config = ConfigSpec::simple(2);
+    config.max_connections = 1;
+    assert_eq!(
+        mutated(Mutation::LimitOffByOne, config, vec![ACCEPT, ACCEPT]),
+        Rule::ConnectionLimit
+    );
+}
+
+#[test]
+fn a_deadline_in_the_past_is_caught() {
+    // The connect deadline is at 1 s; the driver, told 999 ms, wakes up for nothing.
+    let ops = vec![ACCEPT, Op::Advance(Advance::Millis(999))];
+    assert_eq!(
+        mutated(Mutation::EarlyDeadline, ConfigSpec::simple(1), ops),
+        Rule::Timer
+    );
+}
+
+#[test]
+fn a_close_reason_for_the_wrong_side_is_caught() {
+    let ops = vec![
+        ACCEPT,
+        CONNECTED,
+        Op::Reset {
+            flow: 0,
+            side: SideSel::Client,
+        },
+    ];
+    assert_eq!(
+        mutated(Mutation::SwapResetSide, ConfigSpec::simple(1), ops),
+        Rule::CloseReason
+    );
+}
+
+#[test]
+fn an_unbounded_burst_of_outputs_is_caught() {
+    let ops = vec![ACCEPT, CONNECTED, read(SideSel::Client, 1000)];
+    assert_eq!(
+        mutated(Mutation::SplitWrites, ConfigSpec::simple(1), ops),
+        Rule::Unbounded
+    );
+}
+
+#[test]
+fn lost_pool_events_are_caught() {
+    let (config, ops) = only_backend_1_up();
+    assert_eq!(mutated(Mutation::DropEvents, config, ops), Rule::PoolEvents);
+}
+
+#[test]
+fn a_latency_sample_for_the_wrong_backend_is_caught() {
+    // The connect time is a sample with every algorithm, and the first one given: with
+    // least_response_time the time to first byte (through `UpdatePool`) would come next.
+    let mut least = ConfigSpec::simple(2);
+    least.algorithm = lb_harness::available_algorithms()
+        .iter()
+        .position(|&a| a == lb_sans_io::config::Algorithm::LeastResponseTime)
+        .expect("least_response_time is available") as u8;
+    for config in [ConfigSpec::simple(2), least] {
+        let ops = vec![
+            ACCEPT,
+            CONNECTED,
+            read(SideSel::Client, 10),
+            read(SideSel::Backend, 10),
+        ];
+        assert_eq!(
+            mutated(Mutation::LatencyWrongBackend, config, ops),
+            Rule::Latency
+        );
+    }
+}
+
+/// One backend up from the start, `rise` = `fall` = 2 (the spec's 1 folded), probed every
+/// second (`only_backend_1_up` style): `results` are its probes' outcomes, one a second.
+fn probed(start_up: bool, results: &[bool]) -> (ConfigSpec, Vec<Op>) {
+    let mut config = ConfigSpec::simple(1);
+    config.start_up = start_up;
+    let mut ops = Vec::new();
+    for &passed in results {
+        ops.push(Op::Advance(Advance::Secs(1)));
+        ops.push(Op::ProbeResult {
+            probe: ProbeSel::ForBackend(0),
+            passed,
+        });
+    }
+    (config, ops)
+}
+
+#[test]
+fn a_pool_that_ignores_probe_results_is_caught() {
+    for (start_up, passed) in [(false, true), (true, false)] {
+        let (config, ops) = probed(start_up, &[passed, passed]);
+        assert_eq!(
+            mutated(Mutation::IgnoreProbeResults, config, ops),
+            Rule::Health
+        );
+    }
+}
+
+#[test]
+fn a_pool_without_passive_health_is_caught() {
+    // fall = 1: one failed connect takes the backend down (and counts as a failure).
+    let mut config = ConfigSpec::simple(2);
+    config.fall = 0;
+    let connect_failed = Op::ConnectFailed {
+        flow: 0,
+        attempt: AttemptSel::Current,
+        local: false,
+    };
+    let connect_timeout = Op::Advance(Advance::Secs(2));
+    for failure in [connect_failed, connect_timeout] {
+        assert_eq!(
+            mutated(
+                Mutation::NoPassiveHealth,
+                config.clone(),
+                vec![ACCEPT, failure]
+            ),
+            Rule::Health
+        );
+    }
+}
+
+#[test]
+fn rise_off_by_one_is_caught() {
+    // Down and unchecked: a first failure ends the free first pass, then two passes (rise)
+    // bring it up.
+    let (config, ops) = probed(false, &[false, true, true]);
+    assert_eq!(mutated(Mutation::RiseOffByOne, config, ops), Rule::Health);
+}
+
+#[test]
+fn fall_off_by_one_is_caught() {
+    let (config, ops) = probed(true, &[false, false]);
+    assert_eq!(mutated(Mutation::FallOffByOne, config, ops), Rule::Health);
+}
+
+#[test]
+fn the_health_model_agrees_with_the_pool_on_every_path() {
+    // Two backends, down until checked, rise = fall = 2; probes every second, failed 500 ms
+    // after they start; connects time out after 1 s.
+    let mut config = ConfigSpec::simple(2);
+    config.start_up = false;
+    let probe = |b: u8, passed: bool| Op::ProbeResult {
+        probe: ProbeSel::ForBackend(b),
+        passed,
+    };
+    let ops = vec![
+        Op::Advance(Advance::Secs(1)),
+        // Unchecked: one pass is enough.
+        probe(0, true),
+        // Could not run: counts for nothing, b1 stays unchecked.
+        Op::ProbeNotRun {
+            probe: ProbeSel::ForBackend(1),
+        },
+        // Never issued: ignored.
+        Op::ProbeResult {
+            probe: ProbeSel::Raw(9_999),
+            passed: false,
+        },
+        Op::Advance(Advance::Secs(1)),
+        // Both probes time out: b0's first failure (1 of 2), b1 checked and down.
+        Op::Advance(Advance::Millis(600)),
+        // A late answer to a timed-out probe: ignored.
+        Op::ProbeResult {
+            probe: ProbeSel::Outstanding(0),
+            passed: true,
+        },
+        // A refused client connect is b0's second failure: down.
+        ACCEPT,
+        Op::ConnectFailed {
+            flow: 0,
+            attempt: AttemptSel::Current,
+            local: false,
+        },
+        // b1 is disabled while its probe runs; the result still counts (1 pass of 2).
+        Op::Advance(Advance::Secs(1)),
+        admin(BackendSel::Index(1), AdminSel::Disable),
+        probe(1, true),
+        // Enabled again: unchecked, probed at once, up on its first pass.
+        admin(BackendSel::Index(1), AdminSel::Enable),
+        probe(1, true),
+        // A connect to b1 times out: its first failure (still up).
+        Op::Accept { client: 2 },
+        Op::Advance(Advance::Millis(1_000)),
+        // b0, checked and down, comes back after two passes in a row.
+        Op::Advance(Advance::Secs(1)),
+        probe(0, true),
+        Op::Advance(Advance::Secs(1)),
+        probe(0, true),
+    ];
+    let scenario = Scenario { config, ops };
+    let stats = run(&scenario).unwrap();
+    assert!(stats.probe_timeouts >= 2, "{stats:?}");
+    assert_eq!(stats.passive_failures, 2, "{stats:?}");
+    assert!(stats.state_changes >= 4, "{stats:?}");
+    // The same checks under a model one off in rise or fall disagree with the pool.
+    for mutation in [Mutation::RiseOffByOne, Mutation::FallOffByOne] {
+        let options = Options {
+            selector: None,
+            mutation: Some(mutation),
+        };
+        assert_eq!(rule_of(&scenario, options), Rule::Health);
+    }
+}
+
+fn config_rule(data: &[u8], mutation: ConfigMutation) -> Rule {
+    check_config_bytes(data).unwrap();
+    match check_config_bytes_with(data, Some(mutation)) {
+        Ok(()) => panic!("the config check found nothing wrong with {mutation:?}"),
+        Err(v) => {
+            eprintln!("reported as expected: {v}");
+            v.rule
+        }
+    }
+}
+
+#[test]
+fn a_config_parser_that_ignores_trailing_bytes_is_caught() {
+    // The regression input: a config, then a second object (the real parser refuses it).
+    let trailing = include_bytes!("../../fuzz/regressions/config/trailing-second-object");
+    assert_eq!(
+        config_rule(trailing, ConfigMutation::IgnoreTrailing),
+        Rule::ConfigRoundTrip
+    );
+}
+
+#[test]
+fn a_config_renderer_that_drops_a_field_is_caught() {
+    let data = br#"{"backends":[{"address":"127.0.0.1:1"}],"retries":5}"#;
+    assert_eq!(
+        config_rule(data, ConfigMutation::RendererDropsRetries),
+        Rule::ConfigRoundTrip
+    );
+}
+
+fn admin_rule(request: &[u8], mutation: AdminMutation) -> Rule {
+    // The first byte is where the connection's bytes split: after the whole head.
+    let mut data = vec![255];
+    data.extend_from_slice(request);
+    check_admin_bytes(&data).unwrap();
+    match check_admin_bytes_with(&data, Some(mutation)) {
+        Ok(()) => panic!("the admin check found nothing wrong with {mutation:?}"),
+        Err(v) => {
+            eprintln!("reported as expected: {v}");
+            v.rule
+        }
+    }
+}
+
+#[test]
+fn a_wrong_content_length_is_caught() {
+    for request in [
+        &b"GET /status HTTP/1.1\r\n\r\n"[..],
+        b"HEAD /metrics HTTP/1.1\r\n\r\n",
+        b"POST /backends/a/drain HTTP/1.1\r\n\r\n",
+        b"GET /nowhere HTTP/1.1\r\n\r\n",
+    ] {
+        assert_eq!(
+            admin_rule(request, AdminMutation::ContentLengthOffByOne),
+            Rule::AdminHttp
+        );
+    }
+}
+
+#[test]
+fn an_action_answered_to_get_is_caught() {
+    assert_eq!(
+        admin_rule(
+            b"GET /backends/a/drain HTTP/1.1\r\n\r\n",
+            AdminMutation::IgnoreMethod
+        ),
+        Rule::AdminHttp
+    );
+}
+
+/// The test that makes each rule fire. The match is exhaustive: a new rule does not compile
+/// until it is listed here, and `every_rule_is_shown_to_fire` fails until the test named
+/// exists and asserts that rule.
+fn test_for(rule: Rule) -> &'static str {
+    match rule {
+        Rule::ByteOrder => "reordered_bytes_are_caught",
+        Rule::ActionAfterClose => "an_action_after_close_is_caught",
+        Rule::UnknownFlow => "a_pool_that_serves_unknown_flow_ids_is_caught",
+        Rule::ConnectTarget => "a_connect_to_a_down_backend_is_caught",
+        Rule::MissedAlternative => "a_selector_that_refuses_while_a_backend_is_up_is_caught",
+        Rule::ActiveCount => "a_seat_never_given_back_is_caught",
+        Rule::ConnectionLimit => "a_connection_limit_off_by_one_is_caught",
+        Rule::Backpressure => "a_lost_resume_is_caught",
+        Rule::Watermark => "reading_a_paused_side_breaks_the_watermark_bound",
+        Rule::Timer => "a_deadline_in_the_past_is_caught",
+        Rule::Liveness => "a_lost_close_is_caught",
+        Rule::CloseReason => "a_close_reason_for_the_wrong_side_is_caught",
+        Rule::Unbounded => "an_unbounded_burst_of_outputs_is_caught",
+        Rule::PoolEvents => "lost_pool_events_are_caught",
+        Rule::Latency => "a_latency_sample_for_the_wrong_backend_is_caught",
+        Rule::ConfigRoundTrip => "a_config_renderer_that_drops_a_field_is_caught",
+        Rule::Admin => "a_pool_that_ignores_admin_changes_is_caught",
+        Rule::LocalFailure => "local_connect_failures_blamed_on_the_backend_are_caught",
+        Rule::AdminHttp => "a_wrong_content_length_is_caught",
+        Rule::Health => "a_pool_that_ignores_probe_results_is_caught",
+    }
+}
+
+#[test]
+fn every_rule_is_shown_to_fire() {
+    const ALL: [Rule; 20] = [
+        Rule::ByteOrder,
+        Rule::ActionAfterClose,
+        Rule::UnknownFlow,
+        Rule::ConnectTarget,
+        Rule::MissedAlternative,
+        Rule::ActiveCount,
+        Rule::ConnectionLimit,
+        Rule::Backpressure,
+        Rule::Watermark,
+        Rule::Timer,
+        Rule::Liveness,
+        Rule::CloseReason,
+        Rule::Unbounded,
+        Rule::PoolEvents,
+        Rule::Latency,
+        Rule::ConfigRoundTrip,
+        Rule::Admin,
+        Rule::LocalFailure,
+        Rule::AdminHttp,
+        Rule::Health,
+    ];
+    let source = include_str!("harness_mutations.rs");
+    for rule in ALL {
+        let name = test_for(rule);
+        let start = source
+            .find(&format!("#[test]\nfn {name}()"))
+            .unwrap_or_else(|| panic!("{rule:?}: no test {name}"));
+        let body = &source[start + 8..];
+        let body = &body[..body.find("\n#[test]").unwrap_or(body.len())];
+        assert!(
+            body.contains(&format!("Rule::{rule:?}")),
+            "{rule:?}: {name} does not assert it"
+        );
+    }
 }

@@ -214,6 +214,8 @@ fn the_generators_reach_every_outcome() {
         ("timed out", total.timed_out),
         ("rejected", total.rejected),
         ("connect failed", total.connect_failed),
+        ("probe timeouts", total.probe_timeouts),
+        ("passive failures", total.passive_failures),
     ];
     for (what, n) in counts {
         assert!(n > 0, "no {what} in 128 scenarios: {total:?}");
