@@ -63,6 +63,8 @@ enum Cause {
     Written,
     Eof,
     Reset(Side),
+    /// The driver reported the delivery asked for by `AwaitDelivery`.
+    Delivered,
     Abort,
     Timer,
     EarlyTimer,
@@ -81,7 +83,9 @@ impl Cause {
                 | CloseReason::HalfCloseTimeout,
             ) => true,
             (Cause::Written | Cause::Eof, CloseReason::Completed) => true,
-            (Cause::Reset(s), CloseReason::Reset(r)) => s == r,
+            // A reset passes on once its bytes are delivered, at the idle timeout, or when
+            // the other side resets too (then the first reset is the reason).
+            (Cause::Reset(_) | Cause::Delivered | Cause::Timer, CloseReason::Reset(_)) => true,
             (Cause::Abort, CloseReason::Aborted) => true,
             _ => false,
         }
@@ -188,11 +192,19 @@ struct FlowModel {
     accepted_at: Timestamp,
     /// A `ReportLatency` was emitted.
     latency_reported: bool,
+    /// The first side the driver reported reset (its bytes must be delivered first).
+    reset_from: Option<Side>,
+    /// `AwaitDelivery` asked for this side's delivery and the driver has not reported it.
+    delivery: Option<Side>,
 }
 
 impl FlowModel {
     fn readable(&self, side: Side) -> bool {
-        !self.closed && !self.eof[side.index()] && (side == Side::Client || self.connected)
+        // After a reset the flow forwards nothing more from either side.
+        !self.closed
+            && self.reset_from.is_none()
+            && !self.eof[side.index()]
+            && (side == Side::Client || self.connected)
     }
 }
 
@@ -508,8 +520,32 @@ impl Driver {
                     return Ok(());
                 };
                 let side = side.side();
-                let was_open = !self.flows[i].closed;
+                let m = &mut self.flows[i];
+                let was_open = !m.closed;
+                // Bytes of this side already forwarded must reach the other side first:
+                // then the flow stays open until they are written and delivered.
+                let must_deliver = was_open && m.connected && m.bytes[side.index()] > 0;
+                if was_open && m.reset_from.is_none() {
+                    m.reset_from = Some(side);
+                    if must_deliver {
+                        // Bytes towards the reset side go nowhere now: the flow drops them.
+                        let other = side.other().index();
+                        m.unreported[other] = 0;
+                        m.streams[other] = Stream::default();
+                    }
+                }
                 self.call(i, Cause::Reset(side), |f, _, now| f.handle_reset(side, now))?;
+                if self.options.mutation == Some(Mutation::EagerReset) && !self.flows[i].closed {
+                    let eligible = self.eligible();
+                    let close = FlowAction::Close {
+                        reason: CloseReason::Reset(side),
+                        reset: true,
+                    };
+                    self.perform(i, Cause::Reset(side), close, false, &eligible)?;
+                }
+                if must_deliver && self.flows[i].reset_from == Some(side) {
+                    return Ok(());
+                }
                 self.expect_closed(i, was_open, "a reset")
             }
             Op::Abort { flow } => {
@@ -743,6 +779,8 @@ impl Driver {
             last_now: self.now,
             accepted_at: self.now,
             latency_reported: false,
+            reset_from: None,
+            delivery: None,
         });
         let i = self.flows.len() - 1;
         self.drain_flow(i, Cause::Accept, &eligible)?;
@@ -945,7 +983,14 @@ impl Driver {
                 ),
             ));
         }
-        self.drain_flow(i, cause, &eligible)
+        self.drain_flow(i, cause, &eligible)?;
+        // A faithful driver whose peers acknowledge at once reports the delivery asked for.
+        while let Some(to) = self.flows[i].delivery.take() {
+            let now = self.now;
+            self.flows[i].flow.handle_delivered(to, now);
+            self.drain_flow(i, Cause::Delivered, &eligible)?;
+        }
+        Ok(())
     }
 
     fn mutate(&mut self, action: FlowAction) -> Vec<FlowAction> {
@@ -1153,6 +1198,27 @@ impl Driver {
                 }
                 m.paused[side.index()] = false;
             }
+            FlowAction::AwaitDelivery { to } => {
+                let m = &mut self.flows[i];
+                let from = to.other();
+                let problem = if m.reset_from != Some(from) {
+                    Some(format!("without a reset of the {from}"))
+                } else if !m.tainted_counts
+                    && (m.streams[from.index()].len > 0 || m.out[to.index()].queued > 0)
+                {
+                    Some(format!(
+                        "with bytes of the {from} unwritten ({} not in a write, {} queued)",
+                        m.streams[from.index()].len,
+                        m.out[to.index()].queued
+                    ))
+                } else {
+                    None
+                };
+                if let Some(p) = problem {
+                    return Err(self.fail(Rule::ByteOrder, format!("{id}: AwaitDelivery {p}")));
+                }
+                m.delivery = Some(to);
+            }
             FlowAction::UpdatePool => {
                 // The driver contract: hand the pool to the flow. The tap records what the
                 // flow tells it, so the sample itself can be checked.
@@ -1191,7 +1257,36 @@ impl Driver {
             FlowAction::Close { reason, reset } => {
                 let m = &self.flows[i];
                 let tainted = m.tainted_counts;
-                let problem = if !cause.may_close(reason) {
+                // A reset is passed on only once the bytes read from the reset side were
+                // written to the other side and delivered there; or at the idle timeout; or
+                // at once when the other side resets too, or nothing of it was forwarded.
+                let reset_early = match (cause, reason) {
+                    (Cause::Timer | Cause::EarlyTimer, _) => false,
+                    (Cause::Reset(s), CloseReason::Reset(from)) if s != from => false,
+                    (Cause::Delivered, CloseReason::Reset(from)) => {
+                        !tainted
+                            && (m.streams[from.index()].len > 0
+                                || m.out[from.other().index()].queued > 0)
+                    }
+                    (_, CloseReason::Reset(from)) => m.connected && m.bytes[from.index()] > 0,
+                    _ => false,
+                };
+                // The reset passed on is the first one the driver reported.
+                let reset_side = match cause {
+                    Cause::Reset(s) => Some(m.reset_from.unwrap_or(s)),
+                    _ => m.reset_from,
+                };
+                let wrong_side = matches!(reason, CloseReason::Reset(r) if Some(r) != reset_side);
+                let problem = if reset_early {
+                    Some(format!(
+                        "{reason:?} passed on with bytes of the reset side not yet written"
+                    ))
+                } else if wrong_side {
+                    Some(format!(
+                        "{reason:?} when the {} was reset first",
+                        reset_side.map_or("neither side".to_string(), |s| s.to_string())
+                    ))
+                } else if !cause.may_close(reason) {
                     Some(format!("{cause:?} cannot close a flow with {reason:?}"))
                 } else if reset != matches!(reason, CloseReason::Reset(_) | CloseReason::Aborted) {
                     Some(format!("reset = {reset} for {reason:?}"))
@@ -1237,7 +1332,10 @@ impl Driver {
                     }
                 };
                 if let Some(p) = problem {
-                    let rule = if matches!(
+                    let rule = if reset_early {
+                        // Bytes lost on their way: the byte-order rule's to report.
+                        Rule::ByteOrder
+                    } else if matches!(
                         reason,
                         CloseReason::ConnectFailed { .. } | CloseReason::Rejected(_)
                     ) && cause.may_close(reason)
@@ -1508,7 +1606,7 @@ impl Driver {
                     ),
                 ));
             }
-            if m.tainted_watermark {
+            if m.tainted_watermark || m.reset_from.is_some() {
                 continue;
             }
             if backlog >= high + m.max_read[s].max(1) {

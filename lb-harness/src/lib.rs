@@ -69,6 +69,7 @@
 //! Hash configs run Maglev with a small table (the smallest prime of at least 257 in which
 //! every backend owns a slot) instead of 65,537 slots: the same algorithm, built in
 //! microseconds instead of milliseconds, which was most of a fuzz run's time.
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod admin_check;
@@ -184,6 +185,9 @@ pub enum Mutation {
     RedirectConnect,
     /// Deliver the first `Write` after the second one.
     SwapWrites,
+    /// A reset is passed on at once, before the bytes already read from the reset side
+    /// reached the other side (the data loss of Envoy's issue 45190).
+    EagerReset,
     /// The driver keeps reading paused sides and the harness does not excuse it.
     ReadWhilePaused,
     /// Admin changes never reach the pool (a pool that ignores them); the driver still

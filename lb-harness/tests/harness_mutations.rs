@@ -218,6 +218,30 @@ fn reordered_bytes_are_caught() {
     );
 }
 
+/// A reset passed on at once loses the bytes the client had not read yet.
+#[test]
+fn a_reset_passed_on_before_its_bytes_is_caught() {
+    let ops = vec![
+        ACCEPT,
+        CONNECTED,
+        read(SideSel::Backend, 300),
+        Op::Reset {
+            flow: 0,
+            side: SideSel::Backend,
+        },
+        written(SideSel::Client),
+    ];
+    let scenario = Scenario {
+        config: ConfigSpec::simple(1),
+        ops: ops.clone(),
+    };
+    run(&scenario).unwrap();
+    assert_eq!(
+        mutated(Mutation::EagerReset, ConfigSpec::simple(1), ops),
+        Rule::ByteOrder
+    );
+}
+
 #[test]
 fn reading_a_paused_side_breaks_the_watermark_bound() {
     let ops = vec![

@@ -38,6 +38,8 @@ enum IoEvent<S> {
     Failed(Side),
     Written(Side, usize),
     Timer,
+    /// Everything written to this side has reached its peer (after `AwaitDelivery`).
+    Delivered(Side),
     /// The node gives up on its open connections (the shutdown grace period is over).
     Abort,
 }
@@ -58,8 +60,14 @@ struct FlowIo<N: Net> {
     write_failed: [bool; 2],
     read_size: [usize; 2],
     timer: Option<(Timestamp, Pin<Box<Sleep>>)>,
+    /// Waiting for this side's peer to acknowledge everything written to it, checked every
+    /// [`DELIVERY_POLL`].
+    delivery: Option<(Side, Pin<Box<Sleep>>)>,
     events: Vec<IoEvent<N::Stream>>,
 }
+
+/// How often a reset waiting for its bytes to be delivered asks the kernel again.
+const DELIVERY_POLL: std::time::Duration = std::time::Duration::from_millis(5);
 
 impl<N: Net> FlowIo<N> {
     fn new(net: N, client: N::Stream) -> Self {
@@ -73,6 +81,7 @@ impl<N: Net> FlowIo<N> {
             write_failed: [false; 2],
             read_size: [FIRST_READ; 2],
             timer: None,
+            delivery: None,
             events: Vec::new(),
         }
     }
@@ -102,10 +111,35 @@ impl<N: Net> FlowIo<N> {
                 self.events.push(IoEvent::Timer);
             }
         }
+        self.poll_delivery(cx);
         if self.events.is_empty() {
             Poll::Pending
         } else {
             Poll::Ready(())
+        }
+    }
+
+    /// While a reset waits: done once the side's queue is written and its peer has
+    /// acknowledged every byte (or the socket is gone, or it cannot tell).
+    fn poll_delivery(&mut self, cx: &mut Context<'_>) {
+        while let Some((side, sleep)) = &mut self.delivery {
+            let side = *side;
+            let i = side.index();
+            let done = match &self.sockets[i] {
+                None => true,
+                Some(_) if self.write_failed[i] => true,
+                Some(_) if !self.out[i].is_empty() => false,
+                Some(sock) => self.net.unacked(sock).map_or(true, |n| n == 0),
+            };
+            if done {
+                self.delivery = None;
+                self.events.push(IoEvent::Delivered(side));
+                return;
+            }
+            if sleep.as_mut().poll(cx).is_pending() {
+                return;
+            }
+            sleep.as_mut().reset(crate::clock::now() + DELIVERY_POLL);
         }
     }
 
@@ -296,6 +330,9 @@ pub async fn run<N: Net>(
                 }
                 FlowAction::PauseRead { side } => io.paused[side.index()] = true,
                 FlowAction::ResumeRead { side } => io.paused[side.index()] = false,
+                FlowAction::AwaitDelivery { to } => {
+                    io.delivery = Some((to, Box::pin(tokio::time::sleep(DELIVERY_POLL))));
+                }
                 FlowAction::UpdatePool => {
                     shared.with_pool(|pool, now| flow.update_pool(pool, now));
                 }
@@ -345,6 +382,7 @@ pub async fn run<N: Net>(
                     });
                 }
                 IoEvent::Timer => shared.with_pool(|pool, now| flow.handle_timeout(pool, now)),
+                IoEvent::Delivered(side) => flow.handle_delivered(side, now),
                 IoEvent::Abort => flow.handle_abort(now),
             }
         }

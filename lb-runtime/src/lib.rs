@@ -11,6 +11,7 @@
 //! - [`shared`]: the pool and clock all tasks share.
 //! - [`load`]: reading and resolving the config.
 //! - [`logging`]: buffered log output for the binaries.
+//! - [`sys`]: the one `unsafe` call (how much a socket's peer has not acknowledged).
 //!
 //! Not part of the driver: [`demo`], the demo backend behind `server` and
 //! `loadbalancer --demo` (it only shares the [`net`] trait and the accept loop).
@@ -28,6 +29,7 @@ pub mod net;
 pub mod node;
 pub mod probes;
 pub mod shared;
+pub mod sys;
 
 pub use net::{Net, TokioNet};
 pub use node::{Control, Node, NodeOptions, StartError, Stopped};

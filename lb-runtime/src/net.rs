@@ -51,6 +51,12 @@ pub trait Net: Clone + Send + Sync + 'static {
     /// single-threaded runtime, so a worker's connections never wake another thread; in
     /// the simulation, one more task on the current host.
     fn spawn_worker(&self, name: &str, task: WorkerTask) -> io::Result<()>;
+    /// Bytes written to `stream` that its peer has not received (acknowledged) yet. Networks
+    /// that cannot tell report 0.
+    fn unacked(&self, stream: &Self::Stream) -> io::Result<usize> {
+        let _ = stream;
+        Ok(0)
+    }
     /// Closes a stream so the peer sees a reset (RST) rather than a FIN, where the network
     /// can; otherwise just closes it.
     fn abort(&self, stream: Self::Stream) {
@@ -174,6 +180,11 @@ impl Net for TokioNet {
             .name(name.to_string())
             .spawn(move || rt.block_on(task()))?;
         Ok(())
+    }
+
+    fn unacked(&self, stream: &Self::Stream) -> io::Result<usize> {
+        use std::os::fd::AsFd;
+        crate::sys::unacked(stream.as_fd())
     }
 
     fn abort(&self, stream: Self::Stream) {

@@ -148,7 +148,9 @@ pub enum ConnectFailure {
 pub enum CloseReason {
     /// Both sides sent FIN and everything was delivered.
     Completed,
-    /// This side reset its connection (or failed); the other side was reset too.
+    /// This side reset its connection (or failed); the other side was reset too, once the
+    /// bytes read from this side before the reset had reached it (or the idle timeout said
+    /// they will not).
     Reset(Side),
     /// No byte either way for `timeouts.idle`.
     IdleTimeout,
@@ -227,6 +229,14 @@ pub enum FlowAction {
     ResumeRead {
         /// Which socket.
         side: Side,
+    },
+    /// `side` was reset: everything the flow read from it has now been handed to the other
+    /// side's socket. Report [`Flow::handle_delivered`] for `to` once that socket's peer has
+    /// received (acknowledged) all of it; the reset is passed on then (or at the idle
+    /// timeout, whichever comes first).
+    AwaitDelivery {
+        /// The socket whose send queue must drain.
+        to: Side,
     },
     /// The flow has news for the pool (the backend's time to first byte, at most once per
     /// flow and only with [`FlowLimits::report_latency`]): call [`Flow::update_pool`] with
@@ -318,6 +328,10 @@ pub struct Flow {
     awaiting_first_byte: Option<Timestamp>,
     /// A time to first byte not yet given to the pool.
     latency_report: Option<(BackendId, Duration)>,
+    /// This side was reset: its bytes still go to the other side, then the reset follows.
+    reset_from: Option<Side>,
+    /// `AwaitDelivery` was emitted for the reset's passing on.
+    awaiting_delivery: bool,
     actions: VecDeque<FlowAction>,
     reason: Option<CloseReason>,
     released: bool,
@@ -355,6 +369,8 @@ impl Flow {
             first_fin_at: None,
             awaiting_first_byte: None,
             latency_report: None,
+            reset_from: None,
+            awaiting_delivery: false,
             actions: VecDeque::new(),
             reason: None,
             released: false,
@@ -477,6 +493,9 @@ impl Flow {
     /// until the backend connection is up); past the high watermark reading `side` pauses.
     pub fn handle_read(&mut self, side: Side, data: Bytes, now: Timestamp) {
         let now = self.observe(now);
+        if self.reset_from.is_some() {
+            return; // a reset is being passed on: nothing more is forwarded
+        }
         let established = match self.phase {
             Phase::Closed => return,
             Phase::Established { .. } => true,
@@ -523,6 +542,9 @@ impl Flow {
         if n > 0 {
             self.last_activity = now;
         }
+        if self.reset_from.is_some() {
+            return self.await_delivery();
+        }
         if dir.paused && dir.backlog <= low {
             dir.paused = false;
             self.actions
@@ -535,6 +557,9 @@ impl Flow {
     /// the bytes before it; the other direction keeps flowing.
     pub fn handle_eof(&mut self, side: Side, now: Timestamp) {
         let now = self.observe(now);
+        if self.reset_from.is_some() {
+            return;
+        }
         let established = match self.phase {
             Phase::Closed => return,
             Phase::Established { .. } => true,
@@ -552,13 +577,62 @@ impl Flow {
         self.maybe_complete();
     }
 
-    /// `side` was reset, or reading or writing it failed: the other side is reset too.
+    /// `side` was reset, or reading or writing it failed: the other side is reset too, but
+    /// only after every byte already read from `side` has reached it. Until then nothing more
+    /// is read from either side (the other side's bytes have nowhere to go), the backlog
+    /// from `side` is written out, the driver is asked to report its delivery
+    /// ([`FlowAction::AwaitDelivery`]), and then the flow closes with a reset. The idle
+    /// timeout bounds the wait. A reset of the other side meanwhile closes at once.
     pub fn handle_reset(&mut self, side: Side, now: Timestamp) {
-        self.observe(now);
+        let now = self.observe(now);
         if self.is_closed() {
             return;
         }
-        self.close(CloseReason::Reset(side), true);
+        if let Some(first) = self.reset_from {
+            if first != side {
+                self.close(CloseReason::Reset(first), true);
+            }
+            return;
+        }
+        let established = matches!(self.phase, Phase::Established { .. });
+        if !established || self.dirs[side.index()].bytes == 0 {
+            // Nothing of it went anywhere: pass the reset on at once.
+            return self.close(CloseReason::Reset(side), true);
+        }
+        self.reset_from = Some(side);
+        self.last_activity = now;
+        let other = side.other();
+        for s in Side::BOTH {
+            let dir = &mut self.dirs[s.index()];
+            if !dir.paused && !dir.fin {
+                dir.paused = true;
+                self.actions.push_back(FlowAction::PauseRead { side: s });
+            }
+        }
+        // Nothing more goes to the reset side.
+        self.dirs[other.index()].backlog = 0;
+        self.await_delivery();
+    }
+
+    /// Everything written to `side` has been received by its peer (after
+    /// [`FlowAction::AwaitDelivery`]): the pending reset is passed on.
+    pub fn handle_delivered(&mut self, side: Side, now: Timestamp) {
+        self.observe(now);
+        if let (Some(from), true) = (self.reset_from, self.awaiting_delivery) {
+            if side == from.other() && !self.is_closed() {
+                self.close(CloseReason::Reset(from), true);
+            }
+        }
+    }
+
+    /// After a reset of `reset_from`: once its backlog is written, ask for delivery.
+    fn await_delivery(&mut self) {
+        let Some(from) = self.reset_from else { return };
+        if !self.awaiting_delivery && self.dirs[from.index()].backlog == 0 {
+            self.awaiting_delivery = true;
+            self.actions
+                .push_back(FlowAction::AwaitDelivery { to: from.other() });
+        }
     }
 
     /// The driver gives up on the flow (shutdown grace over): close it with a reset.
@@ -584,7 +658,12 @@ impl Flow {
                 }
             }
             Phase::Established { .. } => {
-                if now >= self.last_activity + self.limits.idle_timeout {
+                if let Some(from) = self.reset_from {
+                    // The reset waits for its bytes no longer than the idle timeout.
+                    if now >= self.last_activity + self.limits.idle_timeout {
+                        self.close(CloseReason::Reset(from), true);
+                    }
+                } else if now >= self.last_activity + self.limits.idle_timeout {
                     self.close(CloseReason::IdleTimeout, false);
                 } else if self.half_close_deadline().is_some_and(|d| now >= d) {
                     self.close(CloseReason::HalfCloseTimeout, false);
@@ -608,7 +687,11 @@ impl Flow {
             Phase::Connecting { deadline, .. } => deadline,
             Phase::Established { .. } => {
                 let idle = self.last_activity + self.limits.idle_timeout;
-                self.half_close_deadline().map_or(idle, |h| h.min(idle))
+                if self.reset_from.is_some() {
+                    idle
+                } else {
+                    self.half_close_deadline().map_or(idle, |h| h.min(idle))
+                }
             }
         };
         Some(t.max(self.last_now))

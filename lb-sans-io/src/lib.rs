@@ -17,6 +17,7 @@
 //! The rule for drivers (as in str0m): after every input, drain the outputs
 //! (`poll_action` / `poll_probe` / `poll_event`) until empty, then sleep until
 //! `poll_timeout`, before giving the machine its next input.
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod admin;

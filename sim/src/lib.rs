@@ -15,6 +15,7 @@
 //! - [`trace`]: the event trace and its hash.
 //! - [`rng`]: the seeded draws (the core's own generator).
 //! - [`sweep`]: seed sweeps, replay (`SIM_SEED`, `SIM_SEEDS`) and failure reports.
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod check;

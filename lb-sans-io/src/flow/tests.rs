@@ -540,3 +540,96 @@ fn poll_timeout_is_never_in_the_past() {
     f.handle_read(Side::Client, b("x"), at(5_000));
     assert_eq!(f.poll_timeout(), Some(at(5_000)));
 }
+
+#[test]
+fn a_reset_is_passed_on_only_after_the_bytes_before_it_were_delivered() {
+    for from in Side::BOTH {
+        let to = from.other();
+        let mut r = Rig::new(1, r#","timeouts":{"idle":"10s"}"#);
+        let mut f = r.established(1);
+        f.handle_read(from, b("first part "), at(1));
+        f.handle_read(from, b("second part"), at(1));
+        f.handle_written(to, 11, at(2));
+        drain(&mut f);
+        // Reset with 11 bytes still on their way: nothing is closed yet, nothing more is
+        // read from either side, and the rest is still written.
+        f.handle_reset(from, at(3));
+        let paused = drain(&mut f);
+        assert_eq!(
+            paused,
+            [
+                FlowAction::PauseRead { side: Side::Client },
+                FlowAction::PauseRead {
+                    side: Side::Backend
+                }
+            ]
+        );
+        assert!(!f.is_closed());
+        f.handle_read(from, b("late"), at(3));
+        f.handle_read(to, b("nowhere to go"), at(3));
+        assert_eq!(drain(&mut f), [], "nothing forwarded after a reset");
+        f.handle_written(to, 5, at(4));
+        assert_eq!(drain(&mut f), []);
+        f.handle_written(to, 6, at(5));
+        // All of it handed to the socket: the driver is asked to wait for delivery.
+        assert_eq!(drain(&mut f), [FlowAction::AwaitDelivery { to }]);
+        f.handle_delivered(from, at(6));
+        assert_eq!(
+            drain(&mut f),
+            [],
+            "delivery to the wrong side changes nothing"
+        );
+        f.handle_delivered(to, at(7));
+        assert_eq!(
+            drain(&mut f),
+            [FlowAction::Close {
+                reason: CloseReason::Reset(from),
+                reset: true
+            }]
+        );
+        f.release(&mut r.pool, at(7));
+        assert_eq!(r.pool.open_flows(), 0);
+    }
+}
+
+#[test]
+fn a_reset_waits_for_its_bytes_no_longer_than_the_idle_timeout() {
+    let mut r = Rig::new(1, r#","timeouts":{"idle":"2s"}"#);
+    let mut f = r.established(1);
+    f.handle_read(Side::Backend, b("never read by a stuck client"), at(1));
+    drain(&mut f);
+    f.handle_reset(Side::Backend, at(1_000));
+    drain(&mut f);
+    assert_eq!(f.poll_timeout(), Some(at(3_000)));
+    f.handle_timeout(&mut r.pool, at(2_999));
+    assert_eq!(drain(&mut f), []);
+    f.handle_timeout(&mut r.pool, at(3_000));
+    assert_eq!(
+        drain(&mut f),
+        [FlowAction::Close {
+            reason: CloseReason::Reset(Side::Backend),
+            reset: true
+        }]
+    );
+}
+
+#[test]
+fn a_reset_of_the_other_side_while_delivering_closes_at_once() {
+    let mut r = Rig::new(1, "");
+    let mut f = r.established(1);
+    f.handle_read(Side::Backend, b("pending"), at(1));
+    drain(&mut f);
+    f.handle_reset(Side::Backend, at(2));
+    drain(&mut f);
+    f.handle_reset(Side::Backend, at(2));
+    assert_eq!(drain(&mut f), [], "the same side again changes nothing");
+    // The client is gone too: the bytes cannot be delivered.
+    f.handle_reset(Side::Client, at(3));
+    assert_eq!(
+        drain(&mut f),
+        [FlowAction::Close {
+            reason: CloseReason::Reset(Side::Backend),
+            reset: true
+        }]
+    );
+}
