@@ -65,6 +65,8 @@ enum Cause {
     Reset(Side),
     /// The driver reported the delivery asked for by `AwaitDelivery`.
     Delivered,
+    /// The pool closed the connections of the flow's backend (`on_backend_down: close`).
+    BackendDown,
     Abort,
     Timer,
     EarlyTimer,
@@ -87,6 +89,7 @@ impl Cause {
             // the other side resets too (then the first reset is the reason).
             (Cause::Reset(_) | Cause::Delivered | Cause::Timer, CloseReason::Reset(_)) => true,
             (Cause::Abort, CloseReason::Aborted) => true,
+            (Cause::BackendDown, CloseReason::BackendDown) => true,
             _ => false,
         }
     }
@@ -196,6 +199,10 @@ struct FlowModel {
     reset_from: Option<Side>,
     /// `AwaitDelivery` asked for this side's delivery and the driver has not reported it.
     delivery: Option<Side>,
+    /// The client's index (its address is `client_addr(client)`).
+    client: u8,
+    /// The backend a `WatchBackend` named.
+    watching: Option<BackendId>,
 }
 
 impl FlowModel {
@@ -311,6 +318,15 @@ pub(super) struct Driver {
     max_connections: u32,
     /// `health_check.timeout`: the pool fails a probe this long after it started.
     check_timeout: std::time::Duration,
+    /// `per_client.max_connections`.
+    per_client_max: Option<u32>,
+    /// `on_backend_down: close`.
+    close_on_down: bool,
+    /// Backends the pool said to close the connections of, not yet told to the flows.
+    pending_down: Vec<BackendId>,
+    /// A backend health just took from up to down (with `close`): its `CloseConnections`
+    /// must come next.
+    last_down_by_health: Option<BackendId>,
     n_backends: usize,
     addrs: Vec<SocketAddr>,
     flows: Vec<FlowModel>,
@@ -369,6 +385,10 @@ impl Driver {
             retries: config.retries,
             max_connections: config.max_connections,
             check_timeout: config.health_check.timeout.0,
+            per_client_max: scenario.config.per_client_max(),
+            close_on_down: scenario.config.closes_on_backend_down(),
+            pending_down: Vec::new(),
+            last_down_by_health: None,
             n_backends: addrs.len(),
             addrs,
             flows: Vec::new(),
@@ -781,20 +801,39 @@ impl Driver {
             latency_reported: false,
             reset_from: None,
             delivery: None,
+            client,
+            watching: None,
         });
         let i = self.flows.len() - 1;
+        let same_client = self.flows[..i]
+            .iter()
+            .filter(|m| !m.closed && m.client == client)
+            .count();
         self.drain_flow(i, Cause::Accept, &eligible)?;
         let full = open_before >= self.max_connections as usize;
-        let rejected_full = matches!(
-            self.flows[i].flow.summary().reason,
-            Some(CloseReason::Rejected(RejectReason::MaxConnections))
-        );
+        let reason = self.flows[i].flow.summary().reason;
+        let rejected_full = reason == Some(CloseReason::Rejected(RejectReason::MaxConnections));
         if full != rejected_full {
             return Err(self.fail(
                 Rule::ConnectionLimit,
                 format!(
                     "{id}: {open_before} flows open of {} allowed, rejected for the limit: {rejected_full}",
                     self.max_connections
+                ),
+            ));
+        }
+        // `per_client`: refused exactly when this client already had its share open.
+        let client_full = !full
+            && self
+                .per_client_max
+                .is_some_and(|max| same_client >= max as usize);
+        let rejected_client = reason == Some(CloseReason::Rejected(RejectReason::PerClientLimit));
+        if client_full != rejected_client {
+            return Err(self.fail(
+                Rule::ConnectionLimit,
+                format!(
+                    "{id}: client {client} had {same_client} open of {:?} allowed per client, rejected for it: {rejected_client}",
+                    self.per_client_max
                 ),
             ));
         }
@@ -1198,6 +1237,17 @@ impl Driver {
                 }
                 m.paused[side.index()] = false;
             }
+            FlowAction::WatchBackend { backend } => {
+                let m = &self.flows[i];
+                if !self.close_on_down || !m.connected || m.backend != Some(backend) {
+                    let detail = format!(
+                        "{id}: WatchBackend({backend:?}) with on_backend_down close = {}, the flow on {:?} (connected {})",
+                        self.close_on_down, m.backend, m.connected
+                    );
+                    return Err(self.fail(Rule::PoolEvents, detail));
+                }
+                self.flows[i].watching = Some(backend);
+            }
             FlowAction::AwaitDelivery { to } => {
                 let m = &mut self.flows[i];
                 let from = to.other();
@@ -1288,7 +1338,12 @@ impl Driver {
                     ))
                 } else if !cause.may_close(reason) {
                     Some(format!("{cause:?} cannot close a flow with {reason:?}"))
-                } else if reset != matches!(reason, CloseReason::Reset(_) | CloseReason::Aborted) {
+                } else if reset
+                    != matches!(
+                        reason,
+                        CloseReason::Reset(_) | CloseReason::Aborted | CloseReason::BackendDown
+                    )
+                {
                     Some(format!("reset = {reset} for {reason:?}"))
                 } else {
                     match reason {
@@ -1348,11 +1403,24 @@ impl Driver {
                 }
                 match reason {
                     CloseReason::Completed => self.stats.completed += 1,
-                    CloseReason::Reset(_) | CloseReason::Aborted => self.stats.reset += 1,
+                    CloseReason::Reset(_) | CloseReason::Aborted | CloseReason::BackendDown => {
+                        self.stats.reset += 1;
+                        if reason == CloseReason::BackendDown {
+                            self.stats.backend_down_closes += 1;
+                        }
+                        if cause == Cause::Delivered {
+                            self.stats.delivered_resets += 1;
+                        }
+                    }
                     CloseReason::IdleTimeout | CloseReason::HalfCloseTimeout => {
                         self.stats.timed_out += 1
                     }
-                    CloseReason::Rejected(_) => self.stats.rejected += 1,
+                    CloseReason::Rejected(r) => {
+                        self.stats.rejected += 1;
+                        if r == RejectReason::PerClientLimit {
+                            self.stats.per_client_rejections += 1;
+                        }
+                    }
                     CloseReason::ConnectFailed { .. } => self.stats.connect_failed += 1,
                 }
                 let m = &mut self.flows[i];
@@ -1375,13 +1443,34 @@ impl Driver {
     /// [`Driver::drain_pool`], returning the backends probed.
     fn drain_pool_probes(&mut self) -> Result<Vec<BackendId>, Violation> {
         let mut count = 0;
-        while let Some(PoolEvent::BackendStateChanged {
-            backend,
-            from,
-            to,
-            cause,
-        }) = self.pool.poll_event()
-        {
+        while let Some(event) = self.pool.poll_event() {
+            let (backend, from, to, cause) = match event {
+                PoolEvent::BackendStateChanged {
+                    backend,
+                    from,
+                    to,
+                    cause,
+                } => (backend, from, to, cause),
+                PoolEvent::CloseConnections { backend } => {
+                    // Only with `close`, only after health took it from up to down.
+                    let ok = self.close_on_down
+                        && self.states.get(backend.index()) == Some(&BackendState::Down)
+                        && self.last_down_by_health == Some(backend);
+                    if !ok {
+                        return Err(self.fail(
+                            Rule::PoolEvents,
+                            format!(
+                                "CloseConnections({backend:?}) with on_backend_down close = {}, state {:?}",
+                                self.close_on_down,
+                                self.states.get(backend.index())
+                            ),
+                        ));
+                    }
+                    self.last_down_by_health = None;
+                    self.pending_down.push(backend);
+                    continue;
+                }
+            };
             if self.options.mutation == Some(Mutation::DropEvents) {
                 continue;
             }
@@ -1408,6 +1497,55 @@ impl Driver {
             }
             self.states[backend.index()] = to;
             self.stats.state_changes += 1;
+            // Health took an enabled backend down: with `close`, its connections go next.
+            if let Some(b) = self.last_down_by_health.take() {
+                return Err(self.fail(
+                    Rule::PoolEvents,
+                    format!("{b:?} went down by health with on_backend_down close, but no CloseConnections followed"),
+                ));
+            }
+            let by_health = matches!(cause, StateCause::Probe | StateCause::ClientConnectFailed);
+            if self.close_on_down
+                && by_health
+                && from == BackendState::Up
+                && to == BackendState::Down
+            {
+                self.last_down_by_health = Some(backend);
+            }
+        }
+        if let Some(b) = self.last_down_by_health.take() {
+            return Err(self.fail(
+                Rule::PoolEvents,
+                format!("{b:?} went down by health with on_backend_down close, but no CloseConnections followed"),
+            ));
+        }
+        // Tell the flows on each backend whose connections must close.
+        let now = self.now;
+        while let Some(backend) = self.pending_down.pop() {
+            let eligible = self.eligible();
+            for j in 0..self.flows.len() {
+                let m = &self.flows[j];
+                if m.closed || !m.connected || m.backend != Some(backend) {
+                    continue;
+                }
+                if m.watching != Some(backend) {
+                    return Err(self.fail(
+                        Rule::PoolEvents,
+                        format!(
+                            "{}: connected to {backend:?} without asking to watch it",
+                            m.id
+                        ),
+                    ));
+                }
+                self.flows[j].flow.handle_backend_down(backend, now);
+                self.drain_flow(j, Cause::BackendDown, &eligible)?;
+                if !self.flows[j].closed {
+                    return Err(self.fail(
+                        Rule::Liveness,
+                        format!("{}: still open after its backend {backend:?} went down (on_backend_down close)", self.flows[j].id),
+                    ));
+                }
+            }
         }
         let mut count = 0;
         let mut probed = Vec::new();

@@ -278,6 +278,12 @@ pub struct Stats {
     /// Client connects that failed by the backend's fault (refused or timed out): failed
     /// checks of it (passive health).
     pub passive_failures: usize,
+    /// Clients refused for `per_client.max_connections`.
+    pub per_client_rejections: usize,
+    /// Flows closed because health took their backend down (`on_backend_down: close`).
+    pub backend_down_closes: usize,
+    /// Resets passed on after the bytes before them were delivered.
+    pub delivered_resets: usize,
 }
 
 impl std::ops::AddAssign for Stats {
@@ -297,6 +303,9 @@ impl std::ops::AddAssign for Stats {
         self.connect_failed += o.connect_failed;
         self.probe_timeouts += o.probe_timeouts;
         self.passive_failures += o.passive_failures;
+        self.per_client_rejections += o.per_client_rejections;
+        self.backend_down_closes += o.backend_down_closes;
+        self.delivered_resets += o.delivered_resets;
     }
 }
 

@@ -8,7 +8,7 @@
 
 use lb_sans_io::config::{
     Algorithm, BackendAddress, BackendConfig, CheckType, Config, ConfigDuration, HealthCheckConfig,
-    TimeoutsConfig, MAX_RETRIES, MAX_RISE_FALL, MAX_WEIGHT,
+    OnBackendDown, PerClientConfig, TimeoutsConfig, MAX_RETRIES, MAX_RISE_FALL, MAX_WEIGHT,
 };
 use lb_sans_io::flow::FlowLimits;
 use lb_sans_io::ids::{BackendId, Side};
@@ -379,6 +379,17 @@ impl ConfigSpec {
         }
     }
 
+    /// `per_client.max_connections` (1 to 3), for a quarter of the seeds. Drawn from the
+    /// seed's bits so that saved fuzz inputs keep their meaning.
+    pub fn per_client_max(&self) -> Option<u32> {
+        (self.seed >> 4 & 3 == 1).then(|| 1 + (self.seed >> 8) as u32 % 3)
+    }
+
+    /// `on_backend_down: close`, for half of the seeds (from the seed's bits, as above).
+    pub fn closes_on_backend_down(&self) -> bool {
+        self.seed >> 6 & 1 == 1
+    }
+
     /// The config and flow limits this spec stands for, and the backends' addresses.
     /// The config always passes [`Config::validate`].
     pub fn build(&self) -> (Config, FlowLimits, Vec<SocketAddr>) {
@@ -429,6 +440,15 @@ impl ConfigSpec {
             max_connections: u32::from(self.max_connections) + 1,
             proxy_protocol: None,
             allow: None,
+            per_client: self.per_client_max().map(|m| PerClientConfig {
+                max_connections: Some(m),
+                connection_rate: None,
+            }),
+            on_backend_down: if self.closes_on_backend_down() {
+                OnBackendDown::Close
+            } else {
+                OnBackendDown::Keep
+            },
             admin: None,
         };
         let mut limits = FlowLimits::from_config(&config);

@@ -216,6 +216,9 @@ fn the_generators_reach_every_outcome() {
         ("connect failed", total.connect_failed),
         ("probe timeouts", total.probe_timeouts),
         ("passive failures", total.passive_failures),
+        ("per-client rejections", total.per_client_rejections),
+        ("closes for a backend down", total.backend_down_closes),
+        ("resets passed on after delivery", total.delivered_resets),
     ];
     for (what, n) in counts {
         assert!(n > 0, "no {what} in 128 scenarios: {total:?}");

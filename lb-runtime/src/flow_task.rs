@@ -5,7 +5,9 @@
 use crate::net::{BoxFuture, Net};
 use crate::shared::Shared;
 use bytes::{Buf, Bytes};
-use lb_sans_io::{ConnectFailure, Flow, FlowAction, FlowId, FlowSummary, Side, Timestamp};
+use lb_sans_io::{
+    BackendId, ConnectFailure, Flow, FlowAction, FlowId, FlowSummary, Side, Timestamp,
+};
 use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
 use std::io;
@@ -40,6 +42,8 @@ enum IoEvent<S> {
     Timer,
     /// Everything written to this side has reached its peer (after `AwaitDelivery`).
     Delivered(Side),
+    /// Health checks took this backend down (after `WatchBackend`).
+    BackendDown(BackendId),
     /// The node gives up on its open connections (the shutdown grace period is over).
     Abort,
 }
@@ -63,6 +67,8 @@ struct FlowIo<N: Net> {
     /// Waiting for this side's peer to acknowledge everything written to it, checked every
     /// [`DELIVERY_POLL`].
     delivery: Option<(Side, Pin<Box<Sleep>>)>,
+    /// `WatchBackend`: completes when health checks take the backend down.
+    watch: Option<(BackendId, BoxFuture<()>)>,
     events: Vec<IoEvent<N::Stream>>,
 }
 
@@ -82,6 +88,7 @@ impl<N: Net> FlowIo<N> {
             read_size: [FIRST_READ; 2],
             timer: None,
             delivery: None,
+            watch: None,
             events: Vec::new(),
         }
     }
@@ -112,6 +119,12 @@ impl<N: Net> FlowIo<N> {
             }
         }
         self.poll_delivery(cx);
+        if let Some((backend, watch)) = &mut self.watch {
+            if watch.as_mut().poll(cx).is_ready() {
+                self.events.push(IoEvent::BackendDown(*backend));
+                self.watch = None;
+            }
+        }
         if self.events.is_empty() {
             Poll::Pending
         } else {
@@ -330,6 +343,14 @@ pub async fn run<N: Net>(
                 }
                 FlowAction::PauseRead { side } => io.paused[side.index()] = true,
                 FlowAction::ResumeRead { side } => io.paused[side.index()] = false,
+                FlowAction::WatchBackend { backend } => {
+                    let signal = shared.down_signal(backend);
+                    let generation = signal.generation();
+                    io.watch = Some((
+                        backend,
+                        Box::pin(async move { signal.raised_after(generation).await }),
+                    ));
+                }
                 FlowAction::AwaitDelivery { to } => {
                     io.delivery = Some((to, Box::pin(tokio::time::sleep(DELIVERY_POLL))));
                 }
@@ -383,6 +404,7 @@ pub async fn run<N: Net>(
                 }
                 IoEvent::Timer => shared.with_pool(|pool, now| flow.handle_timeout(pool, now)),
                 IoEvent::Delivered(side) => flow.handle_delivered(side, now),
+                IoEvent::BackendDown(backend) => flow.handle_backend_down(backend, now),
                 IoEvent::Abort => flow.handle_abort(now),
             }
         }

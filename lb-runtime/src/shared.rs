@@ -4,14 +4,47 @@
 
 use crate::clock::Clock;
 use lb_sans_io::pool::StateCause;
-use lb_sans_io::{BackendState, Pool, PoolEvent, Timestamp};
+use lb_sans_io::{BackendId, BackendState, Pool, PoolEvent, Timestamp};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::Notify;
+
+/// Tells the flows connected to one backend that health checks took it down
+/// (`on_backend_down: close`): each raise bumps the generation and wakes the watchers.
+#[derive(Debug, Default)]
+pub struct DownSignal {
+    generation: AtomicU64,
+    notify: Notify,
+}
+
+impl DownSignal {
+    /// The number of raises so far.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    fn raise(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.notify.notify_waiters();
+    }
+
+    /// Completes at the first raise after `generation`.
+    pub async fn raised_after(&self, generation: u64) {
+        loop {
+            let notified = self.notify.notified();
+            if self.generation() != generation {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
 
 /// Shared by the accept loop, every flow task and the probe task.
 pub struct Shared {
     pool: Mutex<Pool>,
+    /// By backend id, created as flows ask.
+    down_signals: Mutex<Vec<Arc<DownSignal>>>,
     /// The driver's clock.
     pub clock: Clock,
     next_flow: AtomicU64,
@@ -26,6 +59,7 @@ impl Shared {
     pub fn new(pool: Pool, clock: Clock) -> Shared {
         Shared {
             pool: Mutex::new(pool),
+            down_signals: Mutex::new(Vec::new()),
             clock,
             next_flow: AtomicU64::new(0),
             probes_wake: Notify::new(),
@@ -53,6 +87,16 @@ impl Shared {
         self.probes_wake.notified().await;
     }
 
+    /// The signal of backend `backend`'s health checks taking it down.
+    pub fn down_signal(&self, backend: BackendId) -> Arc<DownSignal> {
+        let mut signals = self.down_signals.lock().unwrap_or_else(|p| p.into_inner());
+        let i = backend.index();
+        if signals.len() <= i {
+            signals.resize_with(i + 1, Default::default);
+        }
+        signals[i].clone()
+    }
+
     fn lock(&self) -> MutexGuard<'_, Pool> {
         // A panic while holding the lock is a bug already reported; keep serving.
         self.pool.lock().unwrap_or_else(|p| p.into_inner())
@@ -65,6 +109,9 @@ impl Shared {
         let now = self.clock.now();
         let r = f(&mut pool, now);
         while let Some(event) = pool.poll_event() {
+            if let PoolEvent::CloseConnections { backend } = event {
+                self.down_signal(backend).raise();
+            }
             log_pool_event(&pool, &event);
         }
         if pool.poll_timeout_moved() {
@@ -76,6 +123,15 @@ impl Shared {
 
 fn log_pool_event(pool: &Pool, event: &PoolEvent) {
     match event {
+        PoolEvent::CloseConnections { backend } => {
+            if let Some(b) = pool.backend(*backend) {
+                tracing::warn!(
+                    backend = %b.name, open = b.active,
+                    "backend {} is down: closing its {} open connection(s) (on_backend_down: close)",
+                    b.name, b.active
+                );
+            }
+        }
         PoolEvent::BackendStateChanged {
             backend,
             from,

@@ -14,6 +14,10 @@ pub enum Defect {
     ReloadKeepsRemoved,
     /// `allow` is not enforced.
     AllowIgnored,
+    /// `per_client` is not enforced.
+    PerClientIgnored,
+    /// `on_backend_down: close` does not close anything.
+    BackendDownIgnored,
     /// (Driver) The PROXY header names the load balancer's address as the client's.
     ProxyWrongClient,
     /// (Driver) At the end of the shutdown grace period, open connections are dropped

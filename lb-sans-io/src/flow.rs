@@ -84,6 +84,9 @@ pub struct FlowLimits {
     pub report_latency: bool,
     /// Send a PROXY protocol header of this version to the backend before any client byte.
     pub proxy_protocol: Option<ProxyProtocol>,
+    /// `on_backend_down: close`: once connected, ask to be told when health checks take the
+    /// backend down ([`FlowAction::WatchBackend`]), and close then.
+    pub close_on_backend_down: bool,
 }
 
 impl FlowLimits {
@@ -98,6 +101,7 @@ impl FlowLimits {
             low_watermark: DEFAULT_LOW_WATERMARK,
             report_latency: config.algorithm == crate::config::Algorithm::LeastResponseTime,
             proxy_protocol: config.proxy_protocol,
+            close_on_backend_down: config.on_backend_down == crate::config::OnBackendDown::Close,
         }
     }
 }
@@ -111,14 +115,18 @@ pub enum RejectReason {
     NoBackend,
     /// The client's address is outside `allow`.
     NotAllowed,
+    /// The client's IP address has `per_client.max_connections` open, or is over its
+    /// `per_client.connection_rate`.
+    PerClientLimit,
 }
 
 impl RejectReason {
     /// Every reason, in the order metrics list them.
-    pub const ALL: [RejectReason; 3] = [
+    pub const ALL: [RejectReason; 4] = [
         RejectReason::MaxConnections,
         RejectReason::NoBackend,
         RejectReason::NotAllowed,
+        RejectReason::PerClientLimit,
     ];
 
     /// The label used in logs and metrics.
@@ -127,6 +135,7 @@ impl RejectReason {
             RejectReason::MaxConnections => "max_connections",
             RejectReason::NoBackend => "no_backend",
             RejectReason::NotAllowed => "not_allowed",
+            RejectReason::PerClientLimit => "per_client_limit",
         }
     }
 }
@@ -168,6 +177,8 @@ pub enum CloseReason {
     },
     /// The driver closed it (for instance at the end of the shutdown grace period).
     Aborted,
+    /// Health checks took its backend down, and `on_backend_down` is `close`.
+    BackendDown,
 }
 
 impl fmt::Display for CloseReason {
@@ -190,6 +201,7 @@ impl fmt::Display for CloseReason {
                 "no local resources for a backend connection ({attempts} attempts)"
             ),
             CloseReason::Aborted => f.write_str("aborted"),
+            CloseReason::BackendDown => f.write_str("backend down"),
         }
     }
 }
@@ -237,6 +249,12 @@ pub enum FlowAction {
     AwaitDelivery {
         /// The socket whose send queue must drain.
         to: Side,
+    },
+    /// Tell the flow ([`Flow::handle_backend_down`]) if health checks take this backend
+    /// down while the flow is connected to it (only with `on_backend_down: close`).
+    WatchBackend {
+        /// The backend connected to.
+        backend: BackendId,
     },
     /// The flow has news for the pool (the backend's time to first byte, at most once per
     /// flow and only with [`FlowLimits::report_latency`]): call [`Flow::update_pool`] with
@@ -453,6 +471,9 @@ impl Flow {
         pool.record_latency(backend, now.saturating_duration_since(since), now);
         self.phase = Phase::Established { backend };
         self.last_activity = now;
+        if self.limits.close_on_backend_down {
+            self.actions.push_back(FlowAction::WatchBackend { backend });
+        }
         if self.limits.report_latency {
             self.awaiting_first_byte = Some(now);
         }
@@ -632,6 +653,15 @@ impl Flow {
             self.awaiting_delivery = true;
             self.actions
                 .push_back(FlowAction::AwaitDelivery { to: from.other() });
+        }
+    }
+
+    /// Health checks took `backend` down and `on_backend_down` is `close`: a flow connected
+    /// to it closes with a reset. Any other flow ignores it.
+    pub fn handle_backend_down(&mut self, backend: BackendId, now: Timestamp) {
+        self.observe(now);
+        if self.phase == (Phase::Established { backend }) {
+            self.close(CloseReason::BackendDown, true);
         }
     }
 

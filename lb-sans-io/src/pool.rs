@@ -4,7 +4,7 @@
 //! backend, learn how their connect went, and close, so the data path never touches it.
 
 use crate::config::Algorithm;
-use crate::config::{BackendConfig, Cidr, Config, HealthCheckConfig, ProxyProtocol};
+use crate::config::{BackendConfig, Cidr, Config, HealthCheckConfig, OnBackendDown, ProxyProtocol};
 use crate::defect::{Defect, Defects};
 use crate::flow::{ConnectFailure, FlowLimits, FlowPool};
 use crate::health::{Health, HealthCounter};
@@ -135,6 +135,14 @@ pub enum PoolEvent {
         to: BackendState,
         /// What made it change.
         cause: StateCause,
+    },
+    /// `on_backend_down: close`: health checks took this backend down, so every flow
+    /// connected to it must close now. The driver tells them
+    /// ([`crate::Flow::handle_backend_down`]); each flow asked to be told
+    /// ([`crate::FlowAction::WatchBackend`]).
+    CloseConnections {
+        /// The backend.
+        backend: BackendId,
     },
 }
 
@@ -322,6 +330,8 @@ struct CheckSettings {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct FlowSlot {
     backend: Option<BackendId>,
+    /// The client, when `per_client` counted it (so its close is counted off).
+    counted: Option<IpAddr>,
 }
 
 /// The shared pool machine. See the module docs.
@@ -337,6 +347,10 @@ pub struct Pool {
     ramping: Vec<usize>,
     max_connections: u32,
     allow: Option<Vec<Cidr>>,
+    /// `per_client` limits and what they track, if configured.
+    clients: Option<ClientTable>,
+    /// `on_backend_down`.
+    on_backend_down: OnBackendDown,
     limits: FlowLimits,
     flows: BTreeMap<FlowId, FlowSlot>,
     rejected: BTreeMap<RejectReason, u64>,
@@ -425,6 +439,8 @@ impl Pool {
             },
             max_connections: config.max_connections,
             allow: config.allow.clone(),
+            clients: config.per_client.map(ClientTable::new),
+            on_backend_down: config.on_backend_down,
             limits: FlowLimits::from_config(config),
             flows: BTreeMap::new(),
             rejected: BTreeMap::new(),
@@ -728,6 +744,18 @@ impl Pool {
                 cause,
             });
         }
+        // Health took an enabled backend down (an operator's drain or disable, or a
+        // reload, never closes anything).
+        let by_health = matches!(cause, StateCause::Probe | StateCause::ClientConnectFailed);
+        if from == BackendState::Up
+            && to == BackendState::Down
+            && by_health
+            && self.on_backend_down == OnBackendDown::Close
+            && !self.defects.has(Defect::BackendDownIgnored)
+        {
+            self.events
+                .push_back(PoolEvent::CloseConnections { backend });
+        }
     }
 
     /// Time passed: a probe past its deadline fails with [`CheckFailure::Timeout`]. This
@@ -795,6 +823,16 @@ impl Pool {
             assert_eq!(b.active as usize, held, "backend {i} active count");
         }
         assert!(self.flows.len() <= self.max_connections as usize);
+        if let Some(clients) = &self.clients {
+            clients.check_invariants();
+            let mut counted: BTreeMap<IpAddr, u32> = BTreeMap::new();
+            for ip in self.flows.values().filter_map(|s| s.counted) {
+                *counted.entry(ip).or_insert(0) += 1;
+            }
+            for (ip, n) in counted {
+                assert_eq!(clients.open(ip), n, "per-client count of {ip}");
+            }
+        }
         for (i, v) in self.views.iter().enumerate() {
             let b = &self.backends[i];
             assert_eq!(
@@ -858,7 +896,25 @@ impl FlowPool for Pool {
             self.reject(RejectReason::MaxConnections);
             return Err(RejectReason::MaxConnections);
         }
-        self.flows.insert(flow, FlowSlot { backend: None });
+        let mut counted = None;
+        if let Some(clients) = self
+            .clients
+            .as_mut()
+            .filter(|_| !self.defects.has(Defect::PerClientIgnored))
+        {
+            if !clients.admit(client, now) {
+                self.reject(RejectReason::PerClientLimit);
+                return Err(RejectReason::PerClientLimit);
+            }
+            counted = Some(client);
+        }
+        self.flows.insert(
+            flow,
+            FlowSlot {
+                backend: None,
+                counted,
+            },
+        );
         Ok(())
     }
     /// Chooses a backend for an open flow among those up, under their connection limit and
@@ -958,6 +1014,9 @@ impl FlowPool for Pool {
         let Some(slot) = self.flows.remove(&flow) else {
             return;
         };
+        if let (Some(ip), Some(clients)) = (slot.counted, self.clients.as_mut()) {
+            clients.release(ip);
+        }
         if let Some(id) = slot.backend {
             let b = &mut self.backends[id.index()];
             b.active = b.active.saturating_sub(1);
@@ -979,7 +1038,10 @@ pub fn slow_start_weight(full: u32, elapsed: Duration, ramp: Duration) -> u32 {
     ((base + grow) as u32).max(1)
 }
 
+mod clients;
 mod reload;
+use clients::ClientTable;
+pub use clients::MAX_TRACKED_CLIENTS;
 pub use reload::ReloadSummary;
 
 #[cfg(test)]

@@ -76,6 +76,8 @@ pub struct PoolSnapshot {
     pub open_flows: usize,
     /// Clients refused as outside `allow`.
     pub rejected_not_allowed: u64,
+    /// Clients refused for `per_client`.
+    pub rejected_per_client: u64,
     /// `Pool::check_invariants`: the panic message if it failed.
     pub invariants: Result<(), String>,
 }
@@ -275,6 +277,8 @@ impl Configs {
                 proxy: self.plan.proxy,
                 allow: self.allow_ips.as_deref(),
                 grace: self.plan.stop_grace(),
+                per_client_max: self.plan.per_client_max,
+                close_on_backend_down: self.plan.close_on_backend_down,
             },
         )
     }
@@ -336,6 +340,7 @@ fn snapshot(shared: &Shared, backend_addrs: &[SocketAddr]) -> PoolSnapshot {
                 .collect(),
             open_flows: pool.open_flows(),
             rejected_not_allowed: pool.rejected(lb_sans_io::RejectReason::NotAllowed),
+            rejected_per_client: pool.rejected(lb_sans_io::RejectReason::PerClientLimit),
             invariants,
         }
     })

@@ -357,6 +357,14 @@ impl LbSettings {
             let nets: Vec<String> = ips.iter().map(|ip| format!("\"{ip}\"")).collect();
             more.push_str(&format!(",\n  \"allow\": [{}]", nets.join(", ")));
         }
+        if let Some(m) = extras.per_client_max {
+            more.push_str(&format!(
+                ",\n  \"per_client\": {{ \"max_connections\": {m} }}"
+            ));
+        }
+        if extras.close_on_backend_down {
+            more.push_str(",\n  \"on_backend_down\": \"close\"");
+        }
         format!(
             r#"{{
   "listen": "0.0.0.0:{port}",
@@ -410,6 +418,10 @@ pub struct ConfigExtras<'a> {
     pub allow: Option<&'a [std::net::IpAddr]>,
     /// `timeouts.shutdown_grace`.
     pub grace: Duration,
+    /// `per_client.max_connections`.
+    pub per_client_max: Option<u32>,
+    /// `on_backend_down: close`.
+    pub close_on_backend_down: bool,
 }
 /// The port every backend listens on.
 pub const BACKEND_PORT: u16 = 9000;
@@ -465,6 +477,10 @@ pub struct Plan {
     pub allow: Option<Vec<usize>>,
     /// A graceful stop at the end, if any.
     pub stop: Option<StopPlan>,
+    /// `per_client.max_connections`, if set.
+    pub per_client_max: Option<u32>,
+    /// `on_backend_down: close`.
+    pub close_on_backend_down: bool,
 }
 
 fn ms(n: u64) -> Duration {
@@ -579,6 +595,8 @@ impl Plan {
             proxy: None,
             allow: None,
             stop: None,
+            per_client_max: None,
+            close_on_backend_down: false,
         };
         plan.faults = draw_faults(&plan, &mut rng);
         // The operator: always in `operate`; in `mix`, each part on or off by the seed.
@@ -599,8 +617,17 @@ impl Plan {
             let denied = rng.gen_range(0..plan.clients);
             plan.allow = Some((0..plan.clients).filter(|&c| c != denied).collect());
         }
+        if (operate || mix) && rng.gen_bool(if operate { 0.5 } else { 0.2 }) {
+            plan.per_client_max = Some(rng.gen_range(1..=2));
+        }
+        if (operate || mix) && rng.gen_bool(if operate { 0.5 } else { 0.2 }) {
+            plan.close_on_backend_down = true;
+        }
         if operate || (mix && rng.gen_bool(0.3)) {
-            let grace = ms(rng.gen_range(600..=2000));
+            // A connection that pauses past the grace period must not reach the idle
+            // timeout first.
+            let longest = (plan.lb.idle_timeout.as_millis() as u64).saturating_sub(1200);
+            let grace = ms(rng.gen_range(600..=longest.clamp(600, 2000)));
             // After the liveness sessions: short ones, but a lane starts them only once its
             // last chaos session is over, which may pause for an idle timeout and hold a
             // half-open connection for a half-close timeout more (10 s at most).

@@ -86,6 +86,12 @@ pub fn describe(plan: &Plan) -> String {
         let names: Vec<String> = list.iter().map(|c| format!("c{c}")).collect();
         let _ = write!(text, "; allow {}", names.join(", "));
     }
+    if let Some(m) = plan.per_client_max {
+        let _ = write!(text, "; per_client max_connections {m}");
+    }
+    if plan.close_on_backend_down {
+        let _ = write!(text, "; on_backend_down close");
+    }
     if let Some(stop) = plan.stop {
         let _ = write!(
             text,

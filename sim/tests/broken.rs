@@ -281,3 +281,25 @@ fn broken_connect_timeout_is_caught() {
         &["connect-timeout"],
     );
 }
+
+/// `per_client` not enforced: a client keeps more connections open than it may.
+#[test]
+fn broken_per_client_limit_is_caught() {
+    assert_caught(
+        Scenario::Operate,
+        Mutation::Defect(Defect::PerClientIgnored),
+        20,
+        &["per-client"],
+    );
+}
+
+/// `on_backend_down: close` that closes nothing.
+#[test]
+fn broken_on_backend_down_is_caught() {
+    assert_caught(
+        Scenario::Operate,
+        Mutation::Defect(Defect::BackendDownIgnored),
+        30,
+        &["backend-down"],
+    );
+}

@@ -7,11 +7,13 @@
 mod address;
 mod cidr;
 mod duration;
+mod limits;
 mod suggest;
 
 pub use address::BackendAddress;
 pub use cidr::Cidr;
 pub use duration::ConfigDuration;
+pub use limits::{PerClientConfig, Rate};
 
 use serde::{Deserialize, Serialize};
 use serde_path_to_error::Segment;
@@ -67,6 +69,14 @@ pub struct Config {
     /// rejected. Absent: every client is allowed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow: Option<Vec<Cidr>>,
+    /// Limits on each client IP address; past them a new client is closed at accept and
+    /// counted as rejected (`per_client_limit`). Absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_client: Option<PerClientConfig>,
+    /// What happens to a backend's open connections when health checks mark it down.
+    /// Default `keep`.
+    #[serde(default, skip_serializing_if = "OnBackendDown::is_keep")]
+    pub on_backend_down: OnBackendDown,
     /// Address of the admin HTTP endpoint; absent disables it.
     #[serde(
         default,
@@ -74,6 +84,24 @@ pub struct Config {
         with = "address::opt_socket_addr"
     )]
     pub admin: Option<SocketAddr>,
+}
+
+/// `on_backend_down`: what happens to a backend's open connections when its health checks
+/// mark it down (an operator's drain or disable never closes any).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnBackendDown {
+    /// They go on (they end when the backend's failure reaches them, or normally).
+    #[default]
+    Keep,
+    /// They are reset at once.
+    Close,
+}
+
+impl OnBackendDown {
+    fn is_keep(&self) -> bool {
+        *self == OnBackendDown::Keep
+    }
 }
 
 /// Selection algorithms named by `"algorithm"`.
@@ -421,6 +449,7 @@ fn unknown_field(path: &serde_path_to_error::Path) -> Option<ConfigError> {
         [] => suggest::field_names::<Config>(),
         [s] if key_is(s, "health_check") => suggest::field_names::<HealthCheckConfig>(),
         [s] if key_is(s, "timeouts") => suggest::field_names::<TimeoutsConfig>(),
+        [s] if key_is(s, "per_client") => suggest::field_names::<PerClientConfig>(),
         [s, Segment::Seq { .. }] if key_is(s, "backends") => {
             suggest::field_names::<BackendConfig>()
         }
@@ -624,6 +653,14 @@ impl Config {
                         format!("must be 1 to {MAX_CHECK_TEXT} bytes long (omit it for none)"),
                     ));
                 }
+            }
+        }
+        if let Some(pc) = &self.per_client {
+            if pc.max_connections == Some(0) {
+                return Err(ConfigError::field(
+                    "per_client.max_connections",
+                    "must be at least 1 (omit it for no limit)",
+                ));
             }
         }
         let positive = [

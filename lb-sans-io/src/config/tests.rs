@@ -490,3 +490,43 @@ fn every_restart_only_field_is_warned_about_and_kept() {
     assert_eq!(base.restart_needed(&changed), names);
     assert_eq!(base.reloaded(changed), base);
 }
+
+#[test]
+fn per_client_and_on_backend_down_parse_validate_and_round_trip() {
+    let c = Config::from_json(
+        r#"{"backends":[{"address":"127.0.0.1:1"}],
+            "per_client":{"max_connections":100,"connection_rate":"50/s"},
+            "on_backend_down":"close"}"#,
+    )
+    .unwrap();
+    let pc = c.per_client.unwrap();
+    assert_eq!(pc.max_connections, Some(100));
+    assert_eq!(pc.connection_rate.unwrap().to_string(), "50/s");
+    assert_eq!(c.on_backend_down, OnBackendDown::Close);
+    assert_eq!(Config::from_json(&c.to_json()).unwrap(), c);
+    let plain = Config::from_json(r#"{"backends":[{"address":"127.0.0.1:1"}]}"#).unwrap();
+    assert_eq!(
+        (plain.per_client, plain.on_backend_down),
+        (None, OnBackendDown::Keep)
+    );
+    for (bad, want) in [
+        (
+            r#""per_client":{"max_connections":0}"#,
+            "per_client.max_connections: must be at least 1",
+        ),
+        (
+            r#""per_client":{"connection_rate":"50"}"#,
+            "per_client.connection_rate: invalid rate \"50\"",
+        ),
+        (
+            r#""per_client":{"conection_rate":"5/s"}"#,
+            "did you mean \"connection_rate\"",
+        ),
+        (r#""on_backend_down":"drop""#, "on_backend_down"),
+    ] {
+        let e = err(&format!(
+            r#"{{"backends":[{{"address":"127.0.0.1:1"}}],{bad}}}"#
+        ));
+        assert!(e.contains(want), "{bad}: {e}");
+    }
+}

@@ -127,6 +127,19 @@ impl Pool {
         self.slow_start = config.slow_start.map(|d| d.0).filter(|d| !d.is_zero());
         self.max_connections = config.max_connections;
         self.allow = config.allow.clone();
+        self.on_backend_down = config.on_backend_down;
+        match (&mut self.clients, config.per_client) {
+            (Some(table), Some(limits)) => table.set_limits(limits),
+            (table, limits) => {
+                // Open flows counted by a table that goes keep their release harmless.
+                *table = limits.map(super::ClientTable::new);
+                if table.is_some() {
+                    for slot in self.flows.values_mut() {
+                        slot.counted = None;
+                    }
+                }
+            }
+        }
         self.limits = FlowLimits {
             high_watermark: self.limits.high_watermark,
             low_watermark: self.limits.low_watermark,

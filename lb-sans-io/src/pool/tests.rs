@@ -467,7 +467,10 @@ fn a_probe_running_when_disabled_is_still_recorded() {
     assert_eq!(p.backends()[0].state(), BackendState::Up);
     let causes: Vec<_> = events(&mut p)
         .into_iter()
-        .map(|PoolEvent::BackendStateChanged { to, cause, .. }| (to, cause))
+        .filter_map(|e| match e {
+            PoolEvent::BackendStateChanged { to, cause, .. } => Some((to, cause)),
+            PoolEvent::CloseConnections { .. } => None,
+        })
         .collect();
     assert_eq!(
         causes,
@@ -943,4 +946,58 @@ fn changes_that_make_a_probe_due_sooner_say_so_and_nothing_else_does() {
     p.reconfigure(&c, &addrs, at(4_000));
     assert!(p.poll_timeout_moved());
     assert!(!p.poll_timeout_moved());
+}
+
+#[test]
+fn on_backend_down_close_closes_connections_only_when_health_takes_a_backend_down() {
+    use crate::flow::FlowPool;
+    for (extra, expect_close) in [("", false), (r#","on_backend_down":"close""#, true)] {
+        let mut p = pool(
+            2,
+            &format!(r#","health_check":{{"start_up":true,"fall":1}}{extra}"#),
+        );
+        // An admin drain or disable never closes anything.
+        p.set_admin(BackendId(1), AdminState::Draining, at(1))
+            .unwrap();
+        p.set_admin(BackendId(1), AdminState::Enabled, at(2))
+            .unwrap();
+        assert!(!events(&mut p)
+            .iter()
+            .any(|e| matches!(e, PoolEvent::CloseConnections { .. })));
+        // A failed client connect (passive health) takes backend 0 down.
+        p.open_flow(FlowId(1), CLIENT.ip(), at(3)).unwrap();
+        let (b, _) = p.select(FlowId(1), CLIENT, &[], at(3)).unwrap();
+        p.connect_failed(FlowId(1), b, ConnectFailure::Backend, at(4));
+        let closes: Vec<_> = events(&mut p)
+            .into_iter()
+            .filter(|e| matches!(e, PoolEvent::CloseConnections { .. }))
+            .collect();
+        if expect_close {
+            assert_eq!(closes, [PoolEvent::CloseConnections { backend: b }]);
+        } else {
+            assert!(closes.is_empty(), "{closes:?}");
+        }
+        p.check_invariants();
+    }
+}
+
+#[test]
+fn per_client_limits_refuse_and_count_and_release() {
+    use crate::flow::FlowPool;
+    let mut p = pool(
+        1,
+        r#","per_client":{"max_connections":1},"health_check":{"start_up":true}"#,
+    );
+    let other: std::net::IpAddr = "10.0.0.2".parse().unwrap();
+    p.open_flow(FlowId(1), CLIENT.ip(), at(0)).unwrap();
+    assert_eq!(
+        p.open_flow(FlowId(2), CLIENT.ip(), at(0)),
+        Err(RejectReason::PerClientLimit)
+    );
+    p.open_flow(FlowId(3), other, at(0)).unwrap();
+    assert_eq!(p.rejected(RejectReason::PerClientLimit), 1);
+    p.check_invariants();
+    p.close_flow(FlowId(1), 0, 0, at(1));
+    p.open_flow(FlowId(4), CLIENT.ip(), at(1)).unwrap();
+    p.check_invariants();
 }

@@ -12,7 +12,7 @@
 //!   left that was up and reachable.
 //! - `liveness`: every connection of the liveness phase (all faults healed) completes.
 
-use super::flows::Flows;
+use super::flows::{Flow, Flows};
 use super::{secs, stamp, violation, Violation};
 use crate::client::{Outcome, Phase};
 use crate::run::{mask_names, Observations};
@@ -45,6 +45,21 @@ fn first_difference(a: &[u8], b: &[u8]) -> usize {
         .zip(b)
         .position(|(x, y)| x != y)
         .unwrap_or(a.len().min(b.len()))
+}
+
+/// Whether `flow` was refused at once because its client had `per_client.max_connections`
+/// admitted connections open at that moment.
+pub fn refused_per_client(obs: &Observations, flows: &Flows, lb: usize, flow: &Flow) -> bool {
+    let Some(max) = obs.plan.per_client_max else {
+        return false;
+    };
+    let t = flow.accepted;
+    let open = flows.per_lb[lb]
+        .iter()
+        .filter(|f| f.peer.ip() == flow.peer.ip() && !f.connects.is_empty())
+        .filter(|f| f.accepted <= t && f.closed.is_none_or(|c| c >= t))
+        .count();
+    flow.connects.is_empty() && open >= max as usize
 }
 
 /// Runs the checks of this module.
@@ -179,6 +194,14 @@ pub fn check(obs: &Observations, flows: &Flows, out: &mut Vec<Violation>) {
             Outcome::Refused | Outcome::Cut => {}
         }
         if s.phase == Phase::Liveness {
+            // Lanes of one client host share its address: `per_client` may refuse one.
+            let local = s.local;
+            if local
+                .and_then(|l| flows.find(s.lb, l, s.start, s.end))
+                .is_some_and(|f| refused_per_client(obs, flows, s.lb, f))
+            {
+                continue;
+            }
             violation(
                 out,
                 "liveness",
@@ -220,8 +243,12 @@ pub fn check(obs: &Observations, flows: &Flows, out: &mut Vec<Violation>) {
         }
         let tried: Vec<usize> = flow.targets.iter().flatten().copied().collect();
         if tried.is_empty() {
-            // Refused at once: only right when the pool had no backend up.
+            // Refused at once: only right when the pool had no backend up, or the client
+            // had `per_client.max_connections` open already.
             let t = flow.accepted;
+            if refused_per_client(obs, flows, s.lb, flow) {
+                continue;
+            }
             let around = [t.saturating_sub(plan.tick), t, t + plan.tick];
             if around.iter().all(|&u| obs.up_mask_at(s.lb, u) != 0) {
                 violation(

@@ -19,12 +19,16 @@
 //!   that names the real client and the address it connected to (health probes: none).
 //! - `allow`: a client outside `allow` never reaches a backend and is refused at once, and
 //!   each refusal is counted (`not_allowed`).
+//! - `per-client`: with `per_client.max_connections`, no client IP has more admitted
+//!   connections open at once, and each refusal is counted (`per_client_limit`).
+//! - `backend-down`: with `on_backend_down: close`, a backend that health checks take down
+//!   has every connection established to it closed at once.
 
 use super::flows::Flows;
 use super::integrity::{payload, session_id};
 use super::{secs, violation, violation_at, Violation};
 use crate::client::{Outcome, Phase};
-use crate::net::Origin;
+use crate::net::{ConnectOutcome, Origin};
 use crate::run::Observations;
 use crate::scenario::{AdminAction, OpAction, ReloadChange, LB_PORT};
 use lb_runtime::demo::proxy::{self, Origin as ProxyOrigin, Parsed};
@@ -38,6 +42,114 @@ pub fn check(obs: &Observations, flows: &Flows, out: &mut Vec<Violation>) {
     stop(obs, flows, out);
     proxy_headers(obs, out);
     allow(obs, flows, out);
+    per_client(obs, flows, out);
+    backend_down(obs, flows, out);
+}
+
+/// `per-client`: with `per_client.max_connections`, no client IP ever has more admitted
+/// connections open at once, and every refusal for it is counted.
+fn per_client(obs: &Observations, flows: &Flows, out: &mut Vec<Violation>) {
+    let Some(max) = obs.plan.per_client_max else {
+        return;
+    };
+    for (lb, lb_flows) in flows.per_lb.iter().enumerate() {
+        let admitted: Vec<_> = lb_flows.iter().filter(|f| !f.connects.is_empty()).collect();
+        for f in &admitted {
+            let t = f.accepted;
+            let open = admitted
+                .iter()
+                .filter(|g| g.peer.ip() == f.peer.ip())
+                .filter(|g| g.accepted <= t && g.closed.is_none_or(|c| c > t))
+                .count();
+            if open > max as usize {
+                violation_at(
+                    out,
+                    "per-client",
+                    t,
+                    format!(
+                        "lb{lb}: {} had {open} connections open at {} (per_client.max_connections {max})",
+                        f.peer.ip(),
+                        secs(t)
+                    ),
+                );
+                break;
+            }
+        }
+        let Some(Some(snap)) = obs.final_pools.get(lb) else {
+            continue;
+        };
+        let logged = obs
+            .closes
+            .iter()
+            .filter(|l| l.end.contains("per_client_limit"))
+            .filter(|l| lb_flows.iter().any(|f| Some(f.peer) == l.client))
+            .count() as u64;
+        if snap.rejected_per_client != logged {
+            violation(
+                out,
+                "per-client",
+                format!(
+                    "lb{lb} counted {} refusal(s) for per_client, logged {logged}",
+                    snap.rejected_per_client
+                ),
+            );
+        }
+    }
+}
+
+/// `backend-down`: with `on_backend_down: close`, when health checks take a backend down,
+/// every connection established to it is closed at once.
+fn backend_down(obs: &Observations, flows: &Flows, out: &mut Vec<Violation>) {
+    let plan = &obs.plan;
+    if !plan.close_on_backend_down {
+        return;
+    }
+    let tick = plan.tick;
+    for (lb, states) in obs.pool_states.iter().enumerate() {
+        let log = &obs.lb_logs[lb];
+        for w in states.windows(2) {
+            let ((_, before), (t, after)) = (w[0], w[1]);
+            for b in 0..plan.backends.len() {
+                let went_down = before & (1 << b) != 0 && after & (1 << b) == 0;
+                // Not the operator's doing (a drain, a disable, a removal) nor the stop's.
+                let by_operator = obs.ops.iter().any(|o| {
+                    o.sent + tick * 3 >= t
+                        && o.sent <= t
+                        && match o.action {
+                            OpAction::Admin { lb: l, backend, .. } => l == lb && backend == b,
+                            OpAction::Reload(ReloadChange::Remove(x)) => x == b,
+                            OpAction::Reload(_) => false,
+                        }
+                }) || obs.out_of_rotation_during(lb, b, t, t);
+                let stopping = plan.stop.is_some_and(|s| t >= s.at);
+                if !went_down || by_operator || stopping {
+                    continue;
+                }
+                for f in &flows.per_lb[lb] {
+                    let Some(&last) = f.connects.last() else {
+                        continue;
+                    };
+                    let c = &log.connects[last];
+                    let established_before = matches!(c.outcome, ConnectOutcome::Connected { .. })
+                        && c.resolved.is_some_and(|r| r + tick <= t);
+                    let open = f.closed.is_none_or(|closed| closed > t + tick * 2);
+                    if f.established == Some(b) && established_before && open {
+                        violation_at(
+                            out,
+                            "backend-down",
+                            t,
+                            format!(
+                                "lb{lb} took b{b} down at {} (on_backend_down close), but its connection from {} stayed open until {}",
+                                secs(t),
+                                f.peer,
+                                f.closed.map_or("the end".to_string(), secs)
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Connects of load balancer `lb` to backend `b` made in `(from, to)`.
@@ -294,7 +406,11 @@ fn stop(obs: &Observations, flows: &Flows, out: &mut Vec<Violation>) {
                 }
             }
             Phase::Stopping { long: false } => {
-                if s.outcome != Outcome::Complete {
+                let per_client = s
+                    .local
+                    .and_then(|l| flows.find(s.lb, l, s.start, s.end))
+                    .is_some_and(|f| super::integrity::refused_per_client(obs, flows, s.lb, f));
+                if s.outcome != Outcome::Complete && !per_client {
                     violation_at(
                         out,
                         "stop",
@@ -309,6 +425,12 @@ fn stop(obs: &Observations, flows: &Flows, out: &mut Vec<Violation>) {
                 }
             }
             Phase::Stopping { long: true } => {
+                if s.local
+                    .and_then(|l| flows.find(s.lb, l, s.start, s.end))
+                    .is_some_and(|f| super::integrity::refused_per_client(obs, flows, s.lb, f))
+                {
+                    continue;
+                }
                 let closed = s.closed_at;
                 let in_time =
                     closed.is_some_and(|c| c + tick >= grace_end && c <= grace_end + tick * 4);
