@@ -31,13 +31,28 @@ fn round_robin_gives_three_backends_exactly_equal_turns() {
     }
 }
 
+/// The victim's connect failures (client connects to it that failed), from `/status`.
+fn connect_failures(admin: u16, name: &str) -> u64 {
+    backend(admin, name)["connect_failures_total"]
+        .as_u64()
+        .unwrap()
+}
+
+/// Probes every 250 ms: a dead backend's second failed probe comes at least 225 ms (the
+/// interval less its jitter of up to a tenth) after its first, so the clients that connect
+/// every few milliseconds meanwhile reach it first.
+const KILL_CHECKS: &str = r#","health_check":{"interval":"250ms","timeout":"100ms","rise":2,"fall":2},
+    "timeouts":{"connect":"300ms"},"retries":2,"admin":"127.0.0.1:0""#;
+
 #[test]
 fn a_killed_backend_leaves_without_failing_clients_and_returns_after_rise() {
     let dir = TempDir::new("kill");
     let (mut servers, ports) = servers(&dir, 3);
-    let (lb, port) = start_lb(&dir.0, &config(&ports, FAST_CHECKS));
+    let (lb, port) = start_lb(&dir.0, &config(&ports, KILL_CHECKS));
+    let admin = admin_port(&lb);
     lb.wait_up(3);
     let victim = format!("s{}", ports[1]);
+    assert_eq!(connect_failures(admin, &victim), 0);
 
     servers[1].kill();
     let killed = Instant::now();
@@ -56,7 +71,7 @@ fn a_killed_backend_leaves_without_failing_clients_and_returns_after_rise() {
         std::thread::sleep(Duration::from_millis(5));
     }
     let down_after = down_after.expect("the killed backend was never marked down");
-    // fall (2) x interval (100ms) + timeout (100ms), with slack for a loaded machine.
+    // fall (2) x interval (250ms) + timeout (100ms), with slack for a loaded machine.
     assert!(
         down_after < Duration::from_millis(1500),
         "down after {down_after:?}"
@@ -65,7 +80,18 @@ fn a_killed_backend_leaves_without_failing_clients_and_returns_after_rise() {
         !served.contains_key(&victim),
         "a dead backend answered: {served:?}"
     );
-    // After it is down, new connections skip it without a failed connect first.
+    // Round robin reached it within three connections, before its probes could fail
+    // twice: the connects that failed meanwhile are counted (and, with `fall` 2, may be
+    // what took it down).
+    let failed_while_up = connect_failures(admin, &victim);
+    assert!(
+        failed_while_up >= 1,
+        "no client connect to the killed backend was counted: {}",
+        lb.log_text()
+    );
+    // After it is down, new connections skip it without a failed connect first: had
+    // round robin still tried it, every third connection would add a connect failure
+    // (and then go on to the next backend, so the clients would not notice).
     let failures_before = lb.log_text().matches("connect failed").count();
     for _ in 0..20 {
         let name = who(&http_get(port).unwrap());
@@ -74,6 +100,12 @@ fn a_killed_backend_leaves_without_failing_clients_and_returns_after_rise() {
     assert_eq!(
         lb.log_text().matches("connect failed").count(),
         failures_before
+    );
+    assert_eq!(
+        connect_failures(admin, &victim),
+        failed_while_up,
+        "a backend marked down was still tried: {}",
+        lb.log_text()
     );
 
     // Restart it on the same port: back after `rise` passing checks.
