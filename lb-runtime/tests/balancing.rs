@@ -40,8 +40,9 @@ fn connect_failures(admin: u16, name: &str) -> u64 {
 
 /// Probes every 250 ms: a dead backend's second failed probe comes at least 225 ms (the
 /// interval less its jitter of up to a tenth) after its first, so the clients that connect
-/// every few milliseconds meanwhile reach it first.
-const KILL_CHECKS: &str = r#","health_check":{"interval":"250ms","timeout":"100ms","rise":2,"fall":2},
+/// every few milliseconds meanwhile reach it first; a restarted one needs 4 passing probes,
+/// at least 3 × 225 = 675 ms apart from first to last.
+const KILL_CHECKS: &str = r#","health_check":{"interval":"250ms","timeout":"100ms","rise":4,"fall":2},
     "timeouts":{"connect":"300ms"},"retries":2,"admin":"127.0.0.1:0""#;
 
 #[test]
@@ -108,9 +109,36 @@ fn a_killed_backend_leaves_without_failing_clients_and_returns_after_rise() {
         lb.log_text()
     );
 
-    // Restart it on the same port: back after `rise` passing checks.
+    // Restart it on the same port: back after `rise` passing checks. Its first passing
+    // probe comes after it listens, so after `restarting`, and the fourth at least 675 ms
+    // after that: no client may reach it sooner (650 ms, for the clock readings). Ignoring
+    // `rise`, the first passing probe (within one interval, 250 ms) would bring it back.
+    // With `rise`, it is back within rise × interval + timeout = 1.1 s of listening
+    // (`back`), 2 s with slack for a loaded machine.
+    let restarting = Instant::now();
     servers[1] = start_server(&dir.0, ports[1], &victim, false);
     let back = Instant::now();
+    let mut first_served = None;
+    while back.elapsed() < Duration::from_secs(3) {
+        let body = http_get(port).unwrap_or_else(|e| panic!("a client failed: {e}"));
+        if who(&body) == victim {
+            first_served = Some((restarting.elapsed(), back.elapsed()));
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let (since_restarting, since_back) =
+        first_served.unwrap_or_else(|| panic!("{victim} never served again: {}", lb.log_text()));
+    eprintln!("{victim} served again {since_restarting:?} after its restart, {since_back:?} after it listened");
+    assert!(
+        since_restarting >= Duration::from_millis(650),
+        "{victim} served {since_restarting:?} after its restart, before 4 probes could pass: {}",
+        lb.log_text()
+    );
+    assert!(
+        since_back < Duration::from_millis(2000),
+        "{victim} served only {since_back:?} after it listened again"
+    );
     assert!(
         lb.wait_log(
             &format!("backend {victim} is up"),
