@@ -31,7 +31,9 @@ fn status_and_metrics_report_traffic_per_backend() {
     assert_eq!(v["algorithm"], "round_robin");
     assert_eq!(v["listen"], format!("127.0.0.1:{port}"));
     assert_eq!(v["active_connections"], 0);
-    for (b, p) in v["backends"].as_array().unwrap().iter().zip(&ports) {
+    let listed = v["backends"].as_array().unwrap();
+    assert_eq!(listed.len(), ports.len(), "{v}");
+    for (b, p) in listed.iter().zip(&ports) {
         assert_eq!(b["name"], format!("s{p}"));
         assert_eq!(b["address"], format!("127.0.0.1:{p}"));
         assert_eq!(b["state"], "up");
