@@ -15,13 +15,30 @@ use std::net::SocketAddr;
 /// length (with no body for `HEAD`); only a `POST` to a backend action changes the pool,
 /// and only that backend's state; the pool's invariants hold.
 pub fn check_admin_bytes(data: &[u8]) -> Result<(), Violation> {
+    admin_outcome(data).map(|_| ())
+}
+
+/// What the admin endpoint made of one input of [`check_admin_bytes`]: shows the
+/// generators reach parsed and routed requests, not only refusals.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdminOutcome {
+    /// No bytes, or an incomplete head: no answer yet.
+    Incomplete,
+    /// The head was refused (a 4xx or 5xx answer without routing).
+    Refused(u16),
+    /// The head parsed as a request and was routed; the answer's status.
+    Routed(u16),
+}
+
+/// [`check_admin_bytes`], and what the endpoint made of the input.
+pub fn admin_outcome(data: &[u8]) -> Result<AdminOutcome, Violation> {
     let fail = |detail: String| Violation {
         step: 0,
         rule: Rule::AdminHttp,
         detail,
     };
     let Some((&split, data)) = data.split_first() else {
-        return Ok(());
+        return Ok(AdminOutcome::Incomplete);
     };
     let split = usize::from(split).min(data.len());
     let whole = admin::parse_request(data);
@@ -49,7 +66,7 @@ pub fn check_admin_bytes(data: &[u8]) -> Result<(), Violation> {
         started: Timestamp::ZERO,
     };
     let (reply, request) = match whole {
-        Parsed::Incomplete => return Ok(()),
+        Parsed::Incomplete => return Ok(AdminOutcome::Incomplete),
         Parsed::Bad(response) => (admin::reply_to_bad(response), None),
         Parsed::Request(req) => (
             admin::handle(&req, &mut pool, &info, Timestamp::from_nanos(1_000_000_000)),
@@ -75,7 +92,11 @@ pub fn check_admin_bytes(data: &[u8]) -> Result<(), Violation> {
     if changed.len() > 1 {
         return Err(fail(format!("{request:?} changed backends {changed:?}")));
     }
-    Ok(())
+    let status = reply.response.status;
+    Ok(match request {
+        Some(_) => AdminOutcome::Routed(status),
+        None => AdminOutcome::Refused(status),
+    })
 }
 
 fn pool() -> Pool {

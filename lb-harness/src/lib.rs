@@ -65,7 +65,7 @@ mod config_check;
 mod driver;
 mod scenario;
 
-pub use admin_check::check_admin_bytes;
+pub use admin_check::{admin_outcome, check_admin_bytes, AdminOutcome};
 pub use config_check::check_config_bytes;
 pub use scenario::{
     available_algorithms, backend_addr, client_addr, AdminSel, Advance, Amount, AttemptSel,
