@@ -109,6 +109,16 @@ fn a_drained_backend_keeps_its_connections_and_gets_no_new_ones_until_enabled() 
 
     let (code, _) = request(admin, "POST", &format!("/backends/{victim}/enable"));
     assert_eq!(code, 200);
+    // Unchecked while disabled, it is probed at once and takes clients when that passes.
+    let end = Instant::now() + Duration::from_secs(2);
+    while backend(admin, &victim)["state"] != "up" {
+        assert!(
+            Instant::now() < end,
+            "not up after enable: {}",
+            lb.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let names: Vec<String> = (0..4).map(|_| who(&http_get(port).unwrap())).collect();
     assert_eq!(
         names.iter().filter(|n| **n == victim).count(),
