@@ -35,13 +35,34 @@ pub fn check_admin_bytes_with(
     data: &[u8],
     mutation: Option<AdminMutation>,
 ) -> Result<(), Violation> {
+    outcome_with(data, mutation).map(|_| ())
+}
+
+/// What the admin endpoint made of one input of [`check_admin_bytes`]: shows the
+/// generators reach parsed and routed requests, not only refusals.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdminOutcome {
+    /// No bytes, or an incomplete head: no answer yet.
+    Incomplete,
+    /// The head was refused (a 4xx or 5xx answer without routing).
+    Refused(u16),
+    /// The head parsed as a request and was routed; the answer's status.
+    Routed(u16),
+}
+
+/// [`check_admin_bytes`], and what the endpoint made of the input.
+pub fn admin_outcome(data: &[u8]) -> Result<AdminOutcome, Violation> {
+    outcome_with(data, None)
+}
+
+fn outcome_with(data: &[u8], mutation: Option<AdminMutation>) -> Result<AdminOutcome, Violation> {
     let fail = |detail: String| Violation {
         step: 0,
         rule: Rule::AdminHttp,
         detail,
     };
     let Some((&split, data)) = data.split_first() else {
-        return Ok(());
+        return Ok(AdminOutcome::Incomplete);
     };
     let split = usize::from(split).min(data.len());
     let whole = admin::parse_request(data);
@@ -69,7 +90,7 @@ pub fn check_admin_bytes_with(
         started: Timestamp::ZERO,
     };
     let (reply, request) = match whole {
-        Parsed::Incomplete => return Ok(()),
+        Parsed::Incomplete => return Ok(AdminOutcome::Incomplete),
         Parsed::Bad(response) => (admin::reply_to_bad(response), None),
         Parsed::Request(req) => {
             let mut routed = req.clone();
@@ -115,7 +136,11 @@ pub fn check_admin_bytes_with(
     if changed.len() > 1 {
         return Err(fail(format!("{request:?} changed backends {changed:?}")));
     }
-    Ok(())
+    let status = reply.response.status;
+    Ok(match request {
+        Some(_) => AdminOutcome::Routed(status),
+        None => AdminOutcome::Refused(status),
+    })
 }
 
 fn pool() -> Pool {

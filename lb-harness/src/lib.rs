@@ -78,7 +78,9 @@ mod driver;
 mod health_model;
 mod scenario;
 
-pub use admin_check::{check_admin_bytes, check_admin_bytes_with, AdminMutation};
+pub use admin_check::{
+    admin_outcome, check_admin_bytes, check_admin_bytes_with, AdminMutation, AdminOutcome,
+};
 pub use config_check::{check_config_bytes, check_config_bytes_with, ConfigMutation};
 pub use scenario::{
     available_algorithms, backend_addr, client_addr, AdminSel, Advance, Amount, AttemptSel,

@@ -279,3 +279,34 @@ proptest! {
         }
     }
 }
+
+/// The admin generator is not vacuous: over a fixed set of its inputs, a good share parse
+/// as requests and are routed (at least 10%), pages and actions answer 200, and junk is
+/// refused. A generator of garbage only, or a parser that refuses everything, fails here
+/// while the properties above still pass.
+#[test]
+fn the_admin_generator_reaches_routed_requests() {
+    use lb_harness::AdminOutcome;
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::{Config, TestRng, TestRunner};
+    let mut runner = TestRunner::new_with_rng(
+        Config::default(),
+        TestRng::deterministic_rng(proptest::test_runner::RngAlgorithm::ChaCha),
+    );
+    let cases = 512;
+    let outcomes: Vec<AdminOutcome> = (0..cases)
+        .map(|_| {
+            let data = admin_bytes().new_tree(&mut runner).unwrap().current();
+            lb_harness::admin_outcome(&data).unwrap_or_else(|v| panic!("{v}\n{data:?}"))
+        })
+        .collect();
+    let count = |f: &dyn Fn(&AdminOutcome) -> bool| outcomes.iter().filter(|o| f(o)).count();
+    let routed = count(&|o| matches!(o, AdminOutcome::Routed(_)));
+    let ok = count(&|o| *o == AdminOutcome::Routed(200));
+    let refused = count(&|o| matches!(o, AdminOutcome::Refused(_)));
+    let incomplete = count(&|o| *o == AdminOutcome::Incomplete);
+    eprintln!("{routed} routed ({ok} answered 200), {refused} refused, {incomplete} incomplete");
+    assert!(routed * 10 >= cases, "{routed} of {cases} routed");
+    assert!(ok * 50 >= cases, "{ok} of {cases} answered 200");
+    assert!(refused > 0, "no input refused");
+}

@@ -114,6 +114,30 @@ fn least_connections_spreads_held_connections_by_weight() {
     assert_eq!(c[&format!("s{}", p[0])], 4, "{c:?}");
     assert_eq!(c[&format!("s{}", p[1])], 2, "{c:?}");
     assert_eq!(c[&format!("s{}", p[2])], 2, "{c:?}");
+    // Weighted round robin gives the same 4/2/2 without looking at connections. Close the
+    // heavy backend's four: it holds 0 (of weight 2) against 2 and 2 (of weight 1), so
+    // least_connections gives it the next four (0/2, 1/2, 2/2 and 3/2 are all below 2/1),
+    // where any round robin would give the others their turns.
+    let heavy = format!("s{}", p[0]);
+    let (closed, mut kept): (Vec<_>, Vec<_>) = held.into_iter().partition(|(_, n)| *n == heavy);
+    drop(closed);
+    // The pool has released a connection when its close is logged.
+    assert!(
+        lb.wait_log("connection closed", 4, Duration::from_secs(5)),
+        "{}",
+        lb.log_text()
+    );
+    let next: Vec<String> = (0..4)
+        .map(|_| {
+            let (s, n) = hold(port);
+            kept.push((s, n.clone()));
+            n
+        })
+        .collect();
+    assert!(
+        next.iter().all(|n| *n == heavy),
+        "with {heavy} idle and the others busy: {next:?}"
+    );
 }
 
 #[test]
@@ -136,6 +160,29 @@ fn power_of_two_sends_each_connection_to_the_lighter_backend() {
         let min = if c.len() < 2 { &0 } else { min };
         assert!(max - min <= 1, "after {k}: {c:?}");
     }
+    // Round robin alternates too. Close the five held on one backend: it holds 0 against
+    // 5, so power_of_two gives it the next five, where round robin would alternate.
+    let light = held[0].1.clone();
+    let (closed, mut kept): (Vec<_>, Vec<_>) = held.into_iter().partition(|(_, n)| *n == light);
+    assert_eq!(closed.len(), 5);
+    drop(closed);
+    // The pool has released a connection when its close is logged.
+    assert!(
+        lb.wait_log("connection closed", 5, Duration::from_secs(5)),
+        "{}",
+        lb.log_text()
+    );
+    let next: Vec<String> = (0..5)
+        .map(|_| {
+            let (s, n) = hold(port);
+            kept.push((s, n.clone()));
+            n
+        })
+        .collect();
+    assert!(
+        next.iter().all(|n| *n == light),
+        "with {light} idle and the other holding 5: {next:?}"
+    );
 }
 
 #[test]
@@ -151,6 +198,11 @@ fn random_reaches_every_backend() {
     let c = counts(&names);
     // P(a backend gets none of 60 uniform draws) = 3·(2/3)^60 < 1e-10.
     assert_eq!(c.len(), 3, "{c:?}");
+    // Round robin (and weighted round robin with equal weights) is a strict rotation:
+    // never the same backend twice in a row. Uniform draws repeat the previous one with
+    // probability 1/3 each time: P(no repeat in 59 pairs) = (2/3)^59 < 1e-10.
+    let repeats = names.windows(2).filter(|w| w[0] == w[1]).count();
+    assert!(repeats > 0, "a strict rotation: {names:?}");
 }
 
 #[test]

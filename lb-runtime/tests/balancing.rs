@@ -31,13 +31,29 @@ fn round_robin_gives_three_backends_exactly_equal_turns() {
     }
 }
 
+/// The victim's connect failures (client connects to it that failed), from `/status`.
+fn connect_failures(admin: u16, name: &str) -> u64 {
+    backend(admin, name)["connect_failures_total"]
+        .as_u64()
+        .unwrap()
+}
+
+/// Probes every 250 ms: a dead backend's second failed probe comes at least 225 ms (the
+/// interval less its jitter of up to a tenth) after its first, so the clients that connect
+/// every few milliseconds meanwhile reach it first; a restarted one needs 4 passing probes,
+/// at least 3 × 225 = 675 ms apart from first to last.
+const KILL_CHECKS: &str = r#","health_check":{"interval":"250ms","timeout":"100ms","rise":4,"fall":2},
+    "timeouts":{"connect":"300ms"},"retries":2,"admin":"127.0.0.1:0""#;
+
 #[test]
 fn a_killed_backend_leaves_without_failing_clients_and_returns_after_rise() {
     let dir = TempDir::new("kill");
     let (mut servers, ports) = servers(&dir, 3);
-    let (lb, port) = start_lb(&dir.0, &config(&ports, FAST_CHECKS));
+    let (lb, port) = start_lb(&dir.0, &config(&ports, KILL_CHECKS));
+    let admin = admin_port(&lb);
     lb.wait_up(3);
     let victim = format!("s{}", ports[1]);
+    assert_eq!(connect_failures(admin, &victim), 0);
 
     servers[1].kill();
     let killed = Instant::now();
@@ -56,7 +72,7 @@ fn a_killed_backend_leaves_without_failing_clients_and_returns_after_rise() {
         std::thread::sleep(Duration::from_millis(5));
     }
     let down_after = down_after.expect("the killed backend was never marked down");
-    // fall (2) x interval (100ms) + timeout (100ms), with slack for a loaded machine.
+    // fall (2) x interval (250ms) + timeout (100ms), with slack for a loaded machine.
     assert!(
         down_after < Duration::from_millis(1500),
         "down after {down_after:?}"
@@ -65,7 +81,18 @@ fn a_killed_backend_leaves_without_failing_clients_and_returns_after_rise() {
         !served.contains_key(&victim),
         "a dead backend answered: {served:?}"
     );
-    // After it is down, new connections skip it without a failed connect first.
+    // Round robin reached it within three connections, before its probes could fail
+    // twice: the connects that failed meanwhile are counted (and, with `fall` 2, may be
+    // what took it down).
+    let failed_while_up = connect_failures(admin, &victim);
+    assert!(
+        failed_while_up >= 1,
+        "no client connect to the killed backend was counted: {}",
+        lb.log_text()
+    );
+    // After it is down, new connections skip it without a failed connect first: had
+    // round robin still tried it, every third connection would add a connect failure
+    // (and then go on to the next backend, so the clients would not notice).
     let failures_before = lb.log_text().matches("connect failed").count();
     for _ in 0..20 {
         let name = who(&http_get(port).unwrap());
@@ -75,10 +102,43 @@ fn a_killed_backend_leaves_without_failing_clients_and_returns_after_rise() {
         lb.log_text().matches("connect failed").count(),
         failures_before
     );
+    assert_eq!(
+        connect_failures(admin, &victim),
+        failed_while_up,
+        "a backend marked down was still tried: {}",
+        lb.log_text()
+    );
 
-    // Restart it on the same port: back after `rise` passing checks.
+    // Restart it on the same port: back after `rise` passing checks. Its first passing
+    // probe comes after it listens, so after `restarting`, and the fourth at least 675 ms
+    // after that: no client may reach it sooner (650 ms, for the clock readings). Ignoring
+    // `rise`, the first passing probe (within one interval, 250 ms) would bring it back.
+    // With `rise`, it is back within rise × interval + timeout = 1.1 s of listening
+    // (`back`), 2 s with slack for a loaded machine.
+    let restarting = Instant::now();
     servers[1] = start_server(&dir.0, ports[1], &victim, false);
     let back = Instant::now();
+    let mut first_served = None;
+    while back.elapsed() < Duration::from_secs(3) {
+        let body = http_get(port).unwrap_or_else(|e| panic!("a client failed: {e}"));
+        if who(&body) == victim {
+            first_served = Some((restarting.elapsed(), back.elapsed()));
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let (since_restarting, since_back) =
+        first_served.unwrap_or_else(|| panic!("{victim} never served again: {}", lb.log_text()));
+    eprintln!("{victim} served again {since_restarting:?} after its restart, {since_back:?} after it listened");
+    assert!(
+        since_restarting >= Duration::from_millis(650),
+        "{victim} served {since_restarting:?} after its restart, before 4 probes could pass: {}",
+        lb.log_text()
+    );
+    assert!(
+        since_back < Duration::from_millis(2000),
+        "{victim} served only {since_back:?} after it listened again"
+    );
     assert!(
         lb.wait_log(
             &format!("backend {victim} is up"),

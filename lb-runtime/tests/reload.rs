@@ -8,7 +8,9 @@
 mod common;
 use common::*;
 use std::net::TcpStream;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 const CHECKS: &str = r#","health_check":{"interval":"100ms","timeout":"100ms"}"#;
 
@@ -118,6 +120,46 @@ fn an_invalid_config_on_sighup_changes_nothing() {
     http_get(port).unwrap();
 }
 
+/// When one client request began and ended.
+type Span = (Instant, Instant);
+
+/// What the clients did: when each request began and ended, and the first failure.
+#[derive(Default)]
+struct Requests {
+    spans: Mutex<Vec<Span>>,
+    failed: Mutex<Option<String>>,
+}
+
+impl Requests {
+    /// Waits (up to 5 s) until `n` requests that began after `since` have ended; panics
+    /// at once if a client failed.
+    fn wait_served(&self, since: Instant, n: usize, lb: &Proc) {
+        let end = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(e) = self.failed.lock().unwrap().as_ref() {
+                panic!("{e}: {}", lb.log_text());
+            }
+            if self
+                .spans
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|s| s.0 > since)
+                .count()
+                >= n
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < end,
+                "the clients stalled: {}",
+                lb.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+}
+
 #[test]
 fn no_client_is_refused_or_cut_during_reloads() {
     let dir = TempDir::new("reload-busy");
@@ -128,28 +170,82 @@ fn no_client_is_refused_or_cut_during_reloads() {
     let lb = Proc::spawn(LB, &["--config", path.to_str().unwrap()], &dir.0, "lb");
     let port = lb.wait_lb_port();
     lb.wait_up(2);
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let client = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            let mut served = 0;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) && served < 5_000 {
-                if let Err(e) = http_get(port) {
-                    return Err(format!("request {served} failed: {e}"));
+    let stop = Arc::new(AtomicBool::new(false));
+    let requests: Arc<Requests> = Arc::default();
+    // Two clients, each with one request at a time back to back: at any moment at least
+    // one of them has a request open (between two requests a client only records a span).
+    let clients: Vec<_> = (0..2)
+        .map(|_| {
+            let (stop, requests) = (stop.clone(), requests.clone());
+            std::thread::spawn(move || {
+                let until = Instant::now() + Duration::from_secs(60);
+                let mut served = 0;
+                while !stop.load(Ordering::Relaxed) && served < 20_000 && Instant::now() < until {
+                    let start = Instant::now();
+                    if let Err(e) = http_get(port) {
+                        let e = format!("request {served} failed: {e}");
+                        *requests.failed.lock().unwrap() = Some(e.clone());
+                        return Err(e);
+                    }
+                    requests.spans.lock().unwrap().push((start, Instant::now()));
+                    served += 1;
                 }
-                served += 1;
-            }
-            Ok(served)
+                Ok(served)
+            })
         })
-    };
+        .collect();
+    // Each reload: when SIGHUP was sent and when its log line was seen.
+    let mut reloads: Vec<Span> = Vec::new();
+    let mut last = Instant::now();
     for i in 0..10 {
-        reload(&lb, &path, if i % 2 == 0 { &b } else { &a }, i + 1);
+        // Requests before it: some began after the previous reload was logged.
+        requests.wait_served(last, 4, &lb);
+        std::fs::write(&path, if i % 2 == 0 { &b } else { &a }).unwrap();
+        let hup = Instant::now();
+        lb.signal("HUP");
+        assert!(
+            lb.wait_log("SIGHUP: ", i + 1, Duration::from_secs(5)),
+            "{}",
+            lb.log_text()
+        );
+        last = Instant::now();
+        reloads.push((hup, last));
         std::thread::sleep(Duration::from_millis(30));
     }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let served = client
-        .join()
-        .unwrap()
-        .unwrap_or_else(|e| panic!("{e}: {}", lb.log_text()));
+    requests.wait_served(last, 4, &lb);
+    stop.store(true, Ordering::Relaxed);
+    let mut served = 0;
+    for client in clients {
+        served += client
+            .join()
+            .unwrap()
+            .unwrap_or_else(|e| panic!("{e}: {}", lb.log_text()));
+    }
     assert!(served > 10, "{served}");
+    // Every reload happened while clients were connecting: a request was open when SIGHUP
+    // was sent and one when its log line was seen; requests also began and ended between
+    // the previous reload and this one, and after the last.
+    let spans = requests.spans.lock().unwrap();
+    let open_at = |t: Instant| spans.iter().filter(|s| s.0 <= t && t <= s.1).count();
+    let mut previous = None;
+    for (k, &(hup, seen)) in reloads.iter().enumerate() {
+        let before = spans
+            .iter()
+            .filter(|s| previous.is_none_or(|p| s.0 > p) && s.1 < hup)
+            .count();
+        assert!(before > 0, "reload {k}: no request before it");
+        assert!(open_at(hup) > 0, "reload {k}: no request open at SIGHUP");
+        assert!(
+            open_at(seen) > 0,
+            "reload {k}: no request open when it was logged"
+        );
+        previous = Some(seen);
+    }
+    let after = spans.iter().filter(|s| s.0 > last).count();
+    assert!(after > 0, "no request after the last reload");
+    let during: Vec<usize> = reloads
+        .iter()
+        .map(|&(hup, seen)| spans.iter().filter(|s| s.0 <= seen && hup <= s.1).count())
+        .collect();
+    eprintln!("{served} requests; requests overlapping each reload: {during:?}");
 }

@@ -255,3 +255,66 @@ pub fn ask(s: &mut TcpStream) -> String {
         }
     }
 }
+
+/// The admin port of a load balancer whose config has `"admin":"127.0.0.1:0"`, from its
+/// startup log.
+pub fn admin_port(lb: &Proc) -> u16 {
+    assert!(
+        lb.wait_log(
+            "admin endpoint on http://127.0.0.1:",
+            1,
+            Duration::from_secs(10)
+        ),
+        "{}",
+        lb.log_text()
+    );
+    let log = lb.log_text();
+    let rest = log
+        .split("admin endpoint on http://127.0.0.1:")
+        .nth(1)
+        .unwrap();
+    let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+    digits.parse().unwrap()
+}
+
+/// Sends raw bytes to the admin endpoint; returns the status code and body.
+pub fn raw(port: u16, request: &[u8]) -> (u16, String) {
+    let mut s = TcpStream::connect_timeout(&addr(port), Duration::from_secs(2)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(request).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {out:?}"));
+    (status, body.to_string())
+}
+
+/// One admin request; returns the status code and body.
+pub fn request(port: u16, method: &str, path: &str) -> (u16, String) {
+    raw(
+        port,
+        format!("{method} {path} HTTP/1.1\r\nHost: admin\r\n\r\n").as_bytes(),
+    )
+}
+
+/// `GET /status` of the admin endpoint on `port`.
+pub fn status(port: u16) -> serde_json::Value {
+    let (code, body) = request(port, "GET", "/status");
+    assert_eq!(code, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+/// The backend's entry in `/status`.
+pub fn backend(port: u16, name: &str) -> serde_json::Value {
+    status(port)["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["name"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no backend {name}"))
+}
