@@ -36,6 +36,7 @@ pub mod probe;
 pub mod proxy_header;
 pub mod rng;
 pub mod select;
+pub mod sni;
 pub mod time;
 
 pub use config::{Algorithm, Config, ConfigError};
