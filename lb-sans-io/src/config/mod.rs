@@ -7,6 +7,7 @@
 mod address;
 mod cidr;
 mod duration;
+mod shape;
 mod suggest;
 
 pub use address::BackendAddress;
@@ -32,7 +33,7 @@ pub const MAX_RISE_FALL: u32 = 100;
 
 /// The whole config file. Only `backends` is required.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct Config {
     /// Address the load balancer listens on. Default `127.0.0.1:8080`.
     #[serde(default = "default_listen", with = "address::socket_addr")]
@@ -78,7 +79,7 @@ pub struct Config {
 
 /// Selection algorithms named by `"algorithm"`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(remote = "Self", rename_all = "snake_case")]
 pub enum Algorithm {
     /// Equal turns in configured order, weights ignored.
     #[default]
@@ -125,7 +126,7 @@ impl Algorithm {
 
 /// One backend server.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct BackendConfig {
     /// Unique name used in logs and metrics, at most [`MAX_NAME_LEN`] bytes. Defaults to
     /// the address as written.
@@ -143,7 +144,7 @@ pub struct BackendConfig {
 
 /// The PROXY protocol version sent to backends (`"v1"`: text, `"v2"`: binary).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(remote = "Self", rename_all = "snake_case")]
 pub enum ProxyProtocol {
     /// `PROXY TCP4 src dst sport dport\r\n`.
     V1,
@@ -153,7 +154,7 @@ pub enum ProxyProtocol {
 
 /// Kinds of active health check.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(remote = "Self", rename_all = "snake_case")]
 pub enum CheckType {
     /// A TCP connect that succeeds within the timeout; with `send` / `expect`, also an
     /// exchange of bytes.
@@ -178,7 +179,7 @@ pub const MAX_CHECK_TEXT: usize = 4096;
 
 /// `health_check`: how backends are probed and when they change state.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct HealthCheckConfig {
     /// The kind of probe. Default `tcp`.
     #[serde(rename = "type", default)]
@@ -213,7 +214,7 @@ pub struct HealthCheckConfig {
 
 /// `timeouts`: every one optional.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct TimeoutsConfig {
     /// Backend connect. Default 1s.
     #[serde(default = "default_connect")]
@@ -229,6 +230,15 @@ pub struct TimeoutsConfig {
     #[serde(default = "default_shutdown_grace")]
     pub shutdown_grace: ConfigDuration,
 }
+
+// Each read only from its own JSON shape (see `shape`).
+shape::object_only!(Config, "config must be a JSON object");
+shape::object_only!(BackendConfig);
+shape::object_only!(HealthCheckConfig);
+shape::object_only!(TimeoutsConfig);
+shape::string_only!(Algorithm);
+shape::string_only!(CheckType);
+shape::string_only!(ProxyProtocol);
 
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8080))

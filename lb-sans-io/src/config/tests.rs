@@ -490,3 +490,92 @@ fn every_restart_only_field_is_warned_about_and_kept() {
     assert_eq!(base.restart_needed(&changed), names);
     assert_eq!(base.reloaded(changed), base);
 }
+
+#[test]
+fn a_config_is_read_only_from_a_json_object() {
+    // serde reads a struct from an array by field order: this was a valid config.
+    let e = err(r#"["127.0.0.1:1","hash",[["n","h:1",1,null]]]"#);
+    assert_eq!(e, "config must be a JSON object, got an array");
+    for (text, got) in [
+        (r#""backends""#, "a string"),
+        ("5", "a number"),
+        ("-1.5", "a number"),
+        ("true", "a boolean"),
+        ("null", "null"),
+    ] {
+        assert_eq!(
+            err(text),
+            format!("config must be a JSON object, got {got}"),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn every_nested_config_object_is_read_only_from_a_json_object() {
+    let one = r#"{"address":"1.2.3.4:1"}"#;
+    for (field, path) in [
+        (r#""backends":[["n","1.2.3.4:1",1,null]]"#, "backends[0]"),
+        (
+            &*format!(r#""backends":[{one},["n","1.2.3.4:2"]]"#),
+            "backends[1]",
+        ),
+        (r#""health_check":["tcp","1s","500ms",2,2]"#, "health_check"),
+        (r#""timeouts":["1s","5m","1m","30s"]"#, "timeouts"),
+    ] {
+        let text = if field.starts_with("\"backends\"") {
+            format!("{{{field}}}")
+        } else {
+            format!(r#"{{"backends":[{one}],{field}}}"#)
+        };
+        assert_eq!(
+            err(&text),
+            format!("{path}: expected an object, got an array"),
+            "{text}"
+        );
+    }
+    let e = err(r#"{"backends":["1.2.3.4:1"]}"#);
+    assert_eq!(e, "backends[0]: expected an object, got a string");
+    let e = err(r#"{"backends":[{"address":"1.2.3.4:1"}],"health_check":null}"#);
+    assert_eq!(e, "health_check: expected an object, got null");
+}
+
+#[test]
+fn config_names_are_read_only_from_json_strings() {
+    // serde reads a unit variant from a one-key object too: `{"hash": null}` was `hash`.
+    let one = r#""backends":[{"address":"1.2.3.4:1"}]"#;
+    for (field, path, got) in [
+        (r#""algorithm":{"hash":null}"#, "algorithm", "an object"),
+        (r#""algorithm":["hash"]"#, "algorithm", "an array"),
+        (
+            r#""proxy_protocol":{"v1":null}"#,
+            "proxy_protocol",
+            "an object",
+        ),
+        (
+            r#""health_check":{"type":{"http":null}}"#,
+            "health_check.type",
+            "an object",
+        ),
+        (r#""algorithm":1"#, "algorithm", "a number"),
+    ] {
+        let text = format!("{{{one},{field}}}");
+        assert_eq!(
+            err(&text),
+            format!("{path}: expected a string, got {got}"),
+            "{text}"
+        );
+    }
+    // Strings still read as before, with the same errors.
+    let c = Config::from_json(&format!(
+        r#"{{{one},"algorithm":"hash","proxy_protocol":"v1","health_check":{{"type":"http"}}}}"#
+    ))
+    .unwrap();
+    assert_eq!(c.algorithm, Algorithm::Hash);
+    assert_eq!(c.health_check.kind, CheckType::Http);
+    let e = err(&format!(r#"{{{one},"algorithm":"fastest"}}"#));
+    assert!(
+        e.starts_with("algorithm: unknown variant `fastest`, expected one of `round_robin`"),
+        "{e}"
+    );
+}
