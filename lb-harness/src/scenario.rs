@@ -430,6 +430,7 @@ impl ConfigSpec {
             proxy_protocol: None,
             allow: None,
             admin: None,
+            tcp_keepalive: None,
         };
         let mut limits = FlowLimits::from_config(&config);
         let high = 1 + self.high_watermark % MAX_HIGH_WATERMARK;

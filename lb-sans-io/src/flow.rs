@@ -84,6 +84,34 @@ pub struct FlowLimits {
     pub report_latency: bool,
     /// Send a PROXY protocol header of this version to the backend before any client byte.
     pub proxy_protocol: Option<ProxyProtocol>,
+    /// TCP keepalive for the client's socket (the listener's setting); `None`: off.
+    pub client_keepalive: Option<Keepalive>,
+    /// TCP keepalive for backend sockets (the pool's setting); `None`: off.
+    pub backend_keepalive: Option<Keepalive>,
+}
+
+/// TCP keepalive settings for one socket, as the driver applies them (`SO_KEEPALIVE`,
+/// `TCP_KEEPIDLE`, `TCP_KEEPINTVL`, `TCP_KEEPCNT`): after `idle` without traffic the
+/// kernel sends a probe every `interval`, and resets the connection after `count`
+/// unanswered ones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Keepalive {
+    /// Silence before the first probe (whole seconds).
+    pub idle: Duration,
+    /// Time between unanswered probes (whole seconds).
+    pub interval: Duration,
+    /// Unanswered probes before the connection is given up.
+    pub count: u32,
+}
+
+impl From<crate::config::TcpKeepaliveConfig> for Keepalive {
+    fn from(c: crate::config::TcpKeepaliveConfig) -> Keepalive {
+        Keepalive {
+            idle: c.idle.0,
+            interval: c.interval.0,
+            count: c.count,
+        }
+    }
 }
 
 impl FlowLimits {
@@ -98,6 +126,9 @@ impl FlowLimits {
             low_watermark: DEFAULT_LOW_WATERMARK,
             report_latency: config.algorithm == crate::config::Algorithm::LeastResponseTime,
             proxy_protocol: config.proxy_protocol,
+            // The flat config: one setting for the listener and the pool alike.
+            client_keepalive: config.tcp_keepalive.map(Keepalive::from),
+            backend_keepalive: config.tcp_keepalive.map(Keepalive::from),
         }
     }
 }
@@ -390,6 +421,16 @@ impl Flow {
     /// them fails. (Not in [`FlowAction::Connect`], so the action stays small.)
     pub fn preamble(&self) -> Option<&Bytes> {
         self.preamble.as_ref()
+    }
+
+    /// The TCP keepalive settings for `side`'s socket (`None`: leave keepalive off), from
+    /// the limits the flow was accepted with. The driver applies the client's at accept
+    /// and the backend's to each connected backend socket.
+    pub fn keepalive(&self, side: Side) -> Option<Keepalive> {
+        match side {
+            Side::Client => self.limits.client_keepalive,
+            Side::Backend => self.limits.backend_keepalive,
+        }
     }
 
     /// This flow's id.

@@ -30,6 +30,11 @@ pub const MAX_NAME_LEN: usize = 255;
 pub const MAX_RETRIES: u32 = 100;
 /// Largest accepted `rise` / `fall`.
 pub const MAX_RISE_FALL: u32 = 100;
+/// Longest `tcp_keepalive.idle` and `.interval`, in seconds (Linux's `MAX_TCP_KEEPIDLE` and
+/// `MAX_TCP_KEEPINTVL`).
+pub const MAX_KEEPALIVE_SECS: u64 = 32_767;
+/// Largest `tcp_keepalive.count` (Linux's `MAX_TCP_KEEPCNT`).
+pub const MAX_KEEPALIVE_COUNT: u32 = 127;
 
 /// The whole config file. Only `backends` is required.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -75,6 +80,10 @@ pub struct Config {
         with = "address::opt_socket_addr"
     )]
     pub admin: Option<SocketAddr>,
+    /// TCP keepalive on client and backend sockets (in the flat form, one setting for both
+    /// sides). Absent: off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp_keepalive: Option<TcpKeepaliveConfig>,
 }
 
 /// Selection algorithms named by `"algorithm"`.
@@ -236,9 +245,47 @@ shape::object_only!(Config, "config must be a JSON object");
 shape::object_only!(BackendConfig);
 shape::object_only!(HealthCheckConfig);
 shape::object_only!(TimeoutsConfig);
+shape::object_only!(TcpKeepaliveConfig);
 shape::string_only!(Algorithm);
 shape::string_only!(CheckType);
 shape::string_only!(ProxyProtocol);
+
+/// `tcp_keepalive`: the kernel probes a connection that has been silent for `idle`, every
+/// `interval`, and gives it up (resets it) after `count` probes go unanswered. Whole
+/// seconds, as the kernel counts them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(remote = "Self", deny_unknown_fields)]
+pub struct TcpKeepaliveConfig {
+    /// Silence before the first probe. Default 60s.
+    #[serde(default = "default_keepalive_idle")]
+    pub idle: ConfigDuration,
+    /// Time between unanswered probes. Default 10s.
+    #[serde(default = "default_keepalive_interval")]
+    pub interval: ConfigDuration,
+    /// Unanswered probes before the connection is given up. Default 6.
+    #[serde(default = "default_keepalive_count")]
+    pub count: u32,
+}
+
+impl Default for TcpKeepaliveConfig {
+    fn default() -> Self {
+        TcpKeepaliveConfig {
+            idle: default_keepalive_idle(),
+            interval: default_keepalive_interval(),
+            count: default_keepalive_count(),
+        }
+    }
+}
+
+fn default_keepalive_idle() -> ConfigDuration {
+    ConfigDuration(Duration::from_secs(60))
+}
+fn default_keepalive_interval() -> ConfigDuration {
+    ConfigDuration(Duration::from_secs(10))
+}
+fn default_keepalive_count() -> u32 {
+    6
+}
 
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8080))
@@ -431,6 +478,7 @@ fn unknown_field(path: &serde_path_to_error::Path) -> Option<ConfigError> {
         [] => suggest::field_names::<Config>(),
         [s] if key_is(s, "health_check") => suggest::field_names::<HealthCheckConfig>(),
         [s] if key_is(s, "timeouts") => suggest::field_names::<TimeoutsConfig>(),
+        [s] if key_is(s, "tcp_keepalive") => suggest::field_names::<TcpKeepaliveConfig>(),
         [s, Segment::Seq { .. }] if key_is(s, "backends") => {
             suggest::field_names::<BackendConfig>()
         }
@@ -663,6 +711,29 @@ impl Config {
                 "an empty list refuses every client (omit `allow` to allow all)",
             ));
         }
+        if let Some(ka) = &self.tcp_keepalive {
+            for (field, d) in [("idle", ka.idle), ("interval", ka.interval)] {
+                let secs = d.0.as_secs();
+                if d.0.subsec_nanos() != 0 || !(1..=MAX_KEEPALIVE_SECS).contains(&secs) {
+                    return Err(ConfigError::field(
+                        format!("tcp_keepalive.{field}"),
+                        format!(
+                            "must be whole seconds from 1s to {} (the kernel counts seconds, up to {MAX_KEEPALIVE_SECS}), got {d}",
+                            ConfigDuration(Duration::from_secs(MAX_KEEPALIVE_SECS))
+                        ),
+                    ));
+                }
+            }
+            if !(1..=MAX_KEEPALIVE_COUNT).contains(&ka.count) {
+                return Err(ConfigError::field(
+                    "tcp_keepalive.count",
+                    format!(
+                        "must be between 1 and {MAX_KEEPALIVE_COUNT}, got {}",
+                        ka.count
+                    ),
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -710,6 +781,10 @@ impl Config {
                 .allow
                 .as_ref()
                 .map(|a| format!(", allow {} network(s)", a.len()))
+                .unwrap_or_default()
+            + &self
+                .tcp_keepalive
+                .map(|k| format!(", tcp_keepalive idle {} interval {} count {}", k.idle, k.interval, k.count))
                 .unwrap_or_default()
             + &self
                 .admin

@@ -579,3 +579,65 @@ fn config_names_are_read_only_from_json_strings() {
         "{e}"
     );
 }
+
+#[test]
+fn tcp_keepalive_is_off_by_default_and_checked_against_the_kernels_limits() {
+    let one = r#""backends":[{"address":"1.2.3.4:1"}]"#;
+    let c = Config::from_json(&format!("{{{one}}}")).unwrap();
+    assert_eq!(c.tcp_keepalive, None);
+    let c = Config::from_json(&format!(
+        r#"{{{one},"tcp_keepalive":{{"idle":"60s","interval":"10s","count":6}}}}"#
+    ))
+    .unwrap();
+    let ka = c.tcp_keepalive.unwrap();
+    assert_eq!(ka.idle.0, Duration::from_secs(60));
+    assert_eq!(ka.interval.0, Duration::from_secs(10));
+    assert_eq!(ka.count, 6);
+    assert_eq!(Config::from_json(&c.to_json()).unwrap(), c);
+    assert!(c
+        .summary()
+        .contains("tcp_keepalive idle 1m interval 10s count 6"));
+    // Every field has a default: `{}` turns keepalive on with them.
+    let c = Config::from_json(&format!(r#"{{{one},"tcp_keepalive":{{"idle":"2h"}}}}"#)).unwrap();
+    assert_eq!(
+        c.tcp_keepalive,
+        Some(TcpKeepaliveConfig {
+            idle: ConfigDuration(Duration::from_secs(7200)),
+            ..TcpKeepaliveConfig::default()
+        })
+    );
+    for (field, message) in [
+        (
+            r#""idle":"0s""#,
+            "tcp_keepalive.idle: must be whole seconds from 1s to 9h6m7s (the kernel counts seconds, up to 32767), got 0ms",
+        ),
+        (
+            r#""interval":"1500ms""#,
+            "tcp_keepalive.interval: must be whole seconds from 1s to 9h6m7s (the kernel counts seconds, up to 32767), got 1.5s",
+        ),
+        (
+            r#""idle":"10h""#,
+            "tcp_keepalive.idle: must be whole seconds from 1s to 9h6m7s (the kernel counts seconds, up to 32767), got 10h",
+        ),
+        (r#""count":0"#, "tcp_keepalive.count: must be between 1 and 127, got 0"),
+        (r#""count":128"#, "tcp_keepalive.count: must be between 1 and 127, got 128"),
+        (
+            r#""idle":60"#,
+            "tcp_keepalive.idle: invalid duration 60",
+        ),
+        (
+            r#""intervall":"1s""#,
+            r#"tcp_keepalive: unknown field "intervall", did you mean "interval"?"#,
+        ),
+    ] {
+        let e = err(&format!(r#"{{{one},"tcp_keepalive":{{{field}}}}}"#));
+        assert!(e.starts_with(message), "{field}: {e}");
+    }
+    let e = err(&format!(r#"{{{one},"tcp_keepalive":["60s","10s",6]}}"#));
+    assert_eq!(e, "tcp_keepalive: expected an object, got an array");
+    // The largest values are accepted.
+    Config::from_json(&format!(
+        r#"{{{one},"tcp_keepalive":{{"idle":"9h6m7s","interval":"32767s","count":127}}}}"#
+    ))
+    .unwrap();
+}
