@@ -126,8 +126,12 @@ fn sigterm_with_a_stuck_connection_exits_after_the_grace_period() {
 }
 
 /// A time as `ss -o` prints it: `7min`, `1min5sec`, `12sec`, `1.884sec`, `340ms`, and, in
-/// iproute2 6.x, seconds under ten as `1.884ms` (seconds, with the millisecond suffix).
+/// iproute2 6.x, seconds under ten as `1.884ms` (seconds, with the millisecond suffix), and
+/// nothing at all for a timer due now.
 fn ss_time(s: &str) -> Option<Duration> {
+    if s.is_empty() {
+        return Some(Duration::ZERO);
+    }
     let secs = |x: &str| x.parse::<f64>().ok().map(Duration::from_secs_f64);
     if let Some(x) = s.strip_suffix("ms") {
         return if x.contains('.') {
