@@ -13,13 +13,20 @@ pub enum ConfigMutation {
     /// The renderer leaves `retries` out (a field skipped when serialising), so a config
     /// with other than the default number of retries reads back different.
     RendererDropsRetries,
+    /// The parser reads the top level with serde's derived reader, which takes a JSON
+    /// array by field order as well as an object (the bug
+    /// `fuzz/regressions/config/top-level-array` was written for).
+    ReadsArrays,
 }
 
 /// Parses `data` as a config file (invalid UTF-8 replaced, as a lossy reader would):
 /// parsing and validation must not panic, errors must print, and an accepted config's text
-/// must be exactly one JSON value (after a byte-order mark, only whitespace), and the
-/// config must validate, serialise, parse back to an equal config, and serialise the same
-/// again.
+/// must be exactly one JSON value (after a byte-order mark, only whitespace) of the
+/// config's own shape (where the config, serialised, has an object, a list, a string, a
+/// number or a boolean, the text has the same, if it has that field at all: no config
+/// written as an array, no backend as a list of values, no algorithm as `{"hash": null}`),
+/// and the config must validate, serialise, parse back to an equal config, and serialise
+/// the same again.
 pub fn check_config_bytes(data: &[u8]) -> Result<(), Violation> {
     check_config_bytes_with(data, None)
 }
@@ -42,6 +49,15 @@ pub fn check_config_bytes_with(
                 serde_json::Deserializer::from_str(body).into_iter::<serde_json::Value>();
             match values.next() {
                 Some(Ok(_)) => Config::from_json(&body[..values.byte_offset()]),
+                _ => Config::from_json(&text),
+            }
+        }
+        Some(ConfigMutation::ReadsArrays) => {
+            let body = text.strip_prefix('\u{feff}').unwrap_or(&text);
+            let mut de = serde_json::Deserializer::from_str(body);
+            // The inherent reader `#[serde(remote = "Self")]` derives: no shape rule.
+            match Config::deserialize(&mut de) {
+                Ok(config) if de.end().is_ok() => config.validate().map(|()| config),
                 _ => Config::from_json(&text),
             }
         }
@@ -68,9 +84,19 @@ pub fn check_config_bytes_with(
     };
     // Judged by serde_json's own reading of a JSON text, not by the config parser's.
     let body = text.strip_prefix('\u{feff}').unwrap_or(&text);
-    if let Err(e) = serde_json::from_str::<serde_json::Value>(body) {
+    let input = match serde_json::from_str::<serde_json::Value>(body) {
+        Ok(v) => v,
+        Err(e) => {
+            return Err(fail(format!(
+                "from_json accepted a text that is not exactly one JSON value: {e}"
+            )))
+        }
+    };
+    let rendered: serde_json::Value =
+        serde_json::from_str(&config.to_json()).expect("the rendered config is JSON");
+    if let Err(e) = same_shape(&rendered, &input, "config") {
         return Err(fail(format!(
-            "from_json accepted a text that is not exactly one JSON value: {e}"
+            "from_json accepted a text not shaped as a config: {e}"
         )));
     }
     if let Err(e) = config.validate() {
@@ -94,4 +120,45 @@ pub fn check_config_bytes_with(
         )));
     }
     Ok(())
+}
+
+/// Whether `input` (the accepted text) has the shape of `rendered` (the config it was read
+/// as, serialised): the same JSON type at every field the text has. Fields the text leaves
+/// out (defaults) and `null`s the config renders are not compared.
+fn same_shape(
+    rendered: &serde_json::Value,
+    input: &serde_json::Value,
+    path: &str,
+) -> Result<(), String> {
+    use serde_json::Value;
+    let kind = |v: &Value| match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    };
+    match (rendered, input) {
+        (Value::Null, _) => Ok(()),
+        (Value::Object(r), Value::Object(i)) => {
+            for (key, value) in r {
+                if let Some(given) = i.get(key) {
+                    same_shape(value, given, &format!("{path}.{key}"))?;
+                }
+            }
+            Ok(())
+        }
+        (Value::Array(r), Value::Array(i)) if r.len() == i.len() => {
+            for (n, (value, given)) in r.iter().zip(i).enumerate() {
+                same_shape(value, given, &format!("{path}[{n}]"))?;
+            }
+            Ok(())
+        }
+        (Value::Array(r), Value::Array(i)) => {
+            Err(format!("{path}: {} elements read as {}", i.len(), r.len()))
+        }
+        (r, i) if std::mem::discriminant(r) == std::mem::discriminant(i) => Ok(()),
+        (r, i) => Err(format!("{path}: {} read as {}", kind(i), kind(r))),
+    }
 }

@@ -450,6 +450,7 @@ impl ConfigSpec {
                 OnBackendDown::Keep
             },
             admin: None,
+            tcp_keepalive: None,
         };
         let mut limits = FlowLimits::from_config(&config);
         let high = 1 + self.high_watermark % MAX_HIGH_WATERMARK;

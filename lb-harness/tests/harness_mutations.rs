@@ -639,6 +639,16 @@ fn a_config_parser_that_ignores_trailing_bytes_is_caught() {
 }
 
 #[test]
+fn a_config_parser_that_reads_arrays_is_caught() {
+    // The regression input: a config written as an array (the real parser refuses it).
+    let array = include_bytes!("../../fuzz/regressions/config/top-level-array");
+    assert_eq!(
+        config_rule(array, ConfigMutation::ReadsArrays),
+        Rule::ConfigRoundTrip
+    );
+}
+
+#[test]
 fn a_config_renderer_that_drops_a_field_is_caught() {
     let data = br#"{"backends":[{"address":"127.0.0.1:1"}],"retries":5}"#;
     assert_eq!(

@@ -68,6 +68,48 @@ impl FailureRun {
     }
 }
 
+/// Repeated events with no end to report (the admin endpoint refusing or evicting
+/// connections while its slots are full): the first is logged, then at most one line per
+/// [`REMINDER`], saying how many went unlogged since the last line.
+pub struct Throttle {
+    what: &'static str,
+    unlogged: u64,
+    logged: Option<Instant>,
+}
+
+impl Throttle {
+    /// Lines read `{what}: detail`.
+    pub const fn new(what: &'static str) -> Throttle {
+        Throttle {
+            what,
+            unlogged: 0,
+            logged: None,
+        }
+    }
+
+    /// Records an event; returns the line to log, if this one deserves a line.
+    pub fn event(&mut self, detail: &str, now: Instant) -> Option<String> {
+        if self
+            .logged
+            .is_some_and(|t| now.duration_since(t) < REMINDER)
+        {
+            self.unlogged += 1;
+            return None;
+        }
+        let line = match (self.unlogged, self.logged) {
+            (0, _) | (_, None) => format!("{}: {detail}", self.what),
+            (n, Some(t)) => format!(
+                "{}: {detail} (and {n} more in the {:?} since the last line)",
+                self.what,
+                now.duration_since(t)
+            ),
+        };
+        self.logged = Some(now);
+        self.unlogged = 0;
+        Some(line)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,6 +141,29 @@ mod tests {
         assert_eq!(
             run.failed("too many open files", ms(12_020)).as_deref(),
             Some("accept failed: too many open files")
+        );
+    }
+
+    #[test]
+    fn throttled_events_log_one_line_per_ten_seconds_with_a_count() {
+        let t0 = crate::clock::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        let mut slots = Throttle::new("admin: connection slots full");
+        assert_eq!(
+            slots.event("evicted one", t0).as_deref(),
+            Some("admin: connection slots full: evicted one")
+        );
+        for i in 1..500 {
+            assert_eq!(slots.event("evicted one", ms(i * 20)), None);
+        }
+        assert_eq!(
+            slots.event("refused one", ms(10_000)).as_deref(),
+            Some("admin: connection slots full: refused one (and 499 more in the 10s since the last line)")
+        );
+        // Quiet for a while: the next one is logged at once, with nothing unlogged.
+        assert_eq!(
+            slots.event("evicted one", ms(60_000)).as_deref(),
+            Some("admin: connection slots full: evicted one")
         );
     }
 }

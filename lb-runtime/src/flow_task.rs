@@ -310,6 +310,15 @@ pub async fn run<N: Net>(
     });
     #[cfg(not(feature = "seams"))]
     let _ = local;
+    if !flow.is_closed() {
+        set_keepalive(
+            &net,
+            &client,
+            flow.keepalive(Side::Client),
+            id,
+            Side::Client,
+        );
+    }
     #[cfg(feature = "seams")]
     let mut broken = broken::BrokenFlow::new(shared.defects, id);
     let mut io = FlowIo::new(net.clone(), client);
@@ -394,6 +403,8 @@ pub async fn run<N: Net>(
                 IoEvent::Eof(side) => flow.handle_eof(side, now),
                 IoEvent::Failed(side) => flow.handle_reset(side, now),
                 IoEvent::Connected(attempt, stream) => {
+                    let keepalive = flow.keepalive(Side::Backend);
+                    set_keepalive(&net, &stream, keepalive, id, Side::Backend);
                     io.sockets[Side::Backend.index()] = Some(stream);
                     shared.with_pool(|pool, now| flow.handle_connected(pool, attempt, now));
                 }
@@ -449,6 +460,23 @@ fn connect<N: Net>(
             tokio::io::AsyncWriteExt::write_all(&mut stream, &bytes).await?;
             Ok(stream)
         }),
+    }
+}
+
+/// Applies the flow's keepalive settings (if any) to one of its sockets. The settings are
+/// validated against the kernel's limits, so this does not fail on a live socket; if it
+/// does, the connection goes on without keepalive.
+fn set_keepalive<N: Net>(
+    net: &N,
+    stream: &N::Stream,
+    keepalive: Option<lb_sans_io::Keepalive>,
+    id: FlowId,
+    side: Side,
+) {
+    if let Some(keepalive) = keepalive {
+        if let Err(e) = net.set_keepalive(stream, keepalive) {
+            tracing::debug!(flow = id.0, ?side, "cannot set TCP keepalive: {e}");
+        }
     }
 }
 

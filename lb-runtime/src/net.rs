@@ -3,7 +3,7 @@
 //! simulation. No Cargo feature switches it (features unify across a workspace).
 
 use bytes::{Bytes, BytesMut};
-use lb_sans_io::ConnectFailure;
+use lb_sans_io::{ConnectFailure, Keepalive};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::future::Future;
 use std::io;
@@ -62,6 +62,9 @@ pub trait Net: Clone + Send + Sync + 'static {
     fn abort(&self, stream: Self::Stream) {
         drop(stream);
     }
+    /// Turns TCP keepalive on for `stream` with these settings (the flow decides which
+    /// stream gets which: [`lb_sans_io::Flow::keepalive`]).
+    fn set_keepalive(&self, stream: &Self::Stream, keepalive: Keepalive) -> io::Result<()>;
 
     /// Reads up to `size` bytes into a fresh buffer: `Some(bytes)`, or `None` at end of
     /// stream. The buffer belongs to the returned `Bytes`, so a connection waiting for data
@@ -185,6 +188,15 @@ impl Net for TokioNet {
     fn unacked(&self, stream: &Self::Stream) -> io::Result<usize> {
         use std::os::fd::AsFd;
         crate::sys::unacked(stream.as_fd())
+    }
+
+    fn set_keepalive(&self, stream: &Self::Stream, keepalive: Keepalive) -> io::Result<()> {
+        let params = socket2::TcpKeepalive::new()
+            .with_time(keepalive.idle)
+            .with_interval(keepalive.interval);
+        #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+        let params = params.with_retries(keepalive.count);
+        socket2::SockRef::from(stream).set_tcp_keepalive(&params)
     }
 
     fn abort(&self, stream: Self::Stream) {
@@ -311,6 +323,28 @@ mod tests {
             accepted.nodelay().unwrap(),
             "client connection without TCP_NODELAY"
         );
+    }
+
+    #[tokio::test]
+    async fn keepalive_settings_reach_the_socket() {
+        let net = TokioNet;
+        let listener = net.bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let addr = net.local_addr(&listener).unwrap();
+        let (connected, accepted) = tokio::join!(net.connect(addr), net.accept(&listener));
+        let (connected, (accepted, _)) = (connected.unwrap(), accepted.unwrap());
+        let keepalive = Keepalive {
+            idle: std::time::Duration::from_secs(37),
+            interval: std::time::Duration::from_secs(11),
+            count: 4,
+        };
+        net.set_keepalive(&accepted, keepalive).unwrap();
+        let sock = socket2::SockRef::from(&accepted);
+        assert!(sock.keepalive().unwrap());
+        assert_eq!(sock.tcp_keepalive_time().unwrap(), keepalive.idle);
+        assert_eq!(sock.tcp_keepalive_interval().unwrap(), keepalive.interval);
+        assert_eq!(sock.tcp_keepalive_retries().unwrap(), keepalive.count);
+        // Off unless asked for.
+        assert!(!socket2::SockRef::from(&connected).keepalive().unwrap());
     }
 
     #[tokio::test]

@@ -7,7 +7,7 @@
 mod common;
 use common::*;
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 const CHECKS: &str =
@@ -134,4 +134,142 @@ fn sigterm_with_a_stuck_connection_exits_after_the_grace_period() {
     ] {
         assert!(log.contains(line), "no {line:?} in {log}");
     }
+}
+
+/// A time as `ss -o` prints it: `7min`, `1min5sec`, `12sec`, `1.884sec`, `340ms`, and, in
+/// iproute2 6.x, seconds under ten as `1.884ms` (seconds, with the millisecond suffix), and
+/// nothing at all for a timer due now.
+fn ss_time(s: &str) -> Option<Duration> {
+    if s.is_empty() {
+        return Some(Duration::ZERO);
+    }
+    let secs = |x: &str| x.parse::<f64>().ok().map(Duration::from_secs_f64);
+    if let Some(x) = s.strip_suffix("ms") {
+        return if x.contains('.') {
+            secs(x)
+        } else {
+            x.parse().ok().map(Duration::from_millis)
+        };
+    }
+    if let Some(x) = s.strip_suffix("sec") {
+        return match x.split_once("min") {
+            Some((m, s)) => Some(Duration::from_secs(m.parse::<u64>().ok()? * 60) + secs(s)?),
+            None => secs(x),
+        };
+    }
+    let m = s.strip_suffix("min")?;
+    Some(Duration::from_secs(m.parse::<u64>().ok()? * 60))
+}
+
+/// The keepalive timer `ss` shows for the established TCP socket from `local` to `peer`:
+/// `Ok(None)` if the socket has no keepalive timer running, `Err` if `ss` is missing or
+/// the socket was not found.
+fn keepalive_timer(local: SocketAddr, peer: SocketAddr) -> Result<Option<Duration>, String> {
+    let out = std::process::Command::new("ss")
+        .args(["-tnoH", "state", "established"])
+        .output()
+        .map_err(|e| format!("cannot run ss: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            cols.len() >= 4 && cols[2] == local.to_string() && cols[3] == peer.to_string()
+        })
+        .ok_or_else(|| format!("no socket {local} -> {peer} in:\n{text}"))?;
+    let Some(timer) = line.split("timer:(keepalive,").nth(1) else {
+        return Ok(None);
+    };
+    let value = timer.split(',').next().unwrap_or_default();
+    ss_time(value)
+        .map(Some)
+        .ok_or_else(|| format!("cannot read {value:?} in {line}"))
+}
+
+/// With `tcp_keepalive`, both the client's socket and the backend's (the load balancer's
+/// ends of them) run a keepalive timer with the configured `idle`, and after the first
+/// probe, the configured `interval`. `ss -o` shows each socket's timer; `count` cannot
+/// show on loopback, where every probe is answered (`net.rs` tests read it back from the
+/// socket).
+#[test]
+fn tcp_keepalive_is_set_on_client_and_backend_sockets() {
+    if std::process::Command::new("ss").arg("-V").output().is_err() {
+        eprintln!("skipped: `ss` (iproute2) is not installed, so keepalive timers cannot be read");
+        return;
+    }
+    let dir = TempDir::new("keepalive");
+    // A backend that keeps every connection open and silent.
+    let backend = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let backend_addr = backend.local_addr().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        backend.set_nonblocking(true).unwrap();
+        let end = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < end {
+            match backend.accept() {
+                Ok(conn) => {
+                    if tx.send(conn).is_err() {
+                        return;
+                    }
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+    });
+    let config = config(
+        &[backend_addr.port()],
+        r#","health_check":{"start_up":true,"interval":"10s"},"timeouts":{"idle":"30s"},
+           "tcp_keepalive":{"idle":"2s","interval":"13s","count":4}"#,
+    );
+    let (lb, port) = start_lb(&dir.0, &config);
+    let mut client = TcpStream::connect(addr(port)).unwrap();
+    client.write_all(b"hello").unwrap();
+    // The backend connection that carries "hello" (probes send nothing and close).
+    let end = Instant::now() + Duration::from_secs(5);
+    let lb_backend_end = loop {
+        let (mut conn, peer) = rx
+            .recv_timeout(end.saturating_duration_since(Instant::now()))
+            .unwrap_or_else(|_| panic!("nothing reached the backend: {}", lb.log_text()));
+        conn.set_nonblocking(false).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut got = [0u8; 5];
+        if conn.read_exact(&mut got).is_ok() && &got == b"hello" {
+            std::mem::forget(conn); // held open until the test ends
+            break peer;
+        }
+    };
+    let sockets = [
+        ("client", addr(port), client.local_addr().unwrap()),
+        ("backend", lb_backend_end, backend_addr),
+    ];
+    // Before the first probe: a keepalive timer of at most `idle` (the kernel's default,
+    // without keepalive, is no timer at all).
+    for (side, local, peer) in sockets {
+        let timer = keepalive_timer(local, peer).unwrap();
+        let timer = timer.unwrap_or_else(|| panic!("{side} socket: no keepalive timer"));
+        assert!(timer <= Duration::from_secs(2), "{side} socket: {timer:?}");
+    }
+    // Once `idle` has passed with no traffic the kernel probes, and the timer is re-armed
+    // for `interval` (13 s, longer than `idle`).
+    for (side, local, peer) in sockets {
+        let end = Instant::now() + Duration::from_secs(6);
+        let timer = loop {
+            let timer = keepalive_timer(local, peer).unwrap();
+            if timer.is_some_and(|t| t > Duration::from_secs(2)) || Instant::now() > end {
+                break timer;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let timer = timer.unwrap_or_else(|| panic!("{side} socket: no keepalive timer"));
+        assert!(
+            timer > Duration::from_secs(2) && timer <= Duration::from_secs(13),
+            "{side} socket: after idle, timer {timer:?}, not the 13 s interval"
+        );
+    }
+    assert!(
+        lb.log_text()
+            .contains("tcp_keepalive idle 2s interval 13s count 4"),
+        "{}",
+        lb.log_text()
+    );
 }

@@ -87,6 +87,34 @@ pub struct FlowLimits {
     /// `on_backend_down: close`: once connected, ask to be told when health checks take the
     /// backend down ([`FlowAction::WatchBackend`]), and close then.
     pub close_on_backend_down: bool,
+    /// TCP keepalive for the client's socket (the listener's setting); `None`: off.
+    pub client_keepalive: Option<Keepalive>,
+    /// TCP keepalive for backend sockets (the pool's setting); `None`: off.
+    pub backend_keepalive: Option<Keepalive>,
+}
+
+/// TCP keepalive settings for one socket, as the driver applies them (`SO_KEEPALIVE`,
+/// `TCP_KEEPIDLE`, `TCP_KEEPINTVL`, `TCP_KEEPCNT`): after `idle` without traffic the
+/// kernel sends a probe every `interval`, and resets the connection after `count`
+/// unanswered ones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Keepalive {
+    /// Silence before the first probe (whole seconds).
+    pub idle: Duration,
+    /// Time between unanswered probes (whole seconds).
+    pub interval: Duration,
+    /// Unanswered probes before the connection is given up.
+    pub count: u32,
+}
+
+impl From<crate::config::TcpKeepaliveConfig> for Keepalive {
+    fn from(c: crate::config::TcpKeepaliveConfig) -> Keepalive {
+        Keepalive {
+            idle: c.idle.0,
+            interval: c.interval.0,
+            count: c.count,
+        }
+    }
 }
 
 impl FlowLimits {
@@ -102,6 +130,9 @@ impl FlowLimits {
             report_latency: config.algorithm == crate::config::Algorithm::LeastResponseTime,
             proxy_protocol: config.proxy_protocol,
             close_on_backend_down: config.on_backend_down == crate::config::OnBackendDown::Close,
+            // The flat config: one setting for the listener and the pool alike.
+            client_keepalive: config.tcp_keepalive.map(Keepalive::from),
+            backend_keepalive: config.tcp_keepalive.map(Keepalive::from),
         }
     }
 }
@@ -408,6 +439,16 @@ impl Flow {
     /// them fails. (Not in [`FlowAction::Connect`], so the action stays small.)
     pub fn preamble(&self) -> Option<&Bytes> {
         self.preamble.as_ref()
+    }
+
+    /// The TCP keepalive settings for `side`'s socket (`None`: leave keepalive off), from
+    /// the limits the flow was accepted with. The driver applies the client's at accept
+    /// and the backend's to each connected backend socket.
+    pub fn keepalive(&self, side: Side) -> Option<Keepalive> {
+        match side {
+            Side::Client => self.limits.client_keepalive,
+            Side::Backend => self.limits.backend_keepalive,
+        }
     }
 
     /// This flow's id.

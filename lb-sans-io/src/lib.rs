@@ -41,7 +41,8 @@ pub mod time;
 
 pub use config::{Algorithm, Config, ConfigError};
 pub use flow::{
-    CloseReason, ConnectFailure, Flow, FlowAction, FlowLimits, FlowPool, FlowSummary, RejectReason,
+    CloseReason, ConnectFailure, Flow, FlowAction, FlowLimits, FlowPool, FlowSummary, Keepalive,
+    RejectReason,
 };
 pub use ids::{BackendId, FlowId, ProbeId, Side};
 pub use pool::{AdminState, BackendState, CheckRecord, Pool, PoolEvent, ProbeRequest};

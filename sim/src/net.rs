@@ -364,6 +364,15 @@ impl Net for TurmoilNet {
         });
     }
 
+    fn set_keepalive(
+        &self,
+        _stream: &SimStream,
+        _keepalive: lb_sans_io::Keepalive,
+    ) -> io::Result<()> {
+        // turmoil's TCP has no keepalive (nor loss it would detect): nothing to set.
+        Ok(())
+    }
+
     fn spawn_worker(&self, _name: &str, task: WorkerTask) -> io::Result<()> {
         // One more task on this host: the accept loop; its flows are spawned (and
         // recorded) through `spawn`.

@@ -256,6 +256,158 @@ pub fn ask(s: &mut TcpStream) -> String {
     }
 }
 
+impl Proc {
+    /// The address a load balancer listens on (any family), from its startup line.
+    pub fn wait_lb_addr(&self) -> SocketAddr {
+        let end = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < end {
+            let log = self.log_text();
+            if let Some(i) = log.find(" listening on ") {
+                let rest = &log[i + " listening on ".len()..];
+                if let Some(Ok(addr)) = rest.split_whitespace().next().map(str::parse) {
+                    return addr;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("load balancer did not start: {}", self.log_text());
+    }
+
+    /// The admin endpoint's port (on 127.0.0.1), from the startup log.
+    pub fn admin_port(&self) -> u16 {
+        const LINE: &str = "admin endpoint on http://127.0.0.1:";
+        assert!(
+            self.wait_log(LINE, 1, Duration::from_secs(10)),
+            "{}",
+            self.log_text()
+        );
+        let log = self.log_text();
+        let rest = log.split(LINE).nth(1).unwrap();
+        let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+        digits.parse().unwrap()
+    }
+}
+
+/// Sends `request` to `port` on a new connection and reads the answer to its end, all
+/// within `within`; returns the status code and body.
+pub fn http_exchange(
+    port: u16,
+    request: &[u8],
+    within: Duration,
+) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&addr(port), within)?;
+    s.set_read_timeout(Some(within))?;
+    s.set_write_timeout(Some(within))?;
+    s.write_all(request)?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out)?;
+    let out = String::from_utf8_lossy(&out).into_owned();
+    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("no status in {out:?}")))?;
+    Ok((status, body.to_string()))
+}
+
+/// A local process holding `n` idle connections to `port` (sending nothing), opening a new
+/// one for each that the other end closes, until stopped (at most `limit`). Stopped and
+/// joined on drop.
+pub struct IdleFlood {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    opened: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    thread: Option<std::thread::JoinHandle<usize>>,
+}
+
+impl IdleFlood {
+    pub fn start(port: u16, n: usize, limit: Duration) -> IdleFlood {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let opened = std::sync::Arc::new(AtomicUsize::new(0));
+        let (stop2, opened2) = (stop.clone(), opened.clone());
+        let thread = std::thread::spawn(move || {
+            let end = Instant::now() + limit;
+            let mut conns: Vec<Option<TcpStream>> = (0..n).map(|_| None).collect();
+            let mut closed = 0;
+            let mut buf = [0u8; 512];
+            while !stop2.load(Ordering::Relaxed) && Instant::now() < end {
+                // At most 8 new connections per round: a steady churn, not a SYN flood.
+                let mut new = 0;
+                for slot in conns.iter_mut() {
+                    match slot {
+                        Some(s) => match s.read(&mut buf) {
+                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                            // Closed (with a 408 or without): open another.
+                            _ => {
+                                *slot = None;
+                                closed += 1;
+                            }
+                        },
+                        None if new < 8 => {
+                            new += 1;
+                            if let Ok(s) =
+                                TcpStream::connect_timeout(&addr(port), Duration::from_millis(500))
+                            {
+                                s.set_nonblocking(true).unwrap();
+                                *slot = Some(s);
+                                opened2.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        None => {}
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            closed
+        });
+        IdleFlood {
+            stop,
+            opened,
+            thread: Some(thread),
+        }
+    }
+
+    /// Waits until `n` connections have been opened in all.
+    pub fn wait_opened(&self, n: usize, within: Duration) -> bool {
+        let end = Instant::now() + within;
+        while Instant::now() < end {
+            if self.opened.load(std::sync::atomic::Ordering::Relaxed) >= n {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
+    }
+
+    /// Stops; returns how many connections the other end closed.
+    pub fn stop(mut self) -> usize {
+        self.stop_join()
+    }
+
+    fn stop_join(&mut self) -> usize {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread
+            .take()
+            .map_or(0, |t| t.join().unwrap_or_default())
+    }
+}
+
+impl Drop for IdleFlood {
+    fn drop(&mut self) {
+        self.stop_join();
+    }
+}
+
+/// Resident memory of process `pid`, in KiB (`VmRSS` of `/proc/PID/status`).
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmRSS in /proc/{pid}/status"))
+}
 /// The admin port of a load balancer whose config has `"admin":"127.0.0.1:0"`, from its
 /// startup log.
 pub fn admin_port(lb: &Proc) -> u16 {

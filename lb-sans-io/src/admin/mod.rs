@@ -7,9 +7,13 @@
 //! - `GET /status`: JSON.
 //! - `GET /`: an HTML page of the same, reloading itself.
 //! - `POST /backends/NAME/drain`, `/disable`, `/enable` (NAME percent-encoded as needed).
+//!
+//! Which connections it serves when more arrive than it has room for is [`slots`]'s
+//! decision.
 
 mod http;
 mod render;
+pub mod slots;
 
 pub use http::{parse_request, Method, Parsed, Request, Response, MAX_HEAD};
 
@@ -58,6 +62,15 @@ pub fn reply_to_bad(response: Response) -> Reply {
 /// The answer to a client that did not send a whole request head in time.
 pub fn timed_out() -> Reply {
     Reply::new(Response::text(408, "request head not received in time\n"))
+}
+
+/// The answer to a connection closed to make room for a new one while it was still
+/// waiting for its request head (see [`slots`]).
+pub fn evicted() -> Reply {
+    Reply::new(Response::text(
+        408,
+        "request head not received; every admin connection slot is taken and this connection was the oldest waiting\n",
+    ))
 }
 
 /// Answers `req`, applying admin actions to `pool`.

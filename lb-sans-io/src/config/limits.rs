@@ -77,7 +77,7 @@ impl<'de> Deserialize<'de> for Rate {
 
 /// `per_client`: limits on each client IP address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct PerClientConfig {
     /// Connections one client IP may have open at once. Absent: no limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]

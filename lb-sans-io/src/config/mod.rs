@@ -8,6 +8,7 @@ mod address;
 mod cidr;
 mod duration;
 mod limits;
+mod shape;
 mod suggest;
 
 pub use address::BackendAddress;
@@ -31,10 +32,15 @@ pub const MAX_NAME_LEN: usize = 255;
 pub const MAX_RETRIES: u32 = 100;
 /// Largest accepted `rise` / `fall`.
 pub const MAX_RISE_FALL: u32 = 100;
+/// Longest `tcp_keepalive.idle` and `.interval`, in seconds (Linux's `MAX_TCP_KEEPIDLE` and
+/// `MAX_TCP_KEEPINTVL`).
+pub const MAX_KEEPALIVE_SECS: u64 = 32_767;
+/// Largest `tcp_keepalive.count` (Linux's `MAX_TCP_KEEPCNT`).
+pub const MAX_KEEPALIVE_COUNT: u32 = 127;
 
 /// The whole config file. Only `backends` is required.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct Config {
     /// Address the load balancer listens on. Default `127.0.0.1:8080`.
     #[serde(default = "default_listen", with = "address::socket_addr")]
@@ -84,12 +90,16 @@ pub struct Config {
         with = "address::opt_socket_addr"
     )]
     pub admin: Option<SocketAddr>,
+    /// TCP keepalive on client and backend sockets (in the flat form, one setting for both
+    /// sides). Absent: off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp_keepalive: Option<TcpKeepaliveConfig>,
 }
 
 /// `on_backend_down`: what happens to a backend's open connections when its health checks
 /// mark it down (an operator's drain or disable never closes any).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(remote = "Self", rename_all = "snake_case")]
 pub enum OnBackendDown {
     /// They go on (they end when the backend's failure reaches them, or normally).
     #[default]
@@ -106,7 +116,7 @@ impl OnBackendDown {
 
 /// Selection algorithms named by `"algorithm"`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(remote = "Self", rename_all = "snake_case")]
 pub enum Algorithm {
     /// Equal turns in configured order, weights ignored.
     #[default]
@@ -153,7 +163,7 @@ impl Algorithm {
 
 /// One backend server.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct BackendConfig {
     /// Unique name used in logs and metrics, at most [`MAX_NAME_LEN`] bytes. Defaults to
     /// the address as written.
@@ -171,7 +181,7 @@ pub struct BackendConfig {
 
 /// The PROXY protocol version sent to backends (`"v1"`: text, `"v2"`: binary).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(remote = "Self", rename_all = "snake_case")]
 pub enum ProxyProtocol {
     /// `PROXY TCP4 src dst sport dport\r\n`.
     V1,
@@ -181,7 +191,7 @@ pub enum ProxyProtocol {
 
 /// Kinds of active health check.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(remote = "Self", rename_all = "snake_case")]
 pub enum CheckType {
     /// A TCP connect that succeeds within the timeout; with `send` / `expect`, also an
     /// exchange of bytes.
@@ -206,7 +216,7 @@ pub const MAX_CHECK_TEXT: usize = 4096;
 
 /// `health_check`: how backends are probed and when they change state.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct HealthCheckConfig {
     /// The kind of probe. Default `tcp`.
     #[serde(rename = "type", default)]
@@ -241,7 +251,7 @@ pub struct HealthCheckConfig {
 
 /// `timeouts`: every one optional.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct TimeoutsConfig {
     /// Backend connect. Default 1s.
     #[serde(default = "default_connect")]
@@ -256,6 +266,55 @@ pub struct TimeoutsConfig {
     /// On SIGTERM/SIGINT, how long open connections may take to finish. Default 30s.
     #[serde(default = "default_shutdown_grace")]
     pub shutdown_grace: ConfigDuration,
+}
+
+// Each read only from its own JSON shape (see `shape`).
+shape::object_only!(Config, "config must be a JSON object");
+shape::object_only!(BackendConfig);
+shape::object_only!(HealthCheckConfig);
+shape::object_only!(TimeoutsConfig);
+shape::object_only!(TcpKeepaliveConfig);
+shape::string_only!(Algorithm);
+shape::string_only!(CheckType);
+shape::string_only!(ProxyProtocol);
+shape::string_only!(OnBackendDown);
+shape::object_only!(PerClientConfig);
+
+/// `tcp_keepalive`: the kernel probes a connection that has been silent for `idle`, every
+/// `interval`, and gives it up (resets it) after `count` probes go unanswered. Whole
+/// seconds, as the kernel counts them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(remote = "Self", deny_unknown_fields)]
+pub struct TcpKeepaliveConfig {
+    /// Silence before the first probe. Default 60s.
+    #[serde(default = "default_keepalive_idle")]
+    pub idle: ConfigDuration,
+    /// Time between unanswered probes. Default 10s.
+    #[serde(default = "default_keepalive_interval")]
+    pub interval: ConfigDuration,
+    /// Unanswered probes before the connection is given up. Default 6.
+    #[serde(default = "default_keepalive_count")]
+    pub count: u32,
+}
+
+impl Default for TcpKeepaliveConfig {
+    fn default() -> Self {
+        TcpKeepaliveConfig {
+            idle: default_keepalive_idle(),
+            interval: default_keepalive_interval(),
+            count: default_keepalive_count(),
+        }
+    }
+}
+
+fn default_keepalive_idle() -> ConfigDuration {
+    ConfigDuration(Duration::from_secs(60))
+}
+fn default_keepalive_interval() -> ConfigDuration {
+    ConfigDuration(Duration::from_secs(10))
+}
+fn default_keepalive_count() -> u32 {
+    6
 }
 
 fn default_listen() -> SocketAddr {
@@ -450,6 +509,7 @@ fn unknown_field(path: &serde_path_to_error::Path) -> Option<ConfigError> {
         [s] if key_is(s, "health_check") => suggest::field_names::<HealthCheckConfig>(),
         [s] if key_is(s, "timeouts") => suggest::field_names::<TimeoutsConfig>(),
         [s] if key_is(s, "per_client") => suggest::field_names::<PerClientConfig>(),
+        [s] if key_is(s, "tcp_keepalive") => suggest::field_names::<TcpKeepaliveConfig>(),
         [s, Segment::Seq { .. }] if key_is(s, "backends") => {
             suggest::field_names::<BackendConfig>()
         }
@@ -690,6 +750,29 @@ impl Config {
                 "an empty list refuses every client (omit `allow` to allow all)",
             ));
         }
+        if let Some(ka) = &self.tcp_keepalive {
+            for (field, d) in [("idle", ka.idle), ("interval", ka.interval)] {
+                let secs = d.0.as_secs();
+                if d.0.subsec_nanos() != 0 || !(1..=MAX_KEEPALIVE_SECS).contains(&secs) {
+                    return Err(ConfigError::field(
+                        format!("tcp_keepalive.{field}"),
+                        format!(
+                            "must be whole seconds from 1s to {} (the kernel counts seconds, up to {MAX_KEEPALIVE_SECS}), got {d}",
+                            ConfigDuration(Duration::from_secs(MAX_KEEPALIVE_SECS))
+                        ),
+                    ));
+                }
+            }
+            if !(1..=MAX_KEEPALIVE_COUNT).contains(&ka.count) {
+                return Err(ConfigError::field(
+                    "tcp_keepalive.count",
+                    format!(
+                        "must be between 1 and {MAX_KEEPALIVE_COUNT}, got {}",
+                        ka.count
+                    ),
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -737,6 +820,10 @@ impl Config {
                 .allow
                 .as_ref()
                 .map(|a| format!(", allow {} network(s)", a.len()))
+                .unwrap_or_default()
+            + &self
+                .tcp_keepalive
+                .map(|k| format!(", tcp_keepalive idle {} interval {} count {}", k.idle, k.interval, k.count))
                 .unwrap_or_default()
             + &self
                 .admin

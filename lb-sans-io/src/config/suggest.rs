@@ -1,12 +1,13 @@
 //! "Did you mean": the fields each config object takes, read from its `Deserialize` impl so
 //! they cannot drift from the struct, and the closest of them to a misspelled one.
 
-use serde::de::{self, Deserialize, Deserializer, Visitor};
+use super::shape::Derived;
+use serde::de::{self, Deserializer, Visitor};
 use serde::forward_to_deserialize_any;
 
 /// The field names `T`'s derived `Deserialize` accepts (after renames): it hands them to
 /// `deserialize_struct`, which this probe records and then fails.
-pub(super) fn field_names<T: for<'de> Deserialize<'de>>() -> &'static [&'static str] {
+pub(super) fn field_names<T: Derived>() -> &'static [&'static str] {
     struct Probe<'a>(&'a mut &'static [&'static str]);
     impl<'de> Deserializer<'de> for Probe<'_> {
         type Error = de::value::Error;
@@ -29,7 +30,7 @@ pub(super) fn field_names<T: for<'de> Deserialize<'de>>() -> &'static [&'static 
         }
     }
     let mut fields: &'static [&'static str] = &[];
-    let _ = T::deserialize(Probe(&mut fields));
+    let _ = T::derived(Probe(&mut fields));
     fields
 }
 

@@ -530,3 +530,154 @@ fn per_client_and_on_backend_down_parse_validate_and_round_trip() {
         assert!(e.contains(want), "{bad}: {e}");
     }
 }
+
+#[test]
+fn a_config_is_read_only_from_a_json_object() {
+    // serde reads a struct from an array by field order: this was a valid config.
+    let e = err(r#"["127.0.0.1:1","hash",[["n","h:1",1,null]]]"#);
+    assert_eq!(e, "config must be a JSON object, got an array");
+    for (text, got) in [
+        (r#""backends""#, "a string"),
+        ("5", "a number"),
+        ("-1.5", "a number"),
+        ("true", "a boolean"),
+        ("null", "null"),
+    ] {
+        assert_eq!(
+            err(text),
+            format!("config must be a JSON object, got {got}"),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn every_nested_config_object_is_read_only_from_a_json_object() {
+    let one = r#"{"address":"1.2.3.4:1"}"#;
+    for (field, path) in [
+        (r#""backends":[["n","1.2.3.4:1",1,null]]"#, "backends[0]"),
+        (
+            &*format!(r#""backends":[{one},["n","1.2.3.4:2"]]"#),
+            "backends[1]",
+        ),
+        (r#""health_check":["tcp","1s","500ms",2,2]"#, "health_check"),
+        (r#""timeouts":["1s","5m","1m","30s"]"#, "timeouts"),
+    ] {
+        let text = if field.starts_with("\"backends\"") {
+            format!("{{{field}}}")
+        } else {
+            format!(r#"{{"backends":[{one}],{field}}}"#)
+        };
+        assert_eq!(
+            err(&text),
+            format!("{path}: expected an object, got an array"),
+            "{text}"
+        );
+    }
+    let e = err(r#"{"backends":["1.2.3.4:1"]}"#);
+    assert_eq!(e, "backends[0]: expected an object, got a string");
+    let e = err(r#"{"backends":[{"address":"1.2.3.4:1"}],"health_check":null}"#);
+    assert_eq!(e, "health_check: expected an object, got null");
+}
+
+#[test]
+fn config_names_are_read_only_from_json_strings() {
+    // serde reads a unit variant from a one-key object too: `{"hash": null}` was `hash`.
+    let one = r#""backends":[{"address":"1.2.3.4:1"}]"#;
+    for (field, path, got) in [
+        (r#""algorithm":{"hash":null}"#, "algorithm", "an object"),
+        (r#""algorithm":["hash"]"#, "algorithm", "an array"),
+        (
+            r#""proxy_protocol":{"v1":null}"#,
+            "proxy_protocol",
+            "an object",
+        ),
+        (
+            r#""health_check":{"type":{"http":null}}"#,
+            "health_check.type",
+            "an object",
+        ),
+        (r#""algorithm":1"#, "algorithm", "a number"),
+    ] {
+        let text = format!("{{{one},{field}}}");
+        assert_eq!(
+            err(&text),
+            format!("{path}: expected a string, got {got}"),
+            "{text}"
+        );
+    }
+    // Strings still read as before, with the same errors.
+    let c = Config::from_json(&format!(
+        r#"{{{one},"algorithm":"hash","proxy_protocol":"v1","health_check":{{"type":"http"}}}}"#
+    ))
+    .unwrap();
+    assert_eq!(c.algorithm, Algorithm::Hash);
+    assert_eq!(c.health_check.kind, CheckType::Http);
+    let e = err(&format!(r#"{{{one},"algorithm":"fastest"}}"#));
+    assert!(
+        e.starts_with("algorithm: unknown variant `fastest`, expected one of `round_robin`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn tcp_keepalive_is_off_by_default_and_checked_against_the_kernels_limits() {
+    let one = r#""backends":[{"address":"1.2.3.4:1"}]"#;
+    let c = Config::from_json(&format!("{{{one}}}")).unwrap();
+    assert_eq!(c.tcp_keepalive, None);
+    let c = Config::from_json(&format!(
+        r#"{{{one},"tcp_keepalive":{{"idle":"60s","interval":"10s","count":6}}}}"#
+    ))
+    .unwrap();
+    let ka = c.tcp_keepalive.unwrap();
+    assert_eq!(ka.idle.0, Duration::from_secs(60));
+    assert_eq!(ka.interval.0, Duration::from_secs(10));
+    assert_eq!(ka.count, 6);
+    assert_eq!(Config::from_json(&c.to_json()).unwrap(), c);
+    assert!(c
+        .summary()
+        .contains("tcp_keepalive idle 1m interval 10s count 6"));
+    // Every field has a default: `{}` turns keepalive on with them.
+    let c = Config::from_json(&format!(r#"{{{one},"tcp_keepalive":{{"idle":"2h"}}}}"#)).unwrap();
+    assert_eq!(
+        c.tcp_keepalive,
+        Some(TcpKeepaliveConfig {
+            idle: ConfigDuration(Duration::from_secs(7200)),
+            ..TcpKeepaliveConfig::default()
+        })
+    );
+    for (field, message) in [
+        (
+            r#""idle":"0s""#,
+            "tcp_keepalive.idle: must be whole seconds from 1s to 9h6m7s (the kernel counts seconds, up to 32767), got 0ms",
+        ),
+        (
+            r#""interval":"1500ms""#,
+            "tcp_keepalive.interval: must be whole seconds from 1s to 9h6m7s (the kernel counts seconds, up to 32767), got 1.5s",
+        ),
+        (
+            r#""idle":"10h""#,
+            "tcp_keepalive.idle: must be whole seconds from 1s to 9h6m7s (the kernel counts seconds, up to 32767), got 10h",
+        ),
+        (r#""count":0"#, "tcp_keepalive.count: must be between 1 and 127, got 0"),
+        (r#""count":128"#, "tcp_keepalive.count: must be between 1 and 127, got 128"),
+        (
+            r#""idle":60"#,
+            "tcp_keepalive.idle: invalid duration 60",
+        ),
+        (
+            r#""intervall":"1s""#,
+            r#"tcp_keepalive: unknown field "intervall", did you mean "interval"?"#,
+        ),
+    ] {
+        let e = err(&format!(r#"{{{one},"tcp_keepalive":{{{field}}}}}"#));
+        assert!(e.starts_with(message), "{field}: {e}");
+    }
+    let e = err(&format!(r#"{{{one},"tcp_keepalive":["60s","10s",6]}}"#));
+    assert_eq!(e, "tcp_keepalive: expected an object, got an array");
+    // The largest values are accepted.
+    Config::from_json(&format!(
+        r#"{{{one},"tcp_keepalive":{{"idle":"9h6m7s","interval":"32767s","count":127}}}}"#
+    ))
+    .unwrap();
+}

@@ -633,3 +633,45 @@ fn a_reset_of_the_other_side_while_delivering_closes_at_once() {
         }]
     );
 }
+
+#[test]
+fn both_sockets_get_the_configured_keepalive_and_none_without_it() {
+    let mut rig = Rig::new(
+        1,
+        r#","tcp_keepalive":{"idle":"30s","interval":"5s","count":4}"#,
+    );
+    let f = rig.established(1);
+    let want = Keepalive {
+        idle: Duration::from_secs(30),
+        interval: Duration::from_secs(5),
+        count: 4,
+    };
+    assert_eq!(f.keepalive(Side::Client), Some(want));
+    assert_eq!(f.keepalive(Side::Backend), Some(want));
+    let mut rig = Rig::new(1, "");
+    let f = rig.established(1);
+    assert_eq!(f.keepalive(Side::Client), None);
+    assert_eq!(f.keepalive(Side::Backend), None);
+}
+
+#[test]
+fn a_reload_changes_keepalive_for_new_flows_only() {
+    let mut rig = Rig::new(1, "");
+    let before = rig.established(1);
+    let c = Config::from_json(
+        r#"{"backends":[{"name":"b0","address":"127.0.0.1:5001"}],"tcp_keepalive":{}}"#,
+    )
+    .unwrap();
+    let addrs = [SocketAddr::from(([127, 0, 0, 1], 5001))];
+    rig.pool.reconfigure(&c, &addrs, at(1));
+    let limits = rig.pool.flow_limits();
+    let after = Flow::accept(&mut rig.pool, FlowId(2), CLIENT, None, limits, at(2));
+    assert_eq!(before.keepalive(Side::Backend), None);
+    let defaults = Keepalive {
+        idle: Duration::from_secs(60),
+        interval: Duration::from_secs(10),
+        count: 6,
+    };
+    assert_eq!(after.keepalive(Side::Client), Some(defaults));
+    assert_eq!(after.keepalive(Side::Backend), Some(defaults));
+}
