@@ -7,12 +7,12 @@
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 use bytes::Bytes;
-use lb_sans_io::{Config, Flow, FlowAction, FlowId, FlowLimits, Pool, Side, Timestamp};
+use lb_sans_io::{Balancer, Config, Flow, FlowAction, FlowId, ListenerId, Side, Timestamp};
 use std::hint::black_box;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-fn setup() -> (Pool, FlowLimits) {
+fn setup() -> Balancer {
     let config = Config::from_json(
         r#"{"backends":[{"address":"127.0.0.1:5001"},{"address":"127.0.0.1:5002"}],
             "health_check":{"start_up":true}}"#,
@@ -22,8 +22,7 @@ fn setup() -> (Pool, FlowLimits) {
         "127.0.0.1:5001".parse().unwrap(),
         "127.0.0.1:5002".parse().unwrap(),
     ];
-    let limits = FlowLimits::from_config(&config);
-    (Pool::new(&config, &addrs, 1, Timestamp::ZERO), limits)
+    Balancer::new(&config, &[addrs], 1, Timestamp::ZERO)
 }
 
 fn drain(flow: &mut Flow) -> usize {
@@ -38,11 +37,19 @@ fn drain(flow: &mut Flow) -> usize {
 fn main() {
     let quick = std::env::args().any(|a| a == "--test");
     let rounds: u64 = if quick { 1_000 } else { 5_000_000 };
-    let (mut pool, limits) = setup();
+    let mut pool = setup();
+    let listener = ListenerId(0);
     let client: SocketAddr = "10.0.0.1:40000".parse().unwrap();
 
     // Steady state: read 1 KiB from alternating sides, drain, report it written.
-    let mut flow = Flow::accept(&mut pool, FlowId(0), client, None, limits, Timestamp::ZERO);
+    let mut flow = Flow::accept(
+        &mut pool,
+        FlowId(0),
+        listener,
+        client,
+        None,
+        Timestamp::ZERO,
+    );
     let attempt = match flow.poll_action() {
         Some(FlowAction::Connect { attempt, .. }) => attempt,
         other => panic!("{other:?}"),
@@ -78,7 +85,7 @@ fn main() {
     let start = Instant::now();
     for i in 1..=conns {
         let now = Timestamp::from_nanos(i * 1000);
-        let mut f = Flow::accept(&mut pool, FlowId(i), client, None, limits, now);
+        let mut f = Flow::accept(&mut pool, FlowId(i), listener, client, None, now);
         let attempt = match f.poll_action() {
             Some(FlowAction::Connect { attempt, .. }) => attempt,
             other => panic!("{other:?}"),
@@ -98,7 +105,7 @@ fn main() {
     }
     let per = start.elapsed() / conns as u32;
     println!(
-        "connections: {:>6.1} ns per whole connection (10 events, pool admit/select/close), {:.2} M connections/s",
+        "connections: {:>6.1} ns per whole connection (10 events, listener admit, pool select/close), {:.2} M connections/s",
         per.as_nanos() as f64,
         1.0 / per.as_secs_f64() / 1e6
     );

@@ -1,5 +1,5 @@
 //! `cargo bench -p lb-sans-io --bench selection`: the cost of one selection per algorithm
-//! among 10 and 1,000 backends, of a whole pool pick (admit, select, release), and of
+//! among 10 and 1,000 backends, of a whole pool pick (seat, select, release), and of
 //! building a Maglev table for 100 backends. A plain harness: median of several timed runs.
 // Benchmarks measure wall-clock time by definition; the core's clippy.toml bans the clock
 // for the state machines, not for their benchmarks.
@@ -8,7 +8,6 @@
 use lb_sans_io::select::{
     selector_for, BackendView, MaglevTable, SelectCtx, SelectorSpec, WEIGHT_SCALE,
 };
-use lb_sans_io::FlowPool;
 use lb_sans_io::{Algorithm, BackendId, Config, FlowId, LbRng, Pool, Timestamp};
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -94,7 +93,7 @@ fn main() {
         );
     }
 
-    println!("\nwhole pool pick (open flow, select, close flow), 10 backends:");
+    println!("\nwhole pool pick (seat flow, select, close flow), 10 backends:");
     for alg in Algorithm::ALL {
         let json = format!(
             r#"{{"algorithm":"{}","health_check":{{"start_up":true}},"backends":[{}]}}"#,
@@ -108,11 +107,11 @@ fn main() {
         let addrs: Vec<SocketAddr> = (0..10)
             .map(|i| SocketAddr::from(([127, 0, 0, 1], 5000 + i)))
             .collect();
-        let mut pool = Pool::new(&config, &addrs, 1, Timestamp::ZERO);
+        let mut pool = Pool::new(&config.pools[0], &addrs, 1, Timestamp::ZERO);
         let client = SocketAddr::from(([10, 0, 0, 1], 40000));
         let t = measure(runs, iters, |i| {
             let f = FlowId(i);
-            pool.open_flow(f, client.ip(), Timestamp::ZERO).unwrap();
+            pool.open_flow(f, Timestamp::ZERO);
             black_box(pool.select(f, client, &[], Timestamp::ZERO));
             pool.close_flow(f, 0, 0, Timestamp::ZERO);
         });

@@ -49,6 +49,11 @@ pub enum Defect {
     NoHalfCloseTimeout,
     /// (Driver) New connections get no connect timeout.
     NoConnectTimeout,
+    /// Routing ignores the listener's `sni` table: every client goes to its `pool`.
+    SniIgnored,
+    /// A pool with no backend up makes every pool refuse new clients: one pool's outage
+    /// is shared by all.
+    SharedPoolFaults,
 }
 
 /// A set of [`Defect`]s; empty by default.

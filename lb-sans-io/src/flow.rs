@@ -1,12 +1,14 @@
 //! The flow: one client connection and its backend connection. It owns forwarding,
-//! half-close, backpressure, the connect/retry sequence and the connect, idle and
-//! half-close timeouts. It is owned by one driver task; only the connect phase, a latency
-//! report and the close consult the shared pool, through the narrow [`FlowPool`] trait,
-//! so forwarding bytes never takes a shared lock (and this module does not depend on the
-//! pool's).
+//! half-close, backpressure, reading the ClientHello on an `sni` listener, the
+//! connect/retry sequence and the client-hello, connect, idle and half-close timeouts. It
+//! is owned by one driver task; only admission, routing, the connect phase, a latency
+//! report and the close consult the shared balancer, through the narrow [`FlowPool`]
+//! trait, so forwarding bytes never takes a shared lock (and this module does not depend
+//! on the balancer's or the pool's).
 
-use crate::config::{Config, ProxyProtocol};
-use crate::ids::{BackendId, FlowId, Side};
+use crate::config::{Algorithm, Config, ListenerConfig, OnBackendDown, PoolConfig, ProxyProtocol};
+use crate::ids::{BackendId, FlowId, ListenerId, PoolId, Side};
+use crate::sni::{read_client_hello, ClientHello, MAX_CLIENT_HELLO};
 use crate::time::Timestamp;
 use bytes::Bytes;
 use std::collections::VecDeque;
@@ -14,18 +16,28 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-/// What a flow needs from the shared pool, and all it may ask of it. [`crate::Pool`]
-/// implements it; drivers pass the pool to the flow's methods and never call these
-/// themselves, so a seat is taken and given back by the flow alone.
+/// What a flow needs from the shared balancer, and all it may ask of it.
+/// [`crate::Balancer`] implements it; drivers pass it to the flow's methods and never call
+/// these themselves, so a seat is taken and given back by the flow alone.
 pub trait FlowPool {
-    /// A client connected from `client`: admit it, or say why not. An id already open is
-    /// not counted twice.
+    /// A client of `listener` connected from `client`: admit it, or say why not. An id
+    /// already open is not counted twice.
     fn open_flow(
         &mut self,
         flow: FlowId,
+        listener: ListenerId,
         client: IpAddr,
         now: Timestamp,
-    ) -> Result<(), RejectReason>;
+    ) -> Result<Opened, RejectReason>;
+    /// The pool for an open flow whose listener routes by server name, now that its
+    /// ClientHello was read: `server_name` if it named one. `Err` when no pool takes it
+    /// (`no_route`).
+    fn route(
+        &mut self,
+        flow: FlowId,
+        server_name: Option<&str>,
+        now: Timestamp,
+    ) -> Result<Routed, RejectReason>;
     /// Choose a backend for an open flow, not one of `exclude` (already tried), and reserve
     /// a connection slot on it; `None` when there is none, or the flow is not open.
     fn select(
@@ -45,8 +57,14 @@ pub trait FlowPool {
         failure: ConnectFailure,
         now: Timestamp,
     );
-    /// A latency sample of `backend`: a connect time or a time to first byte.
-    fn record_latency(&mut self, backend: BackendId, sample: Duration, now: Timestamp);
+    /// A latency sample of the flow's `backend`: a connect time or a time to first byte.
+    fn record_latency(
+        &mut self,
+        flow: FlowId,
+        backend: BackendId,
+        sample: Duration,
+        now: Timestamp,
+    );
     /// The flow closed: free its seat and slot, add its bytes to its backend's counters.
     /// Unknown or already closed flows are ignored.
     fn close_flow(
@@ -58,15 +76,37 @@ pub trait FlowPool {
     );
 }
 
+/// An admitted flow: its settings, and where it goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Opened {
+    /// The listener's settings (and the pool's, when `route` is `Some`).
+    pub limits: FlowLimits,
+    /// The pool, or `None` when the listener routes by server name: the flow reads the
+    /// ClientHello first and asks [`FlowPool::route`].
+    pub route: Option<PoolId>,
+}
+
+/// A flow's pool, chosen by server name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Routed {
+    /// The pool.
+    pub pool: PoolId,
+    /// The flow's settings with the pool's.
+    pub limits: FlowLimits,
+}
+
 /// Default high watermark: bytes read from one side and not yet written to the other
 /// beyond which reading that side pauses.
 pub const DEFAULT_HIGH_WATERMARK: usize = 256 * 1024;
 /// Default low watermark: reading resumes once the backlog is down to this.
 pub const DEFAULT_LOW_WATERMARK: usize = 64 * 1024;
 
-/// The per-flow settings, taken from the config when the flow is accepted.
+/// The per-flow settings: the listener's when the flow is accepted, with its pool's once
+/// it is routed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FlowLimits {
+    /// With `sni`: how long the client may take to send its whole ClientHello.
+    pub client_hello_timeout: Duration,
     /// How long one backend connect may take.
     pub connect_timeout: Duration,
     /// No byte either way for this long closes the flow.
@@ -117,22 +157,92 @@ impl From<crate::config::TcpKeepaliveConfig> for Keepalive {
     }
 }
 
-impl FlowLimits {
-    /// The limits a config sets, with the default watermarks.
-    pub fn from_config(config: &Config) -> FlowLimits {
+impl Default for FlowLimits {
+    /// The documented defaults of every setting.
+    fn default() -> FlowLimits {
+        use crate::config::*;
         FlowLimits {
-            connect_timeout: config.timeouts.connect.0,
-            idle_timeout: config.timeouts.idle.0,
-            half_close_timeout: config.timeouts.half_close.0,
-            retries: config.retries,
+            client_hello_timeout: default_client_hello().0,
+            connect_timeout: default_connect().0,
+            idle_timeout: default_idle().0,
+            half_close_timeout: default_half_close().0,
+            retries: default_retries(),
             high_watermark: DEFAULT_HIGH_WATERMARK,
             low_watermark: DEFAULT_LOW_WATERMARK,
-            report_latency: config.algorithm == crate::config::Algorithm::LeastResponseTime,
-            proxy_protocol: config.proxy_protocol,
-            close_on_backend_down: config.on_backend_down == crate::config::OnBackendDown::Close,
-            // The flat config: one setting for the listener and the pool alike.
-            client_keepalive: config.tcp_keepalive.map(Keepalive::from),
-            backend_keepalive: config.tcp_keepalive.map(Keepalive::from),
+            report_latency: false,
+            proxy_protocol: None,
+            close_on_backend_down: false,
+            client_keepalive: None,
+            backend_keepalive: None,
+        }
+    }
+}
+
+/// The settings a pool gives its flows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolLimits {
+    /// How long one backend connect may take.
+    pub connect_timeout: Duration,
+    /// Backends tried after the first one fails.
+    pub retries: u32,
+    /// Report the backend's time to first byte (`least_response_time`).
+    pub report_latency: bool,
+    /// The PROXY header to send first, if any.
+    pub proxy_protocol: Option<ProxyProtocol>,
+    /// `on_backend_down: close`.
+    pub close_on_backend_down: bool,
+    /// TCP keepalive for backend sockets.
+    pub backend_keepalive: Option<Keepalive>,
+}
+
+impl PoolLimits {
+    /// The settings of `pool`.
+    pub fn from_pool(pool: &PoolConfig) -> PoolLimits {
+        PoolLimits {
+            connect_timeout: pool.timeouts.connect.0,
+            retries: pool.retries,
+            report_latency: pool.algorithm == Algorithm::LeastResponseTime,
+            proxy_protocol: pool.proxy_protocol,
+            close_on_backend_down: pool.on_backend_down == OnBackendDown::Close,
+            backend_keepalive: pool.tcp_keepalive.map(Keepalive::from),
+        }
+    }
+}
+
+impl FlowLimits {
+    /// The settings of `listener`, with the default watermarks and the default pool
+    /// settings (until [`FlowLimits::with_pool`]).
+    pub fn for_listener(listener: &ListenerConfig) -> FlowLimits {
+        FlowLimits {
+            client_hello_timeout: listener.timeouts.client_hello.0,
+            idle_timeout: listener.timeouts.idle.0,
+            half_close_timeout: listener.timeouts.half_close.0,
+            client_keepalive: listener.tcp_keepalive.map(Keepalive::from),
+            ..FlowLimits::default()
+        }
+    }
+
+    /// These settings with the pool's.
+    #[must_use]
+    pub fn with_pool(self, p: PoolLimits) -> FlowLimits {
+        FlowLimits {
+            connect_timeout: p.connect_timeout,
+            retries: p.retries,
+            report_latency: p.report_latency,
+            proxy_protocol: p.proxy_protocol,
+            close_on_backend_down: p.close_on_backend_down,
+            backend_keepalive: p.backend_keepalive,
+            ..self
+        }
+    }
+
+    /// The first listener's settings with its pool's: a one-service config's flows.
+    pub fn from_config(config: &Config) -> FlowLimits {
+        let l = &config.listeners[0];
+        let base = FlowLimits::for_listener(l);
+        match l.pool.as_deref().and_then(|p| config.pool(p)) {
+            Some(p) => base.with_pool(PoolLimits::from_pool(p)),
+            None => base,
         }
     }
 }
@@ -149,15 +259,18 @@ pub enum RejectReason {
     /// The client's IP address has `per_client.max_connections` open, or is over its
     /// `per_client.connection_rate`.
     PerClientLimit,
+    /// The listener routes by server name, nothing matched, and it has no default `pool`.
+    NoRoute,
 }
 
 impl RejectReason {
     /// Every reason, in the order metrics list them.
-    pub const ALL: [RejectReason; 4] = [
+    pub const ALL: [RejectReason; 5] = [
         RejectReason::MaxConnections,
         RejectReason::NoBackend,
         RejectReason::NotAllowed,
         RejectReason::PerClientLimit,
+        RejectReason::NoRoute,
     ];
 
     /// The label used in logs and metrics.
@@ -167,6 +280,7 @@ impl RejectReason {
             RejectReason::NoBackend => "no_backend",
             RejectReason::NotAllowed => "not_allowed",
             RejectReason::PerClientLimit => "per_client_limit",
+            RejectReason::NoRoute => "no_route",
         }
     }
 }
@@ -210,6 +324,50 @@ pub enum CloseReason {
     Aborted,
     /// Health checks took its backend down, and `on_backend_down` is `close`.
     BackendDown,
+}
+
+impl CloseReason {
+    /// The stable code logs and metrics use: `completed`, `client_reset`,
+    /// `backend_reset`, `idle_timeout`, `half_close_timeout`, `connect_failed`,
+    /// `no_local_resources`, `shutdown`, `backend_down`, `rejected_no_backend`,
+    /// `rejected_max_connections`, `rejected_not_allowed`, `rejected_no_route`,
+    /// `rejected_per_client_limit`.
+    pub fn code(self) -> &'static str {
+        match self {
+            CloseReason::Completed => "completed",
+            CloseReason::Reset(Side::Client) => "client_reset",
+            CloseReason::Reset(Side::Backend) => "backend_reset",
+            CloseReason::IdleTimeout => "idle_timeout",
+            CloseReason::HalfCloseTimeout => "half_close_timeout",
+            CloseReason::ConnectFailed { local: false, .. } => "connect_failed",
+            CloseReason::ConnectFailed { local: true, .. } => "no_local_resources",
+            CloseReason::Aborted => "shutdown",
+            CloseReason::BackendDown => "backend_down",
+            CloseReason::Rejected(RejectReason::NoBackend) => "rejected_no_backend",
+            CloseReason::Rejected(RejectReason::MaxConnections) => "rejected_max_connections",
+            CloseReason::Rejected(RejectReason::NotAllowed) => "rejected_not_allowed",
+            CloseReason::Rejected(RejectReason::NoRoute) => "rejected_no_route",
+            CloseReason::Rejected(RejectReason::PerClientLimit) => "rejected_per_client_limit",
+        }
+    }
+
+    /// Every code [`CloseReason::code`] gives.
+    pub const CODES: [&'static str; 14] = [
+        "completed",
+        "client_reset",
+        "backend_reset",
+        "idle_timeout",
+        "half_close_timeout",
+        "connect_failed",
+        "no_local_resources",
+        "shutdown",
+        "backend_down",
+        "rejected_no_backend",
+        "rejected_max_connections",
+        "rejected_not_allowed",
+        "rejected_no_route",
+        "rejected_per_client_limit",
+    ];
 }
 
 impl fmt::Display for CloseReason {
@@ -284,9 +442,14 @@ pub enum FlowAction {
     /// Tell the flow ([`Flow::handle_backend_down`]) if health checks take this backend
     /// down while the flow is connected to it (only with `on_backend_down: close`).
     WatchBackend {
+        /// The pool of the backend.
+        pool: PoolId,
         /// The backend connected to.
         backend: BackendId,
     },
+    /// The ClientHello is read (or will not come): call [`Flow::handle_route`] with the
+    /// balancer, which picks the flow's pool.
+    Route,
     /// The flow has news for the pool (the backend's time to first byte, at most once per
     /// flow and only with [`FlowLimits::report_latency`]): call [`Flow::update_pool`] with
     /// the pool.
@@ -318,6 +481,12 @@ struct Direction {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
+    /// Reading the client's ClientHello (an `sni` listener), until `deadline`.
+    Peeking {
+        deadline: Timestamp,
+    },
+    /// The ClientHello is read: waiting for [`Flow::handle_route`].
+    Routing,
     Connecting {
         backend: BackendId,
         since: Timestamp,
@@ -336,8 +505,21 @@ pub struct FlowSummary {
     pub id: FlowId,
     /// The client's address.
     pub client: SocketAddr,
+    /// The listener it came through.
+    pub listener: ListenerId,
+    /// Its pool, once routed.
+    pub pool: Option<PoolId>,
+    /// The server name its ClientHello named, on an `sni` listener.
+    pub server_name: Option<String>,
     /// The last backend chosen for it, if any.
     pub backend: Option<BackendId>,
+    /// That backend's address.
+    pub backend_addr: Option<SocketAddr>,
+    /// Backends tried (connect attempts).
+    pub attempts: u32,
+    /// From the start of the successful connect to the connection being up (`None`: it
+    /// never connected).
+    pub connect_time: Option<Duration>,
     /// Bytes read from the client.
     pub bytes_from_client: u64,
     /// Bytes read from the backend.
@@ -357,6 +539,11 @@ pub struct FlowSummary {
 pub struct Flow {
     id: FlowId,
     client: SocketAddr,
+    /// This load balancer's address as the client sees it, when known (PROXY headers).
+    local: Option<SocketAddr>,
+    listener: ListenerId,
+    pool: Option<PoolId>,
+    server_name: Option<String>,
     limits: FlowLimits,
     /// What each backend connection sends first (PROXY header), if anything.
     preamble: Option<Bytes>,
@@ -366,10 +553,16 @@ pub struct Flow {
     phase: Phase,
     attempt: u32,
     tried: Vec<BackendId>,
+    /// The address of the backend last chosen.
+    backend_addr: Option<SocketAddr>,
+    /// How long the successful connect took.
+    connect_time: Option<Duration>,
     /// How the latest connect attempt failed, if one did.
     last_failure: Option<ConnectFailure>,
     /// Client bytes read before the backend connection was up.
     early: VecDeque<Bytes>,
+    /// Their total length.
+    early_len: usize,
     dirs: [Direction; 2],
     first_fin_at: Option<Timestamp>,
     /// When the backend had something to answer (connected, or first client bytes after),
@@ -387,33 +580,40 @@ pub struct Flow {
 }
 
 impl Flow {
-    /// A client at `client` connected to `local` (this load balancer's address as the
-    /// client sees it; needed only for a PROXY header, `None` when unknown): asks the pool
-    /// to admit it and pick a backend. The first action is `Connect`, or `Close` when the
-    /// flow is refused (not allowed, connection limit, no backend up).
+    /// A client at `client` connected to `listener` at `local` (this load balancer's
+    /// address as the client sees it; needed only for a PROXY header, `None` when
+    /// unknown): asks the balancer to admit it and, unless the listener routes by server
+    /// name, to pick a backend. The first action is `Connect`, or `Close` when the flow is
+    /// refused (not allowed, connection limit, no backend up); on an `sni` listener, none:
+    /// the flow reads the ClientHello first.
     pub fn accept(
         pool: &mut dyn FlowPool,
         id: FlowId,
+        listener: ListenerId,
         client: SocketAddr,
         local: Option<SocketAddr>,
-        limits: FlowLimits,
         now: Timestamp,
     ) -> Flow {
         let mut flow = Flow {
             id,
             client,
-            limits,
-            preamble: limits
-                .proxy_protocol
-                .map(|v| crate::proxy_header::header(v, client, local)),
+            local,
+            listener,
+            pool: None,
+            server_name: None,
+            limits: FlowLimits::default(),
+            preamble: None,
             started: now,
             last_now: now,
             last_activity: now,
             phase: Phase::Closed,
             attempt: 0,
             tried: Vec::new(),
+            backend_addr: None,
+            connect_time: None,
             last_failure: None,
             early: VecDeque::new(),
+            early_len: 0,
             dirs: Default::default(),
             first_fin_at: None,
             awaiting_first_byte: None,
@@ -424,11 +624,77 @@ impl Flow {
             reason: None,
             released: false,
         };
-        match pool.open_flow(id, client.ip(), now) {
-            Ok(()) => flow.connect_next(pool, now),
+        match pool.open_flow(id, listener, client.ip(), now) {
+            Ok(Opened {
+                limits,
+                route: Some(to),
+            }) => {
+                flow.set_pool(to, limits);
+                flow.connect_next(pool, now);
+            }
+            Ok(Opened {
+                limits,
+                route: None,
+            }) => {
+                flow.limits = limits;
+                flow.phase = Phase::Peeking {
+                    deadline: now + limits.client_hello_timeout,
+                };
+            }
             Err(reason) => flow.close(CloseReason::Rejected(reason), false),
         }
         flow
+    }
+
+    fn set_pool(&mut self, pool: PoolId, limits: FlowLimits) {
+        self.pool = Some(pool);
+        self.limits = limits;
+        self.preamble = limits
+            .proxy_protocol
+            .map(|v| crate::proxy_header::header(v, self.client, self.local));
+    }
+
+    /// After [`FlowAction::Route`]: asks the balancer for the pool of the server name read
+    /// (if any), then connects, or closes when no pool takes the client.
+    pub fn handle_route(&mut self, pool: &mut dyn FlowPool, now: Timestamp) {
+        let now = self.observe(now);
+        if self.phase != Phase::Routing {
+            return;
+        }
+        match pool.route(self.id, self.server_name.as_deref(), now) {
+            Ok(Routed { pool: to, limits }) => {
+                self.set_pool(to, limits);
+                self.connect_next(pool, now);
+            }
+            Err(reason) => self.close(CloseReason::Rejected(reason), false),
+        }
+    }
+
+    /// While peeking: judges the bytes read so far; once there is an answer, asks to be
+    /// routed.
+    fn peek(&mut self, done: bool) {
+        let answer = if self.early.len() == 1 {
+            read_client_hello(&self.early[0])
+        } else {
+            let mut buf = Vec::with_capacity(self.early_len.min(MAX_CLIENT_HELLO));
+            for chunk in &self.early {
+                let room = MAX_CLIENT_HELLO - buf.len();
+                buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                if buf.len() == MAX_CLIENT_HELLO {
+                    break;
+                }
+            }
+            read_client_hello(&buf)
+        };
+        let name = match answer {
+            ClientHello::Incomplete if !done => return,
+            ClientHello::ServerName(name) => Some(name),
+            _ => None,
+        };
+        self.server_name = name;
+        self.phase = Phase::Routing;
+        self.actions.push_back(FlowAction::Route);
+        self.maybe_pause(Side::Client);
     }
 
     // ---- getters -------------------------------------------------------------------
@@ -465,8 +731,18 @@ impl Flow {
     pub fn backend(&self) -> Option<BackendId> {
         match self.phase {
             Phase::Connecting { backend, .. } | Phase::Established { backend } => Some(backend),
-            Phase::Closed => None,
+            _ => None,
         }
+    }
+
+    /// The flow's pool, once routed.
+    pub fn pool(&self) -> Option<PoolId> {
+        self.pool
+    }
+
+    /// The listener the flow came through.
+    pub fn listener(&self) -> ListenerId {
+        self.listener
     }
 
     /// Bytes read from `side` and not yet written to the other side.
@@ -484,7 +760,13 @@ impl Flow {
         FlowSummary {
             id: self.id,
             client: self.client,
+            listener: self.listener,
+            pool: self.pool,
+            server_name: self.server_name.clone(),
             backend: self.tried.last().copied(),
+            backend_addr: self.backend_addr,
+            attempts: self.tried.len() as u32,
+            connect_time: self.connect_time,
             bytes_from_client: self.dirs[Side::Client.index()].bytes,
             bytes_from_backend: self.dirs[Side::Backend.index()].bytes,
             duration: self.last_now.saturating_duration_since(self.started),
@@ -509,15 +791,19 @@ impl Flow {
             return;
         }
         pool.connect_succeeded(self.id, backend, now);
-        pool.record_latency(backend, now.saturating_duration_since(since), now);
+        let took = now.saturating_duration_since(since);
+        self.connect_time = Some(took);
+        pool.record_latency(self.id, backend, took, now);
         self.phase = Phase::Established { backend };
         self.last_activity = now;
-        if self.limits.close_on_backend_down {
-            self.actions.push_back(FlowAction::WatchBackend { backend });
+        if let (true, Some(pool)) = (self.limits.close_on_backend_down, self.pool) {
+            self.actions
+                .push_back(FlowAction::WatchBackend { pool, backend });
         }
         if self.limits.report_latency {
             self.awaiting_first_byte = Some(now);
         }
+        self.early_len = 0;
         while let Some(data) = self.early.pop_front() {
             self.actions.push_back(FlowAction::Write {
                 side: Side::Backend,
@@ -561,12 +847,13 @@ impl Flow {
         let established = match self.phase {
             Phase::Closed => return,
             Phase::Established { .. } => true,
-            Phase::Connecting { .. } => false,
+            Phase::Peeking { .. } | Phase::Routing | Phase::Connecting { .. } => false,
         };
         let dir = &mut self.dirs[side.index()];
         if data.is_empty() || dir.fin || (!established && side == Side::Backend) {
             return;
         }
+        let peeking = matches!(self.phase, Phase::Peeking { .. });
         self.last_activity = now;
         if established && dir.bytes == 0 {
             self.first_bytes(side, now);
@@ -574,19 +861,29 @@ impl Flow {
         let dir = &mut self.dirs[side.index()];
         dir.bytes += data.len() as u64;
         dir.backlog += data.len();
-        let pause = !dir.paused && dir.backlog >= self.limits.high_watermark;
-        if pause {
-            dir.paused = true;
-        }
         if established {
             self.actions.push_back(FlowAction::Write {
                 side: side.other(),
                 data,
             });
         } else {
+            self.early_len += data.len();
             self.early.push_back(data);
         }
-        if pause {
+        if peeking {
+            // Reading goes on while the ClientHello is read (it is bounded by
+            // MAX_CLIENT_HELLO): a pause would stall it until `timeouts.client_hello`.
+            self.peek(false);
+        } else {
+            self.maybe_pause(side);
+        }
+    }
+
+    /// Pauses reading `side` (unless it is done) if its backlog is over the high watermark.
+    fn maybe_pause(&mut self, side: Side) {
+        let dir = &mut self.dirs[side.index()];
+        if !dir.paused && !dir.fin && dir.backlog >= self.limits.high_watermark {
+            dir.paused = true;
             self.actions.push_back(FlowAction::PauseRead { side });
         }
     }
@@ -625,7 +922,7 @@ impl Flow {
         let established = match self.phase {
             Phase::Closed => return,
             Phase::Established { .. } => true,
-            Phase::Connecting { .. } => false,
+            Phase::Peeking { .. } | Phase::Routing | Phase::Connecting { .. } => false,
         };
         if self.dirs[side.index()].fin || (!established && side == Side::Backend) {
             return;
@@ -635,6 +932,10 @@ impl Flow {
         self.first_fin_at.get_or_insert(now);
         if established {
             self.forward_fin(side);
+        }
+        if matches!(self.phase, Phase::Peeking { .. }) {
+            // No more of a ClientHello will come: route on what there is.
+            self.peek(true);
         }
         self.maybe_complete();
     }
@@ -728,6 +1029,13 @@ impl Flow {
                     self.connect_next(pool, now);
                 }
             }
+            Phase::Peeking { deadline } => {
+                if now >= deadline {
+                    // `timeouts.client_hello`: no server name, route on what there is.
+                    self.peek(true);
+                }
+            }
+            Phase::Routing => {}
             Phase::Established { .. } => {
                 if let Some(from) = self.reset_from {
                     // The reset waits for its bytes no longer than the idle timeout.
@@ -754,8 +1062,8 @@ impl Flow {
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Timestamp> {
         let t = match self.phase {
-            Phase::Closed => return None,
-            Phase::Connecting { deadline, .. } => deadline,
+            Phase::Closed | Phase::Routing => return None,
+            Phase::Peeking { deadline } | Phase::Connecting { deadline, .. } => deadline,
             Phase::Established { .. } => {
                 let idle = self.last_activity + self.limits.idle_timeout;
                 if self.reset_from.is_some() {
@@ -772,7 +1080,7 @@ impl Flow {
     pub fn update_pool(&mut self, pool: &mut dyn FlowPool, now: Timestamp) {
         let now = self.observe(now);
         if let Some((backend, latency)) = self.latency_report.take() {
-            pool.record_latency(backend, latency, now);
+            pool.record_latency(self.id, backend, latency, now);
         }
     }
 
@@ -809,6 +1117,7 @@ impl Flow {
             Some((backend, addr)) => {
                 self.attempt += 1;
                 self.tried.push(backend);
+                self.backend_addr = Some(addr);
                 self.phase = Phase::Connecting {
                     backend,
                     since: now,
@@ -869,6 +1178,7 @@ impl Flow {
         self.phase = Phase::Closed;
         self.reason = Some(reason);
         self.early.clear();
+        self.early_len = 0;
         self.actions.push_back(FlowAction::Close { reason, reset });
     }
 }

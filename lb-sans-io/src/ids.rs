@@ -1,4 +1,5 @@
-//! Identifiers of the domain: flows, backends, probes and the two sides of a flow.
+//! Identifiers of the domain: flows, listeners, pools, backends, probes and the two sides
+//! of a flow.
 
 use std::fmt;
 
@@ -12,6 +13,29 @@ pub struct BackendId(pub u32);
 
 impl BackendId {
     /// The index of this backend in the pool's backend list.
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// A listener of the [`crate::Balancer`]: given when it is added, never reused (a listener a
+/// reload removes keeps its id while its connections drain).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ListenerId(pub u32);
+
+impl ListenerId {
+    /// The index of this listener in the balancer's list.
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// A pool of the [`crate::Balancer`]: given when it is added, never reused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PoolId(pub u32);
+
+impl PoolId {
+    /// The index of this pool in the balancer's list.
     pub fn index(self) -> usize {
         self.0 as usize
     }

@@ -4,10 +4,13 @@
 //! `handle_*` methods that take `now`, actions come out of `poll_*` methods, and the only
 //! random generator is a seeded one the machine owns. Two machines:
 //!
-//! - [`Pool`], shared by all flows: backend state, health, selection, connection limits
-//!   and the probe schedule. Touched only at connect and close.
-//! - [`Flow`], one per client connection and owned by one task: forwarding, half-close,
-//!   backpressure, retries and timeouts. The data path runs here, free of shared locks.
+//! - [`Balancer`], shared by all flows: the [`Listener`]s (admission, routing by server
+//!   name, client settings) and the [`Pool`]s (backend state, health, selection,
+//!   per-backend limits, the probe schedule). Touched only at accept, routing, connect and
+//!   close.
+//! - [`Flow`], one per client connection and owned by one task: reading a ClientHello,
+//!   forwarding, half-close, backpressure, retries and timeouts. The data path runs here,
+//!   free of shared locks.
 //!
 //! Around them, pure helpers the driver calls with bytes: [`admin`] (the admin endpoint's
 //! requests and pages), [`probe`] (what a health probe sends and how its reply is judged)
@@ -21,6 +24,7 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod balancer;
 pub mod config;
 #[cfg(feature = "seams")]
 pub mod defect;
@@ -31,6 +35,7 @@ pub mod flow;
 pub mod health;
 pub mod http;
 pub mod ids;
+pub mod listener;
 pub mod pool;
 pub mod probe;
 pub mod proxy_header;
@@ -39,12 +44,14 @@ pub mod select;
 pub mod sni;
 pub mod time;
 
+pub use balancer::{Balancer, BalancerReload};
 pub use config::{Algorithm, Config, ConfigError};
 pub use flow::{
     CloseReason, ConnectFailure, Flow, FlowAction, FlowLimits, FlowPool, FlowSummary, Keepalive,
-    RejectReason,
+    Opened, PoolLimits, RejectReason, Routed,
 };
-pub use ids::{BackendId, FlowId, ProbeId, Side};
+pub use ids::{BackendId, FlowId, ListenerId, PoolId, ProbeId, Side};
+pub use listener::Listener;
 pub use pool::{AdminState, BackendState, CheckRecord, Pool, PoolEvent, ProbeRequest};
 pub use probe::{CheckFailure, ProbeOutcome};
 pub use rng::LbRng;

@@ -1,12 +1,13 @@
-//! The pool: the one machine shared by all flows. It owns backend state (health, admin
-//! state, connection counts, counters), selection, the global and per-backend connection
-//! limits, and the schedule of health probes. Flows consult it only when they open, pick a
-//! backend, learn how their connect went, and close, so the data path never touches it.
+//! The pool: one set of backends, shared by the flows routed to it. It owns backend state
+//! (health, admin state, connection counts, counters), selection, the per-backend
+//! connection limits, and the schedule of health probes. Flows reach it (through the
+//! [`crate::Balancer`]) only when they pick a backend, learn how their connect went, and
+//! close, so the data path never touches it. Admitting clients is the listener's job.
 
 use crate::config::Algorithm;
-use crate::config::{BackendConfig, Cidr, Config, HealthCheckConfig, OnBackendDown, ProxyProtocol};
+use crate::config::{BackendConfig, HealthCheckConfig, OnBackendDown, PoolConfig, ProxyProtocol};
 use crate::defect::{Defect, Defects};
-use crate::flow::{ConnectFailure, FlowLimits, FlowPool};
+use crate::flow::{ConnectFailure, PoolLimits};
 use crate::health::{Health, HealthCounter};
 use crate::ids::{BackendId, FlowId, ProbeId};
 use crate::probe::{CheckFailure, ProbeOutcome};
@@ -15,7 +16,7 @@ use crate::select::{selector_for, BackendView, SelectCtx, Selector, SelectorSpec
 use crate::time::Timestamp;
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 /// A backend's state as users see it (`/status`, logs): the admin state when an operator
@@ -330,8 +331,6 @@ struct CheckSettings {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct FlowSlot {
     backend: Option<BackendId>,
-    /// The client, when `per_client` counted it (so its close is counted off).
-    counted: Option<IpAddr>,
 }
 
 /// The shared pool machine. See the module docs.
@@ -345,13 +344,9 @@ pub struct Pool {
     views: Vec<BackendView>,
     /// Backends whose slow start is under way (few at once), so a pick updates only them.
     ramping: Vec<usize>,
-    max_connections: u32,
-    allow: Option<Vec<Cidr>>,
-    /// `per_client` limits and what they track, if configured.
-    clients: Option<ClientTable>,
     /// `on_backend_down`.
     on_backend_down: OnBackendDown,
-    limits: FlowLimits,
+    limits: PoolLimits,
     flows: BTreeMap<FlowId, FlowSlot>,
     rejected: BTreeMap<RejectReason, u64>,
     events: VecDeque<PoolEvent>,
@@ -369,7 +364,7 @@ impl Pool {
     ///
     /// # Panics
     /// If `addrs` and `config.backends` differ in length (a driver bug).
-    pub fn new(config: &Config, addrs: &[SocketAddr], seed: u64, now: Timestamp) -> Pool {
+    pub fn new(config: &PoolConfig, addrs: &[SocketAddr], seed: u64, now: Timestamp) -> Pool {
         let names: Vec<String> = config.backends.iter().map(|b| b.name.clone()).collect();
         let weights: Vec<u32> = config.backends.iter().map(|b| b.weight).collect();
         let selector = selector_for(
@@ -392,7 +387,7 @@ impl Pool {
     /// If `addrs` and `config.backends` differ in length (a driver bug).
     #[cfg(feature = "seams")]
     pub fn new_with_selector(
-        config: &Config,
+        config: &PoolConfig,
         addrs: &[SocketAddr],
         seed: u64,
         now: Timestamp,
@@ -402,7 +397,7 @@ impl Pool {
     }
 
     fn with_selector(
-        config: &Config,
+        config: &PoolConfig,
         addrs: &[SocketAddr],
         seed: u64,
         now: Timestamp,
@@ -437,11 +432,8 @@ impl Pool {
                 interval,
                 timeout: hc.timeout.0,
             },
-            max_connections: config.max_connections,
-            allow: config.allow.clone(),
-            clients: config.per_client.map(ClientTable::new),
             on_backend_down: config.on_backend_down,
-            limits: FlowLimits::from_config(config),
+            limits: PoolLimits::from_pool(config),
             flows: BTreeMap::new(),
             rejected: BTreeMap::new(),
             events: VecDeque::new(),
@@ -532,25 +524,18 @@ impl Pool {
         self.algorithm
     }
 
-    /// The settings every new flow gets (from the config, and kept up to date by
+    /// The settings the pool gives its flows (from the config, and kept up to date by
     /// [`Pool::reconfigure`]).
-    pub fn flow_limits(&self) -> FlowLimits {
+    pub fn limits(&self) -> PoolLimits {
         self.limits
     }
 
-    /// Replaces the settings of new flows (e.g. smaller watermarks in tests). A test seam
-    /// (feature `seams`): a driver changes them through [`Pool::reconfigure`].
-    #[cfg(any(test, feature = "seams"))]
-    pub fn set_flow_limits(&mut self, limits: FlowLimits) {
-        self.limits = limits;
-    }
-
-    /// Client connections open now.
+    /// Client connections routed to this pool and open now.
     pub fn open_flows(&self) -> usize {
         self.flows.len()
     }
 
-    /// Client connections refused, by reason.
+    /// Client connections refused for a reason of this pool's (`no_backend`).
     pub fn rejected(&self, reason: RejectReason) -> u64 {
         self.rejected.get(&reason).copied().unwrap_or(0)
     }
@@ -822,17 +807,6 @@ impl Pool {
                 .count();
             assert_eq!(b.active as usize, held, "backend {i} active count");
         }
-        assert!(self.flows.len() <= self.max_connections as usize);
-        if let Some(clients) = &self.clients {
-            clients.check_invariants();
-            let mut counted: BTreeMap<IpAddr, u32> = BTreeMap::new();
-            for ip in self.flows.values().filter_map(|s| s.counted) {
-                *counted.entry(ip).or_insert(0) += 1;
-            }
-            for (ip, n) in counted {
-                assert_eq!(clients.open(ip), n, "per-client count of {ip}");
-            }
-        }
         for (i, v) in self.views.iter().enumerate() {
             let b = &self.backends[i];
             assert_eq!(
@@ -865,62 +839,22 @@ impl Pool {
     }
 }
 
-/// The pool's side of a flow's life: admission, selection, connect outcomes, latency
-/// samples and release. Only [`crate::Flow`] calls these (drivers hand the pool to the
-/// flow's `handle_*` methods), so every seat a flow takes is given back by the flow.
-impl FlowPool for Pool {
-    /// A client connected from `client`: admits it, or refuses it if `allow` does not
-    /// cover its address or `max_connections` are open. An id already open is not counted
-    /// twice.
-    fn open_flow(
-        &mut self,
-        flow: FlowId,
-        client: IpAddr,
-        now: Timestamp,
-    ) -> Result<(), RejectReason> {
+/// The pool's side of a flow's life: its seat, selection, connect outcomes, latency
+/// samples and release. Only the [`crate::Balancer`] calls these, on behalf of a
+/// [`crate::Flow`] (drivers hand the balancer to the flow's `handle_*` methods), so every
+/// seat a flow takes is given back by the flow.
+impl Pool {
+    /// A flow was routed to this pool: it takes a seat (no backend yet). An id already
+    /// seated is not seated twice.
+    pub fn open_flow(&mut self, flow: FlowId, now: Timestamp) {
         self.observe(now);
-        if self.flows.contains_key(&flow) {
-            return Ok(());
-        }
-        if let Some(allow) = self
-            .allow
-            .as_ref()
-            .filter(|_| !self.defects.has(Defect::AllowIgnored))
-        {
-            if !allow.iter().any(|net| net.contains(client)) {
-                self.reject(RejectReason::NotAllowed);
-                return Err(RejectReason::NotAllowed);
-            }
-        }
-        if self.flows.len() >= self.max_connections as usize {
-            self.reject(RejectReason::MaxConnections);
-            return Err(RejectReason::MaxConnections);
-        }
-        let mut counted = None;
-        if let Some(clients) = self
-            .clients
-            .as_mut()
-            .filter(|_| !self.defects.has(Defect::PerClientIgnored))
-        {
-            if !clients.admit(client, now) {
-                self.reject(RejectReason::PerClientLimit);
-                return Err(RejectReason::PerClientLimit);
-            }
-            counted = Some(client);
-        }
-        self.flows.insert(
-            flow,
-            FlowSlot {
-                backend: None,
-                counted,
-            },
-        );
-        Ok(())
+        self.flows.entry(flow).or_insert(FlowSlot { backend: None });
     }
-    /// Chooses a backend for an open flow among those up, under their connection limit and
-    /// not in `exclude` (the ones this flow already tried), and reserves a connection slot
-    /// on it. `None` when there is none, or the flow is not open.
-    fn select(
+
+    /// Chooses a backend for a seated flow among those up, under their connection limit
+    /// and not in `exclude` (the ones this flow already tried), and reserves a connection
+    /// slot on it. `None` when there is none, or the flow has no seat.
+    pub fn select(
         &mut self,
         flow: FlowId,
         client: SocketAddr,
@@ -956,7 +890,7 @@ impl FlowPool for Pool {
         Some((id, self.backends[id.index()].addr))
     }
     /// The flow's connect to `backend` succeeded.
-    fn connect_succeeded(&mut self, flow: FlowId, backend: BackendId, now: Timestamp) {
+    pub fn connect_succeeded(&mut self, flow: FlowId, backend: BackendId, now: Timestamp) {
         self.observe(now);
         if self.flow_backend(flow) == Some(backend) {
             let b = &mut self.backends[backend.index()];
@@ -971,7 +905,7 @@ impl FlowPool for Pool {
     /// (passive health). A local failure (this host out of descriptors or ports) leaves the
     /// backend's health and counters alone: otherwise a load spike that exhausts the
     /// host would mark every healthy backend down.
-    fn connect_failed(
+    pub fn connect_failed(
         &mut self,
         flow: FlowId,
         backend: BackendId,
@@ -995,7 +929,7 @@ impl FlowPool for Pool {
     }
     /// A latency sample of `backend`: a connect time or a time to first byte. Feeds the
     /// `least_response_time` algorithm.
-    fn record_latency(&mut self, backend: BackendId, sample: Duration, now: Timestamp) {
+    pub fn record_latency(&mut self, backend: BackendId, sample: Duration, now: Timestamp) {
         let now = self.observe(now);
         if backend.index() < self.backends.len() {
             self.selector.observe_latency(backend, sample, now);
@@ -1003,7 +937,7 @@ impl FlowPool for Pool {
     }
     /// The flow closed: frees its seat and its backend slot and adds its bytes to the
     /// backend's counters. Unknown or already closed flows are ignored.
-    fn close_flow(
+    pub fn close_flow(
         &mut self,
         flow: FlowId,
         bytes_to_backend: u64,
@@ -1014,9 +948,6 @@ impl FlowPool for Pool {
         let Some(slot) = self.flows.remove(&flow) else {
             return;
         };
-        if let (Some(ip), Some(clients)) = (slot.counted, self.clients.as_mut()) {
-            clients.release(ip);
-        }
         if let Some(id) = slot.backend {
             let b = &mut self.backends[id.index()];
             b.active = b.active.saturating_sub(1);
@@ -1038,10 +969,7 @@ pub fn slow_start_weight(full: u32, elapsed: Duration, ramp: Duration) -> u32 {
     ((base + grow) as u32).max(1)
 }
 
-mod clients;
 mod reload;
-use clients::ClientTable;
-pub use clients::MAX_TRACKED_CLIENTS;
 pub use reload::ReloadSummary;
 
 #[cfg(test)]

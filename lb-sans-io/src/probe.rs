@@ -237,7 +237,11 @@ mod tests {
             r#"{{"backends":[{{"address":"127.0.0.1:80"}}],"health_check":{check}}}"#
         ))
         .unwrap();
-        ProbeKind::from_config(&c.health_check, "127.0.0.1:80".parse().unwrap(), None)
+        ProbeKind::from_config(
+            &c.pools[0].health_check,
+            "127.0.0.1:80".parse().unwrap(),
+            None,
+        )
     }
 
     #[test]
@@ -248,10 +252,10 @@ mod tests {
         .unwrap();
         let addr = "127.0.0.1:80".parse().unwrap();
         let plain = Config::from_json(r#"{"backends":[{"address":"127.0.0.1:80"}]}"#).unwrap();
-        let k = ProbeKind::from_config(&plain.health_check, addr, Some(ProxyProtocol::V1));
+        let k = ProbeKind::from_config(&plain.pools[0].health_check, addr, Some(ProxyProtocol::V1));
         assert_eq!(k.request(), b"PROXY UNKNOWN\r\n");
         assert_eq!(k.judge(b"", false), Some(Ok(())));
-        let k = ProbeKind::from_config(&c.health_check, addr, Some(ProxyProtocol::V2));
+        let k = ProbeKind::from_config(&c.pools[0].health_check, addr, Some(ProxyProtocol::V2));
         assert!(k.request().starts_with(&crate::proxy_header::V2_SIGNATURE));
         assert_eq!(&k.request()[12..16], &[0x20, 0, 0, 0]);
         assert!(k.request()[16..].starts_with(b"GET /health HTTP/1.1\r\n"));

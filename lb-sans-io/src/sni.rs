@@ -131,6 +131,35 @@ fn host_name(raw: &[u8]) -> Option<String> {
     ok.then(|| String::from_utf8_lossy(raw).to_ascii_lowercase())
 }
 
+/// Whether `pattern` can be an `sni` key: a host name (`api.example.com`: letters, digits,
+/// `-` and `_` in dot-separated labels, at most 253 bytes) or `*.` and one
+/// (`*.example.com`). The error says what is wrong.
+pub fn check_pattern(pattern: &str) -> Result<(), String> {
+    let name = pattern.strip_prefix("*.").unwrap_or(pattern);
+    if name.contains('*') {
+        return Err("a wildcard is written `*.` at the start only (`*.example.com`)".into());
+    }
+    if name.is_empty() || name.len() > 253 {
+        return Err("a server name is 1 to 253 bytes long".into());
+    }
+    if name
+        .split('.')
+        .any(|label| label.is_empty() || label.len() > 63)
+    {
+        return Err(
+            "empty or over-long label (write the name without a trailing dot, labels of 1 to 63 characters)"
+                .into(),
+        );
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
+    {
+        return Err("a server name has only letters, digits, `-`, `_` and dots".into());
+    }
+    Ok(())
+}
+
 /// A listener's `sni` table: server names to routes (pool indices, say), exact names and
 /// `*.suffix` patterns.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -173,6 +202,14 @@ impl<T: Clone> SniRoutes<T> {
             .iter()
             .find(|(suffix, _)| name.len() > suffix.len() && name.ends_with(suffix.as_str()))
             .map(|(_, r)| r.clone())
+    }
+
+    /// Every route the table names (with repeats).
+    pub fn targets(&self) -> impl Iterator<Item = T> + '_ {
+        self.exact
+            .values()
+            .chain(self.wildcards.iter().map(|(_, r)| r))
+            .cloned()
     }
 
     /// Whether the table has no entry.

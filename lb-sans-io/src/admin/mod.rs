@@ -1,12 +1,14 @@
 //! The admin endpoint's decisions: which request gets which answer, and what `POST
-//! /backends/NAME/{drain,disable,enable}` does to the pool. The driver only moves bytes:
-//! it reads a head until [`parse_request`] has one, calls [`handle`] under the pool's
-//! lock and writes [`Reply::bytes`].
+//! /pools/POOL/backends/NAME/{drain,disable,enable}` does to the balancer. The driver only
+//! moves bytes: it reads a head until [`parse_request`] has one, calls [`handle`] under the
+//! balancer's lock and writes [`Reply::bytes`].
 //!
 //! - `GET /metrics`: Prometheus text.
 //! - `GET /status`: JSON.
 //! - `GET /`: an HTML page of the same, reloading itself.
-//! - `POST /backends/NAME/drain`, `/disable`, `/enable` (NAME percent-encoded as needed).
+//! - `POST /pools/POOL/backends/NAME/drain`, `/disable`, `/enable` (names percent-encoded
+//!   as needed); `POST /backends/NAME/...` when NAME is the name of a backend in one pool
+//!   only (`409 Conflict` when several pools have one).
 //!
 //! Which connections it serves when more arrive than it has room for is [`slots`]'s
 //! decision.
@@ -17,16 +19,16 @@ pub mod slots;
 
 pub use http::{parse_request, Method, Parsed, Request, Response, MAX_HEAD};
 
-use crate::pool::{AdminState, Pool};
+use crate::balancer::Balancer;
+use crate::ids::{BackendId, PoolId};
+use crate::pool::AdminState;
 use crate::time::Timestamp;
 use serde_json::json;
-use std::net::SocketAddr;
 
-/// What the endpoint shows about the load balancer itself.
+/// What the endpoint shows about the load balancer itself (the listeners and pools are the
+/// balancer's).
 #[derive(Clone, Copy, Debug)]
 pub struct Info {
-    /// The address clients connect to.
-    pub listen: SocketAddr,
     /// When the load balancer started (for the uptime).
     pub started: Timestamp,
 }
@@ -73,12 +75,22 @@ pub fn evicted() -> Reply {
     ))
 }
 
-/// Answers `req`, applying admin actions to `pool`.
-pub fn handle(req: &Request, pool: &mut Pool, info: &Info, now: Timestamp) -> Reply {
+/// Answers `req`, applying admin actions to `balancer`.
+pub fn handle(req: &Request, balancer: &mut Balancer, info: &Info, now: Timestamp) -> Reply {
     let path = req.path.as_str();
     if let Some(rest) = path.strip_prefix("/backends/") {
-        return backend_action(req, rest, pool, now);
+        return backend_action(req, None, rest, balancer, now);
     }
+    if let Some(rest) = path.strip_prefix("/pools/") {
+        let Some((pool, rest)) = rest.split_once("/backends/") else {
+            return error(
+                404,
+                "expected /pools/POOL/backends/NAME/drain, /disable or /enable".to_string(),
+            );
+        };
+        return backend_action(req, Some(pool), rest, balancer, now);
+    }
+    let pool = balancer;
     let (body, content_type) = match path {
         "/" => (
             render::dashboard(pool, info, now),
@@ -112,14 +124,22 @@ fn method_not_allowed(allow: &'static str) -> Response {
     }
 }
 
-/// `POST /backends/NAME/ACTION`.
-fn backend_action(req: &Request, rest: &str, pool: &mut Pool, now: Timestamp) -> Reply {
-    let error = |status, message: String| {
-        Reply::new(Response::json(
-            status,
-            format!("{}\n", json!({ "error": message })),
-        ))
-    };
+/// A JSON error answer.
+fn error(status: u16, message: String) -> Reply {
+    Reply::new(Response::json(
+        status,
+        format!("{}\n", json!({ "error": message })),
+    ))
+}
+
+/// `POST /pools/POOL/backends/NAME/ACTION` (`pool` given) or `POST /backends/NAME/ACTION`.
+fn backend_action(
+    req: &Request,
+    pool: Option<&str>,
+    rest: &str,
+    balancer: &mut Balancer,
+    now: Timestamp,
+) -> Reply {
     let Some((name, action)) = rest.rsplit_once('/') else {
         return error(
             404,
@@ -140,15 +160,48 @@ fn backend_action(req: &Request, rest: &str, pool: &mut Pool, now: Timestamp) ->
     if req.method != Method::Post {
         return Reply::new(method_not_allowed("POST"));
     }
-    let Some(id) = pool.backend_by_name(name) else {
-        return error(404, format!("no backend named {name:?}"));
+    let (pool, id): (PoolId, BackendId) = match pool {
+        Some(pool_name) => {
+            let Some(pool) = balancer.pool_by_name(pool_name) else {
+                return error(404, format!("no pool named {pool_name:?}"));
+            };
+            let Some(id) = balancer.pool(pool).and_then(|p| p.backend_by_name(name)) else {
+                return error(
+                    404,
+                    format!("no backend named {name:?} in pool {pool_name:?}"),
+                );
+            };
+            (pool, id)
+        }
+        None => match balancer.backends_named(name)[..] {
+            [] => return error(404, format!("no backend named {name:?}")),
+            [one] => one,
+            ref several => {
+                let pools: Vec<&str> = several
+                    .iter()
+                    .map(|(p, _)| balancer.pool_name(*p))
+                    .collect();
+                return error(
+                    409,
+                    format!(
+                        "pools {} each have a backend named {name:?}: use /pools/POOL/backends/{name}/{action}",
+                        pools.join(", ")
+                    ),
+                );
+            }
+        },
     };
-    if pool.set_admin(id, admin, now).is_err() {
+    if balancer.set_admin(pool, id, admin, now).is_err() {
         return error(404, format!("no backend named {name:?}"));
     }
-    let body = pool
-        .backend(id)
-        .map(|b| render::backend_json(b, now))
+    let body = balancer
+        .pool(pool)
+        .and_then(|p| p.backend(id))
+        .map(|b| {
+            let mut v = render::backend_json(b, now);
+            v["pool"] = json!(balancer.pool_name(pool));
+            v
+        })
         .unwrap_or_default();
     Reply {
         response: Response::json(200, format!("{body}\n")),

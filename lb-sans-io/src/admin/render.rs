@@ -1,27 +1,70 @@
-//! What the admin endpoint shows: the pool's state as Prometheus metrics, as JSON and as
-//! an HTML page. Read-only views of [`Pool`].
+//! What the admin endpoint shows: the balancer's state (listeners, pools and their
+//! backends) as Prometheus metrics, as JSON and as an HTML page. Read-only views of
+//! [`Balancer`].
 
 use super::Info;
+use crate::balancer::Balancer;
+use crate::ids::PoolId;
+use crate::listener::Listener;
 use crate::pool::{Backend, BackendState, Pool, RejectReason};
 use crate::time::Timestamp;
 use serde_json::{json, Value};
 use std::fmt::Write as _;
 
-/// `GET /metrics`: the Prometheus text exposition format (0.0.4).
-pub fn metrics(pool: &Pool, info: &Info, now: Timestamp) -> String {
+/// The pools users see: live ones, and removed ones while connections to them are open.
+fn listed_pools(b: &Balancer) -> impl Iterator<Item = (PoolId, &str, &Pool)> {
+    b.pools()
+        .filter(move |(id, _, p)| !b.pool_removed(*id) || p.open_flows() > 0)
+}
+
+/// The listeners users see: live ones, and removed ones while connections are open.
+fn listed_listeners(b: &Balancer) -> impl Iterator<Item = &Listener> {
+    b.listeners().iter().filter(|l| !l.removed || l.open > 0)
+}
+
+/// A label value and how a backend's sample for it is read.
+type LabelledValue<'a> = (&'a str, &'a dyn Fn(&Backend) -> u64);
+
+/// `GET /metrics`: the Prometheus text exposition format (0.0.4). Backend series carry
+/// `pool` and `backend` labels, listener series a `listener` label.
+pub fn metrics(balancer: &Balancer, info: &Info, now: Timestamp) -> String {
     let mut out = String::new();
-    let backends: Vec<&Backend> = pool.backends().iter().filter(|b| b.listed()).collect();
+    let backends: Vec<(&str, &Backend)> = listed_pools(balancer)
+        .flat_map(|(_, name, p)| {
+            p.backends()
+                .iter()
+                .filter(|b| b.listed())
+                .map(move |b| (name, b))
+        })
+        .collect();
+    let listeners: Vec<&Listener> = listed_listeners(balancer).collect();
     let mut family = |name: &str, kind: &str, help: &str, samples: Vec<(String, u64)>| {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
         for (labels, value) in samples {
             let _ = writeln!(out, "{name}{labels} {value}");
         }
     };
+    let backend_labels = |pool: &str, b: &Backend| {
+        format!("pool=\"{}\",backend=\"{}\"", label(pool), label(&b.name))
+    };
     let per_backend = |f: &dyn Fn(&Backend) -> u64| -> Vec<(String, u64)> {
         backends
             .iter()
-            .map(|b| (format!("{{backend=\"{}\"}}", label(&b.name)), f(b)))
+            .map(|(pool, b)| (format!("{{{}}}", backend_labels(pool, b)), f(b)))
             .collect()
+    };
+    let per_backend2 = |extra: &str, values: [LabelledValue<'_>; 2]| {
+        backends
+            .iter()
+            .flat_map(|(pool, b)| {
+                values.map(|(v, f)| {
+                    (
+                        format!("{{{},{extra}=\"{v}\"}}", backend_labels(pool, b)),
+                        f(b),
+                    )
+                })
+            })
+            .collect::<Vec<_>>()
     };
     family(
         "lb_backend_up",
@@ -47,64 +90,82 @@ pub fn metrics(pool: &Pool, info: &Info, now: Timestamp) -> String {
         "Connects to the backend for clients that failed or timed out.",
         per_backend(&|b| b.connect_failures_total),
     );
-    let bytes = backends
-        .iter()
-        .flat_map(|b| {
-            let name = label(&b.name);
-            [
-                (
-                    format!("{{backend=\"{name}\",direction=\"to_backend\"}}"),
-                    b.bytes_to_backend,
-                ),
-                (
-                    format!("{{backend=\"{name}\",direction=\"to_client\"}}"),
-                    b.bytes_to_client,
-                ),
-            ]
-        })
-        .collect();
     family(
         "lb_bytes_total",
         "counter",
         "Bytes forwarded by closed connections, client to backend (to_backend) and back (to_client).",
-        bytes,
+        per_backend2(
+            "direction",
+            [("to_backend", &|b| b.bytes_to_backend), ("to_client", &|b| b.bytes_to_client)],
+        ),
     );
-    family(
-        "lb_connections_rejected_total",
-        "counter",
-        "Client connections closed at once, by reason.",
-        RejectReason::ALL
-            .iter()
-            .map(|r| (format!("{{reason=\"{}\"}}", r.label()), pool.rejected(*r)))
-            .collect(),
-    );
-    let checks = backends
-        .iter()
-        .flat_map(|b| {
-            let name = label(&b.name);
-            [
-                (
-                    format!("{{backend=\"{name}\",result=\"passed\"}}"),
-                    b.checks_passed,
-                ),
-                (
-                    format!("{{backend=\"{name}\",result=\"failed\"}}"),
-                    b.checks_failed,
-                ),
-            ]
-        })
-        .collect();
     family(
         "lb_health_checks_total",
         "counter",
         "Health probes of the backend, by result.",
-        checks,
+        per_backend2(
+            "result",
+            [
+                ("passed", &|b| b.checks_passed),
+                ("failed", &|b| b.checks_failed),
+            ],
+        ),
+    );
+    family(
+        "lb_connections_rejected_total",
+        "counter",
+        "Client connections closed at once, by listener and reason.",
+        listeners
+            .iter()
+            .flat_map(|l| {
+                RejectReason::ALL.iter().map(move |r| {
+                    (
+                        format!(
+                            "{{listener=\"{}\",reason=\"{}\"}}",
+                            label(&l.name),
+                            r.label()
+                        ),
+                        l.rejected(*r),
+                    )
+                })
+            })
+            .collect(),
     );
     family(
         "lb_connections_active",
         "gauge",
-        "Client connections open now.",
-        vec![(String::new(), pool.open_flows() as u64)],
+        "Client connections open now, by listener.",
+        listeners
+            .iter()
+            .map(|l| {
+                (
+                    format!("{{listener=\"{}\"}}", label(&l.name)),
+                    l.open as u64,
+                )
+            })
+            .collect(),
+    );
+    family(
+        "lb_connections_total",
+        "counter",
+        "Client connections admitted, by listener.",
+        listeners
+            .iter()
+            .map(|l| (format!("{{listener=\"{}\"}}", label(&l.name)), l.total))
+            .collect(),
+    );
+    family(
+        "lb_pool_active_connections",
+        "gauge",
+        "Client connections routed to the pool and open now.",
+        listed_pools(balancer)
+            .map(|(_, name, p)| {
+                (
+                    format!("{{pool=\"{}\"}}", label(name)),
+                    p.open_flows() as u64,
+                )
+            })
+            .collect(),
     );
     let _ = writeln!(
         out,
@@ -148,64 +209,167 @@ pub fn backend_json(b: &Backend, now: Timestamp) -> Value {
     })
 }
 
-/// `GET /status`: the whole load balancer as JSON.
-pub fn status(pool: &Pool, info: &Info, now: Timestamp) -> String {
+/// One listener as `/status` shows it.
+fn listener_json(l: &Listener) -> Value {
+    let c = l.config();
     let rejected: serde_json::Map<String, Value> = RejectReason::ALL
         .iter()
-        .map(|r| (r.label().to_string(), json!(pool.rejected(*r))))
+        .map(|r| (r.label().to_string(), json!(l.rejected(*r))))
+        .collect();
+    let sni: serde_json::Map<String, Value> = c
+        .sni
+        .iter()
+        .map(|(pattern, pool)| (pattern.clone(), json!(pool)))
+        .collect();
+    json!({
+        "name": l.name,
+        "listen": l.bound.unwrap_or(l.listen).to_string(),
+        "protocol": "tcp",
+        "pool": c.pool,
+        "sni": sni,
+        "removed": l.removed,
+        "active_connections": l.open,
+        "connections_total": l.total,
+        "max_connections": c.max_connections,
+        "rejected": rejected,
+    })
+}
+
+/// `GET /status`: the whole load balancer as JSON: its listeners, its pools with their
+/// backends, and (for one-service tools) every backend in one list naming its pool, the
+/// first listener's address and the first pool's algorithm.
+pub fn status(balancer: &Balancer, info: &Info, now: Timestamp) -> String {
+    let rejected: serde_json::Map<String, Value> = RejectReason::ALL
+        .iter()
+        .map(|r| (r.label().to_string(), json!(balancer.rejected(*r))))
+        .collect();
+    let first_listener = balancer.listeners().iter().find(|l| !l.removed);
+    let pools: Vec<Value> = listed_pools(balancer)
+        .map(|(id, name, p)| {
+            json!({
+                "name": name,
+                "algorithm": p.algorithm().name(),
+                "removed": balancer.pool_removed(id),
+                "active_connections": p.open_flows(),
+                "rejected": { "no_backend": p.rejected(RejectReason::NoBackend) },
+                "backends": p.backends().iter().filter(|b| b.listed())
+                    .map(|b| backend_json(b, now)).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let backends: Vec<Value> = listed_pools(balancer)
+        .flat_map(|(_, name, p)| {
+            p.backends().iter().filter(|b| b.listed()).map(move |b| {
+                let mut v = backend_json(b, now);
+                v["pool"] = json!(name);
+                v
+            })
+        })
         .collect();
     let v = json!({
-        "algorithm": pool.algorithm().name(),
-        "listen": info.listen.to_string(),
+        "algorithm": listed_pools(balancer).next().map(|(_, _, p)| p.algorithm().name()),
+        "listen": first_listener.map(|l| l.bound.unwrap_or(l.listen).to_string()),
         "uptime_ms": now.saturating_duration_since(info.started).as_millis() as u64,
-        "active_connections": pool.open_flows(),
+        "active_connections": balancer.open_flows(),
         "rejected": rejected,
-        "backends": pool
-            .backends()
-            .iter()
-            .filter(|b| b.listed())
-            .map(|b| backend_json(b, now))
-            .collect::<Vec<_>>(),
+        "listeners": listed_listeners(balancer).map(listener_json).collect::<Vec<_>>(),
+        "pools": pools,
+        "backends": backends,
     });
     let mut s = serde_json::to_string_pretty(&v).unwrap_or_default();
     s.push('\n');
     s
 }
 
-/// `GET /`: a small page of the same, reloading itself every 2 s.
-pub fn dashboard(pool: &Pool, info: &Info, now: Timestamp) -> String {
-    let mut rows = String::new();
-    for b in pool.backends().iter().filter(|b| b.listed()) {
-        let last = match &b.last_check {
-            Some(c) => format!(
-                "{} {} ms ago",
-                match &c.result {
-                    Ok(()) => "passed".to_string(),
-                    Err(why) => format!("failed ({})", html(&why.to_string())),
-                },
-                now.saturating_duration_since(c.at).as_millis()
-            ),
-            None => "none yet".to_string(),
+/// `GET /`: a small page of the same, reloading itself every 2 s: the listeners, then one
+/// table of backends per pool.
+pub fn dashboard(balancer: &Balancer, info: &Info, now: Timestamp) -> String {
+    let mut listeners = String::new();
+    for l in listed_listeners(balancer) {
+        let c = l.config();
+        let routes = if c.sni.is_empty() {
+            html(c.pool.as_deref().unwrap_or("-"))
+        } else {
+            let names: Vec<String> = c
+                .sni
+                .iter()
+                .map(|(p, to)| format!("{} &rarr; {}", html(p), html(to)))
+                .collect();
+            format!(
+                "{}; otherwise {}",
+                names.join(", "),
+                c.pool
+                    .as_deref()
+                    .map_or("rejected (no_route)".to_string(), html)
+            )
         };
+        let rejected: Vec<String> = RejectReason::ALL
+            .iter()
+            .filter(|r| l.rejected(**r) > 0)
+            .map(|r| format!("{} {}", l.rejected(*r), r.label()))
+            .collect();
         let _ = writeln!(
-            rows,
-            "<tr class=\"{state}\"><td>{name}</td><td>{addr}</td><td>{weight}</td><td>{state}</td>\
-             <td>{active}</td><td>{total}</td><td>{failures}</td><td>{to_b}</td><td>{to_c}</td><td>{last}</td></tr>",
-            name = html(&b.name),
-            addr = b.addr,
-            weight = b.weight,
-            state = b.state().label(),
-            active = b.active,
-            total = b.connections_total,
-            failures = b.connect_failures_total,
-            to_b = b.bytes_to_backend,
-            to_c = b.bytes_to_client,
+            listeners,
+            "<tr><td>{name}{removed}</td><td>{listen}</td><td>{routes}</td><td>{open}</td><td>{total}</td><td>{rejected}</td></tr>",
+            name = html(&l.name),
+            removed = if l.removed { " (removed, draining)" } else { "" },
+            listen = l.bound.unwrap_or(l.listen),
+            open = l.open,
+            total = l.total,
+            rejected = if rejected.is_empty() { "none".to_string() } else { rejected.join(", ") },
         );
     }
+    let mut pools = String::new();
+    for (id, name, p) in listed_pools(balancer) {
+        let mut rows = String::new();
+        for b in p.backends().iter().filter(|b| b.listed()) {
+            let last = match &b.last_check {
+                Some(c) => format!(
+                    "{} {} ms ago",
+                    match &c.result {
+                        Ok(()) => "passed".to_string(),
+                        Err(why) => format!("failed ({})", html(&why.to_string())),
+                    },
+                    now.saturating_duration_since(c.at).as_millis()
+                ),
+                None => "none yet".to_string(),
+            };
+            let _ = writeln!(
+                rows,
+                "<tr class=\"{state}\"><td>{name}</td><td>{addr}</td><td>{weight}</td><td>{state}</td>\
+                 <td>{active}</td><td>{total}</td><td>{failures}</td><td>{to_b}</td><td>{to_c}</td><td>{last}</td></tr>",
+                name = html(&b.name),
+                addr = b.addr,
+                weight = b.weight,
+                state = b.state().label(),
+                active = b.active,
+                total = b.connections_total,
+                failures = b.connect_failures_total,
+                to_b = b.bytes_to_backend,
+                to_c = b.bytes_to_client,
+            );
+        }
+        let _ = write!(
+            pools,
+            "<h2>pool {name}{removed}</h2>\n<p>{algorithm} &middot; {open} open connection(s) &middot; {none} rejected (no_backend)</p>\n\
+             <table>\n<tr><th>backend</th><th>address</th><th>weight</th><th>state</th><th>active</th><th>connections</th><th>connect failures</th><th>bytes to backend</th><th>bytes to client</th><th>last check</th></tr>\n{rows}</table>\n",
+            name = html(name),
+            removed = if balancer.pool_removed(id) { " (removed, draining)" } else { "" },
+            algorithm = p.algorithm().name(),
+            open = p.open_flows(),
+            none = p.rejected(RejectReason::NoBackend),
+        );
+    }
+    let title = balancer
+        .listeners()
+        .iter()
+        .find(|l| !l.removed)
+        .map(|l| l.bound.unwrap_or(l.listen).to_string())
+        .unwrap_or_default();
     format!(
         r#"<!doctype html>
 <html><head><meta charset="utf-8"><meta http-equiv="refresh" content="2">
-<title>loadbalancer {listen}</title>
+<title>loadbalancer {title}</title>
 <style>
 body {{ font-family: sans-serif; margin: 2em; }}
 table {{ border-collapse: collapse; }}
@@ -215,21 +379,17 @@ tr.down td:nth-child(4) {{ color: #b00; }}
 tr.draining td:nth-child(4), tr.disabled td:nth-child(4) {{ color: #a60; }}
 </style></head>
 <body>
-<h1>loadbalancer on {listen}</h1>
-<p>{algorithm} &middot; up {uptime} s &middot; {open} open connection(s) &middot; rejected: {max} max_connections, {none} no_backend, {denied} not_allowed</p>
+<h1>loadbalancer on {title}</h1>
+<p>up {uptime} s &middot; {open} open connection(s)</p>
+<h2>listeners</h2>
 <table>
-<tr><th>backend</th><th>address</th><th>weight</th><th>state</th><th>active</th><th>connections</th><th>connect failures</th><th>bytes to backend</th><th>bytes to client</th><th>last check</th></tr>
-{rows}</table>
-<p>Drain, disable or enable a backend: <code>curl -X POST http://ADMIN/backends/NAME/drain</code> (or <code>disable</code>, <code>enable</code>). Also: <a href="/status">/status</a>, <a href="/metrics">/metrics</a>.</p>
+<tr><th>listener</th><th>address</th><th>routes to</th><th>open</th><th>connections</th><th>rejected</th></tr>
+{listeners}</table>
+{pools}<p>Drain, disable or enable a backend: <code>curl -X POST http://ADMIN/pools/POOL/backends/NAME/drain</code> (or <code>disable</code>, <code>enable</code>; <code>/backends/NAME/drain</code> when the name is in one pool only). Also: <a href="/status">/status</a>, <a href="/metrics">/metrics</a>.</p>
 </body></html>
 "#,
-        listen = info.listen,
-        algorithm = pool.algorithm().name(),
         uptime = now.saturating_duration_since(info.started).as_secs(),
-        open = pool.open_flows(),
-        max = pool.rejected(RejectReason::MaxConnections),
-        none = pool.rejected(RejectReason::NoBackend),
-        denied = pool.rejected(RejectReason::NotAllowed),
+        open = balancer.open_flows(),
     )
 }
 

@@ -1,26 +1,32 @@
 use super::*;
 use crate::config::Config;
 use crate::flow::FlowPool;
-use crate::ids::{BackendId, FlowId};
-use crate::pool::BackendState;
+use crate::ids::{BackendId, FlowId, ListenerId};
+use crate::pool::{BackendState, Pool};
+use std::net::SocketAddr;
 
-fn pool() -> Pool {
+/// A balancer of the flat config with two backends (one name with characters to escape).
+fn balancer() -> Balancer {
     let c = Config::from_json(
-        r#"{"backends":[{"name":"web\\1 <a&b>","address":"127.0.0.1:5001"},
+        r#"{"listen":"127.0.0.1:8080","backends":[{"name":"web\\1 <a&b>","address":"127.0.0.1:5001"},
                         {"name":"b/2","address":"127.0.0.1:5002","weight":3}],
             "health_check":{"start_up":true}}"#,
     )
     .unwrap();
-    let addrs = [
+    let addrs = vec![
         SocketAddr::from(([127, 0, 0, 1], 5001)),
         SocketAddr::from(([127, 0, 0, 1], 5002)),
     ];
-    Pool::new(&c, &addrs, 1, Timestamp::ZERO)
+    Balancer::new(&c, &[addrs], 1, Timestamp::ZERO)
+}
+
+/// The one pool of a flat config.
+fn pool0(b: &Balancer) -> &Pool {
+    b.pool(PoolId(0)).unwrap()
 }
 
 fn info() -> Info {
     Info {
-        listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
         started: Timestamp::ZERO,
     }
 }
@@ -29,35 +35,48 @@ fn at(ms: u64) -> Timestamp {
     Timestamp::from_nanos(ms * 1_000_000)
 }
 
-fn get(pool: &mut Pool, path: &str) -> Reply {
+fn get(b: &mut Balancer, path: &str) -> Reply {
     let req = Request {
         method: Method::Get,
         path: path.to_string(),
     };
-    handle(&req, pool, &info(), at(5_000))
+    handle(&req, b, &info(), at(5_000))
 }
 
-fn post(pool: &mut Pool, path: &str) -> Reply {
+fn post(b: &mut Balancer, path: &str) -> Reply {
     let req = Request {
         method: Method::Post,
         path: path.to_string(),
     };
-    handle(&req, pool, &info(), at(5_000))
+    handle(&req, b, &info(), at(5_000))
 }
 
-/// One finished connection to backend 0 with these byte counts.
-fn one_connection(p: &mut Pool, flow: u64, up: u64, down: u64) -> BackendId {
+/// One finished connection through the first listener with these byte counts; the
+/// backend it went to.
+fn one_connection(b: &mut Balancer, flow: u64, up: u64, down: u64) -> BackendId {
+    one_connection_on(b, ListenerId(0), flow, up, down)
+}
+
+/// [`one_connection`] through `listener` (one without `sni`).
+fn one_connection_on(
+    b: &mut Balancer,
+    listener: ListenerId,
+    flow: u64,
+    up: u64,
+    down: u64,
+) -> BackendId {
     let client = SocketAddr::from(([127, 0, 0, 1], 40000));
-    p.open_flow(FlowId(flow), client.ip(), at(1)).unwrap();
-    let (b, _) = p.select(FlowId(flow), client, &[], at(1)).unwrap();
-    p.connect_succeeded(FlowId(flow), b, at(2));
-    p.close_flow(FlowId(flow), up, down, at(3));
-    b
+    b.open_flow(FlowId(flow), listener, client.ip(), at(1))
+        .unwrap();
+    let (id, _) = b.select(FlowId(flow), client, &[], at(1)).unwrap();
+    b.connect_succeeded(FlowId(flow), id, at(2));
+    b.close_flow(FlowId(flow), up, down, at(3));
+    id
 }
 
 #[test]
 fn metrics_count_what_happened_with_escaped_labels() {
-    let mut p = pool();
+    let mut p = balancer();
     let b = one_connection(&mut p, 1, 100, 2_000);
     assert_eq!(b, BackendId(0));
     let r = get(&mut p, "/metrics");
@@ -68,18 +87,20 @@ fn metrics_count_what_happened_with_escaped_labels() {
         .starts_with("text/plain; version=0.0.4"));
     let m = r.response.body;
     for line in [
-        r#"lb_backend_up{backend="web\\1 <a&b>"} 1"#,
-        r#"lb_backend_up{backend="b/2"} 1"#,
-        r#"lb_backend_connections_total{backend="web\\1 <a&b>"} 1"#,
-        r#"lb_backend_connections_total{backend="b/2"} 0"#,
-        r#"lb_backend_active_connections{backend="web\\1 <a&b>"} 0"#,
-        r#"lb_backend_connect_failures_total{backend="web\\1 <a&b>"} 0"#,
-        r#"lb_bytes_total{backend="web\\1 <a&b>",direction="to_backend"} 100"#,
-        r#"lb_bytes_total{backend="web\\1 <a&b>",direction="to_client"} 2000"#,
-        r#"lb_connections_rejected_total{reason="max_connections"} 0"#,
-        r#"lb_connections_rejected_total{reason="no_backend"} 0"#,
-        r#"lb_health_checks_total{backend="b/2",result="passed"} 0"#,
-        "lb_connections_active 0",
+        r#"lb_backend_up{pool="default",backend="web\\1 <a&b>"} 1"#,
+        r#"lb_backend_up{pool="default",backend="b/2"} 1"#,
+        r#"lb_backend_connections_total{pool="default",backend="web\\1 <a&b>"} 1"#,
+        r#"lb_backend_connections_total{pool="default",backend="b/2"} 0"#,
+        r#"lb_backend_active_connections{pool="default",backend="web\\1 <a&b>"} 0"#,
+        r#"lb_backend_connect_failures_total{pool="default",backend="web\\1 <a&b>"} 0"#,
+        r#"lb_bytes_total{pool="default",backend="web\\1 <a&b>",direction="to_backend"} 100"#,
+        r#"lb_bytes_total{pool="default",backend="web\\1 <a&b>",direction="to_client"} 2000"#,
+        r#"lb_connections_rejected_total{listener="default",reason="max_connections"} 0"#,
+        r#"lb_connections_rejected_total{listener="default",reason="no_backend"} 0"#,
+        r#"lb_health_checks_total{pool="default",backend="b/2",result="passed"} 0"#,
+        r#"lb_connections_active{listener="default"} 0"#,
+        r#"lb_connections_total{listener="default"} 1"#,
+        r#"lb_pool_active_connections{pool="default"} 0"#,
         "lb_uptime_seconds 5.000",
         "# TYPE lb_bytes_total counter",
         "# TYPE lb_backend_up gauge",
@@ -95,7 +116,7 @@ fn metrics_count_what_happened_with_escaped_labels() {
 
 #[test]
 fn status_is_json_with_every_backend() {
-    let mut p = pool();
+    let mut p = balancer();
     one_connection(&mut p, 1, 7, 9);
     let r = get(&mut p, "/status");
     assert_eq!(r.response.status, 200);
@@ -117,9 +138,10 @@ fn status_is_json_with_every_backend() {
 
 #[test]
 fn the_last_check_shows_its_result_reason_duration_and_age() {
-    let mut p = pool();
-    let probe = p.poll_probe(at(1_000)).unwrap();
+    let mut p = balancer();
+    let (pool, probe) = p.poll_probe(at(1_000)).unwrap();
     p.handle_probe_result(
+        pool,
         probe.id,
         crate::ProbeOutcome::Failed(crate::CheckFailure::HttpStatus(503)),
         at(1_042),
@@ -136,43 +158,43 @@ fn the_last_check_shows_its_result_reason_duration_and_age() {
 
 #[test]
 fn drain_disable_and_enable_change_the_state_by_name() {
-    let mut p = pool();
+    let mut p = balancer();
     let r = post(&mut p, "/backends/b\\2/drain");
     assert_eq!(r.response.status, 404, "unknown name");
     let r = post(&mut p, "/backends/b/2/drain");
     assert_eq!(r.response.status, 200, "{}", r.response.body);
     let v: serde_json::Value = serde_json::from_str(&r.response.body).unwrap();
     assert_eq!(v["state"], "draining");
-    assert_eq!(p.backends()[1].state(), BackendState::Draining);
+    assert_eq!(pool0(&p).backends()[1].state(), BackendState::Draining);
 
     assert_eq!(post(&mut p, "/backends/b/2/disable").response.status, 200);
-    assert_eq!(p.backends()[1].state(), BackendState::Disabled);
+    assert_eq!(pool0(&p).backends()[1].state(), BackendState::Disabled);
     // Nothing new goes to it: every connection lands on the other backend.
     for flow in 10..20 {
         assert_eq!(one_connection(&mut p, flow, 0, 0), BackendId(0));
     }
     assert_eq!(post(&mut p, "/backends/b/2/enable").response.status, 200);
     // Unchecked while disabled: down until its probe, due at once, passes.
-    assert_eq!(p.backends()[1].state(), BackendState::Down);
+    assert_eq!(pool0(&p).backends()[1].state(), BackendState::Down);
     let mut probed = Vec::new();
-    while let Some(probe) = p.poll_probe(at(5)) {
+    while let Some((pool, probe)) = p.poll_probe(at(5)) {
         probed.push(probe.backend);
-        p.handle_probe_result(probe.id, crate::ProbeOutcome::Passed, at(5));
+        p.handle_probe_result(pool, probe.id, crate::ProbeOutcome::Passed, at(5));
     }
     assert!(probed.contains(&BackendId(1)), "{probed:?}");
-    assert_eq!(p.backends()[1].state(), BackendState::Up);
+    assert_eq!(pool0(&p).backends()[1].state(), BackendState::Up);
     // Enabling again is harmless.
     assert_eq!(post(&mut p, "/backends/b/2/enable").response.status, 200);
 }
 
 #[test]
 fn wrong_methods_and_paths_are_refused_with_the_right_status() {
-    let mut p = pool();
+    let mut p = balancer();
     let r = get(&mut p, "/backends/b/2/drain");
     assert_eq!(r.response.status, 405);
     assert_eq!(r.response.allow, Some("POST"));
     assert_eq!(
-        p.backends()[1].state(),
+        pool0(&p).backends()[1].state(),
         BackendState::Up,
         "a GET changed state"
     );
@@ -201,11 +223,338 @@ fn wrong_methods_and_paths_are_refused_with_the_right_status() {
 
 #[test]
 fn the_dashboard_lists_backends_escaped() {
-    let mut p = pool();
+    let mut p = balancer();
     let r = get(&mut p, "/");
     assert_eq!(r.response.content_type, "text/html; charset=utf-8");
     let page = r.response.body;
     assert!(page.contains("<td>web\\1 &lt;a&amp;b&gt;</td>"), "{page}");
     assert!(page.contains("<td>b/2</td>"), "{page}");
     assert!(page.contains(r#"http-equiv="refresh""#), "{page}");
+}
+
+// ---- several listeners and pools ------------------------------------------------------
+
+/// Two listeners; pools `web` and `api` both have a backend named `shared`, each has one of
+/// its own too.
+fn two_pools() -> Balancer {
+    let c = Config::from_json(
+        r#"{
+          "listeners": [
+            { "name": "tls", "listen": "127.0.0.1:8443", "pool": "web",
+              "sni": { "api.example.com": "api", "*.example.com": "web" } },
+            { "name": "plain", "listen": "127.0.0.1:8080", "pool": "web", "max_connections": 7 }
+          ],
+          "pools": {
+            "web": { "algorithm": "least_connections", "health_check": { "start_up": true },
+                     "backends": [ { "name": "shared", "address": "127.0.0.1:6000" },
+                                   { "name": "w1", "address": "127.0.0.1:6001" } ] },
+            "api": { "algorithm": "hash", "health_check": { "start_up": true },
+                     "backends": [ { "name": "a0", "address": "127.0.0.1:7000" },
+                                   { "name": "shared", "address": "127.0.0.1:7001", "weight": 2 } ] }
+          }
+        }"#,
+    )
+    .unwrap();
+    let addrs: Vec<Vec<SocketAddr>> = c
+        .pools
+        .iter()
+        .map(|p| {
+            p.backends
+                .iter()
+                .map(|b| b.address.to_string().parse().unwrap())
+                .collect()
+        })
+        .collect();
+    Balancer::new(&c, &addrs, 1, Timestamp::ZERO)
+}
+
+const WEB: PoolId = PoolId(0);
+const API: PoolId = PoolId(1);
+
+fn state(b: &Balancer, pool: PoolId, backend: &str) -> BackendState {
+    let p = b.pool(pool).unwrap();
+    p.backend(p.backend_by_name(backend).unwrap())
+        .unwrap()
+        .state()
+}
+
+fn json(r: &Reply) -> serde_json::Value {
+    serde_json::from_str(&r.response.body).unwrap()
+}
+
+#[test]
+fn actions_name_the_pool_and_change_only_its_backend() {
+    let mut b = two_pools();
+    let r = post(&mut b, "/pools/api/backends/shared/drain");
+    assert_eq!(r.response.status, 200, "{}", r.response.body);
+    let v = json(&r);
+    assert_eq!(
+        (v["pool"].as_str(), v["name"].as_str()),
+        (Some("api"), Some("shared"))
+    );
+    assert_eq!(
+        (v["state"].as_str(), v["weight"].as_u64()),
+        (Some("draining"), Some(2))
+    );
+    assert_eq!(state(&b, API, "shared"), BackendState::Draining);
+    assert_eq!(
+        state(&b, WEB, "shared"),
+        BackendState::Up,
+        "web's shared untouched"
+    );
+    let r = post(&mut b, "/pools/web/backends/shared/disable");
+    assert_eq!(r.response.status, 200);
+    assert_eq!(json(&r)["pool"], "web");
+    assert_eq!(state(&b, WEB, "shared"), BackendState::Disabled);
+    assert_eq!(state(&b, API, "shared"), BackendState::Draining);
+    let r = post(&mut b, "/pools/api/backends/shared/enable");
+    assert_eq!(r.response.status, 200);
+    assert_eq!(state(&b, API, "shared"), BackendState::Up);
+    assert_eq!(state(&b, WEB, "shared"), BackendState::Disabled);
+    // A name in one pool only, by its pool.
+    let r = post(&mut b, "/pools/web/backends/w1/drain");
+    assert_eq!(r.response.status, 200);
+    assert_eq!(state(&b, WEB, "w1"), BackendState::Draining);
+    // Unknown pool, unknown backend in a known pool, a backend of another pool.
+    for (path, says) in [
+        (
+            "/pools/nope/backends/shared/drain",
+            "no pool named \\\"nope\\\"",
+        ),
+        (
+            "/pools/web/backends/nope/drain",
+            "no backend named \\\"nope\\\" in pool \\\"web\\\"",
+        ),
+        (
+            "/pools/web/backends/a0/drain",
+            "no backend named \\\"a0\\\" in pool \\\"web\\\"",
+        ),
+        ("/pools/web/drain", "expected /pools/POOL/backends/NAME"),
+        ("/pools/web/backends/shared/reboot", "unknown action"),
+    ] {
+        let r = post(&mut b, path);
+        assert_eq!(r.response.status, 404, "{path}");
+        assert!(
+            r.response.body.contains(says),
+            "{path}: {}",
+            r.response.body
+        );
+    }
+    assert_eq!(state(&b, API, "a0"), BackendState::Up);
+    let r = get(&mut b, "/pools/api/backends/a0/drain");
+    assert_eq!((r.response.status, r.response.allow), (405, Some("POST")));
+    assert_eq!(
+        state(&b, API, "a0"),
+        BackendState::Up,
+        "a GET changed state"
+    );
+}
+
+#[test]
+fn the_short_form_works_only_for_a_name_in_one_pool() {
+    let mut b = two_pools();
+    // In one pool only: that one.
+    let r = post(&mut b, "/backends/a0/drain");
+    assert_eq!(r.response.status, 200, "{}", r.response.body);
+    assert_eq!(json(&r)["pool"], "api");
+    assert_eq!(state(&b, API, "a0"), BackendState::Draining);
+    let r = post(&mut b, "/backends/w1/disable");
+    assert_eq!(r.response.status, 200);
+    assert_eq!(json(&r)["pool"], "web");
+    assert_eq!(state(&b, WEB, "w1"), BackendState::Disabled);
+    // In two: a conflict naming both, and nothing changes.
+    let r = post(&mut b, "/backends/shared/drain");
+    assert_eq!(r.response.status, 409, "{}", r.response.body);
+    let message = json(&r)["error"].as_str().unwrap().to_string();
+    assert!(
+        message.contains("web") && message.contains("api"),
+        "{message}"
+    );
+    assert!(
+        message.contains("/pools/POOL/backends/shared/drain"),
+        "{message}"
+    );
+    assert_eq!(state(&b, WEB, "shared"), BackendState::Up);
+    assert_eq!(state(&b, API, "shared"), BackendState::Up);
+    // In none.
+    let r = post(&mut b, "/backends/nope/drain");
+    assert_eq!(r.response.status, 404);
+    // Once only one live pool has the name, the short form finds it.
+    let c = Config::from_json(
+        r#"{
+          "listeners": [ { "name": "tls", "listen": "127.0.0.1:8443", "pool": "web" } ],
+          "pools": {
+            "web": { "health_check": { "start_up": true },
+                     "backends": [ { "name": "shared", "address": "127.0.0.1:6000" } ] }
+          }
+        }"#,
+    )
+    .unwrap();
+    b.reconfigure(&c, &[vec!["127.0.0.1:6000".parse().unwrap()]], at(1));
+    let r = post(&mut b, "/backends/shared/drain");
+    assert_eq!(r.response.status, 200, "{}", r.response.body);
+    assert_eq!(json(&r)["pool"], "web");
+    assert_eq!(state(&b, WEB, "shared"), BackendState::Draining);
+    let r = post(&mut b, "/pools/api/backends/a0/enable");
+    assert_eq!(r.response.status, 404, "a removed pool takes no action");
+}
+
+#[test]
+fn status_lists_listeners_pools_and_every_backend_with_its_pool() {
+    let mut b = two_pools();
+    b.set_bound(ListenerId(1), "127.0.0.1:18080".parse().unwrap());
+    // One connection open through `tls` to `api`; one finished through `plain` to `web`.
+    let client = SocketAddr::from(([10, 0, 0, 1], 40000));
+    b.open_flow(FlowId(1), ListenerId(0), client.ip(), at(1))
+        .unwrap();
+    b.route(FlowId(1), Some("api.example.com"), at(1)).unwrap();
+    let (id, _) = b.select(FlowId(1), client, &[], at(1)).unwrap();
+    b.connect_succeeded(FlowId(1), id, at(1));
+    assert_eq!(
+        one_connection_on(&mut b, ListenerId(1), 2, 3, 4),
+        BackendId(0)
+    );
+    let v = json(&get(&mut b, "/status"));
+    let listeners = v["listeners"].as_array().unwrap();
+    assert_eq!(listeners.len(), 2);
+    let tls = &listeners[0];
+    assert_eq!(tls["name"], "tls");
+    assert_eq!(tls["listen"], "127.0.0.1:8443");
+    assert_eq!(tls["pool"], "web");
+    assert_eq!(tls["sni"]["api.example.com"], "api");
+    assert_eq!(tls["sni"]["*.example.com"], "web");
+    assert_eq!(
+        (
+            tls["active_connections"].as_u64(),
+            tls["connections_total"].as_u64()
+        ),
+        (Some(1), Some(1))
+    );
+    let plain = &listeners[1];
+    assert_eq!(plain["name"], "plain");
+    assert_eq!(
+        plain["listen"], "127.0.0.1:18080",
+        "the address it is bound to"
+    );
+    assert_eq!(plain["max_connections"], 7);
+    assert_eq!(plain["connections_total"], 1);
+    assert_eq!(plain["rejected"]["no_route"], 0);
+    let pools = v["pools"].as_array().unwrap();
+    let names: Vec<&str> = pools.iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["web", "api"]);
+    assert_eq!(pools[0]["algorithm"], "least_connections");
+    assert_eq!(pools[1]["algorithm"], "hash");
+    assert_eq!(pools[1]["active_connections"], 1);
+    assert_eq!(pools[1]["backends"].as_array().unwrap().len(), 2);
+    // Every backend once, naming its pool.
+    let backends: Vec<(String, String)> = v["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            (
+                x["pool"].as_str().unwrap().to_string(),
+                x["name"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let pairs: Vec<(&str, &str)> = backends
+        .iter()
+        .map(|(p, n)| (p.as_str(), n.as_str()))
+        .collect();
+    assert_eq!(
+        pairs,
+        [
+            ("web", "shared"),
+            ("web", "w1"),
+            ("api", "a0"),
+            ("api", "shared")
+        ]
+    );
+    assert_eq!(v["active_connections"], 1);
+    // The one-service fields describe the first listener and pool.
+    assert_eq!(v["listen"], "127.0.0.1:8443");
+    assert_eq!(v["algorithm"], "least_connections");
+    // Metrics carry the same labels.
+    let m = get(&mut b, "/metrics").response.body;
+    for line in [
+        r#"lb_backend_up{pool="web",backend="shared"} 1"#,
+        r#"lb_backend_up{pool="api",backend="shared"} 1"#,
+        r#"lb_backend_connections_total{pool="web",backend="shared"} 1"#,
+        r#"lb_bytes_total{pool="web",backend="shared",direction="to_client"} 4"#,
+        r#"lb_connections_active{listener="tls"} 1"#,
+        r#"lb_connections_active{listener="plain"} 0"#,
+        r#"lb_connections_total{listener="plain"} 1"#,
+        r#"lb_connections_rejected_total{listener="tls",reason="no_route"} 0"#,
+        r#"lb_pool_active_connections{pool="api"} 1"#,
+    ] {
+        assert!(m.lines().any(|l| l == line), "missing {line:?} in\n{m}");
+    }
+    // The dashboard lists both listeners and both pools.
+    let page = get(&mut b, "/").response.body;
+    for part in [
+        "<td>tls</td>",
+        "<td>plain</td>",
+        "<h2>pool web</h2>",
+        "<h2>pool api</h2>",
+        "api.example.com &rarr; api",
+    ] {
+        assert!(page.contains(part), "missing {part:?} in\n{page}");
+    }
+}
+
+#[test]
+fn a_removed_pool_and_listener_stay_listed_while_their_connections_drain() {
+    let mut b = two_pools();
+    let client = SocketAddr::from(([10, 0, 0, 1], 40000));
+    b.open_flow(FlowId(1), ListenerId(1), client.ip(), at(1))
+        .unwrap();
+    b.open_flow(FlowId(2), ListenerId(0), client.ip(), at(1))
+        .unwrap();
+    b.route(FlowId(2), Some("api.example.com"), at(1)).unwrap();
+    let (id, _) = b.select(FlowId(2), client, &[], at(1)).unwrap();
+    b.connect_succeeded(FlowId(2), id, at(1));
+    let c = Config::from_json(
+        r#"{
+          "listeners": [ { "name": "tls", "listen": "127.0.0.1:8443", "pool": "web" } ],
+          "pools": {
+            "web": { "health_check": { "start_up": true },
+                     "backends": [ { "name": "shared", "address": "127.0.0.1:6000" } ] }
+          }
+        }"#,
+    )
+    .unwrap();
+    b.reconfigure(&c, &[vec!["127.0.0.1:6000".parse().unwrap()]], at(2));
+    let v = json(&get(&mut b, "/status"));
+    let listeners: Vec<(&str, bool)> = v["listeners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| (l["name"].as_str().unwrap(), l["removed"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(listeners, [("tls", false), ("plain", true)]);
+    let pools: Vec<(&str, bool)> = v["pools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["name"].as_str().unwrap(), p["removed"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(pools, [("web", false), ("api", true)]);
+    let api = &v["pools"][1]["backends"];
+    assert_eq!(
+        api.as_array().unwrap().len(),
+        1,
+        "only the backend still in use"
+    );
+    assert_eq!(api[0]["state"], "draining");
+    // Once their connections end, they are gone.
+    b.close_flow(FlowId(1), 0, 0, at(3));
+    b.close_flow(FlowId(2), 0, 0, at(3));
+    let v = json(&get(&mut b, "/status"));
+    assert_eq!(v["listeners"].as_array().unwrap().len(), 1);
+    assert_eq!(v["pools"].as_array().unwrap().len(), 1);
+    assert_eq!(v["backends"].as_array().unwrap().len(), 1);
+    let m = get(&mut b, "/metrics").response.body;
+    assert!(!m.contains(r#"pool="api""#), "{m}");
+    assert!(!m.contains(r#"listener="plain""#), "{m}");
 }

@@ -107,12 +107,6 @@ pub(crate) mod socket_addr {
 /// Optional `SocketAddr` fields.
 pub(crate) mod opt_socket_addr {
     use super::*;
-    pub fn serialize<S: Serializer>(a: &Option<SocketAddr>, s: S) -> Result<S::Ok, S::Error> {
-        match a {
-            Some(a) => s.collect_str(a),
-            None => s.serialize_none(),
-        }
-    }
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
         match Option::<String>::deserialize(d)? {
             Some(s) => parse_socket_addr(&s).map(Some),

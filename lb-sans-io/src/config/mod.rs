@@ -7,9 +7,12 @@
 mod address;
 mod cidr;
 mod duration;
+mod entries;
 mod limits;
+mod raw;
 mod shape;
 mod suggest;
+mod validate;
 
 pub use address::BackendAddress;
 pub use cidr::Cidr;
@@ -38,62 +41,146 @@ pub const MAX_KEEPALIVE_SECS: u64 = 32_767;
 /// Largest `tcp_keepalive.count` (Linux's `MAX_TCP_KEEPCNT`).
 pub const MAX_KEEPALIVE_COUNT: u32 = 127;
 
-/// The whole config file. Only `backends` is required.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(remote = "Self", deny_unknown_fields)]
+/// The whole config, normalised: the listeners clients connect to and the pools of
+/// backends they reach. The flat form of the file (`listen`, `backends`, ... at the top
+/// level) is one listener and one pool, both named `default`.
+#[derive(Clone, Debug, PartialEq)]
 pub struct Config {
-    /// Address the load balancer listens on. Default `127.0.0.1:8080`.
-    #[serde(default = "default_listen", with = "address::socket_addr")]
+    /// The listeners, in file order (at least one); a listener's index is its
+    /// [`crate::ListenerId`] when the config is first loaded.
+    pub listeners: Vec<ListenerConfig>,
+    /// The pools, in file order (at least one, each used by a listener).
+    pub pools: Vec<PoolConfig>,
+    /// The top-level timeouts: defaults for listeners and pools, and the process-wide
+    /// `shutdown_grace`.
+    pub timeouts: TimeoutsConfig,
+    /// Address of the admin HTTP endpoint; absent disables it.
+    pub admin: Option<SocketAddr>,
+    /// Which form the file was written in; [`Config::to_json`] writes the same.
+    pub form: Form,
+}
+
+/// The two ways of writing a config file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Form {
+    /// One service: `listen`, `backends` and the rest at the top level.
+    Flat,
+    /// `listeners` and `pools`.
+    Named,
+}
+
+/// The name of the listener and the pool of a flat config.
+pub const DEFAULT_NAME: &str = "default";
+
+/// A listener: an address clients connect to, and how they are admitted and routed.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ListenerConfig {
+    /// Unique among listeners; defaults to the `listen` address as written.
+    pub name: String,
+    /// The address to listen on.
+    #[serde(with = "address::socket_addr")]
     pub listen: SocketAddr,
+    /// `tcp` (the only one supported yet).
+    pub protocol: Protocol,
+    /// The pool for this listener's clients (those no `sni` entry routes elsewhere).
+    /// Absent only with `sni`: then an unmatched client is rejected (`no_route`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
+    /// TLS server name patterns (`api.example.com`, `*.example.com`) and the pool each
+    /// routes to, in file order. Empty: no ClientHello is read.
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        serialize_with = "entries_as_object"
+    )]
+    pub sni: Vec<(String, String)>,
+    /// Client networks allowed to connect; others are closed at accept and counted as
+    /// rejected. Absent: every client is allowed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allow: Option<Vec<Cidr>>,
+    /// Most client connections of this listener open at once. Default 10000.
+    pub max_connections: u32,
+    /// Limits on each client IP address (`per_client_limit`). Absent: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub per_client: Option<PerClientConfig>,
+    /// Client-side timeouts.
+    pub timeouts: ListenerTimeouts,
+    /// TCP keepalive on client sockets. Absent: off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tcp_keepalive: Option<TcpKeepaliveConfig>,
+}
+
+/// A listener's protocol.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(remote = "Self", rename_all = "snake_case")]
+pub enum Protocol {
+    /// TCP connections, each proxied to one backend.
+    #[default]
+    Tcp,
+    /// UDP datagrams (planned; a config error for now).
+    Udp,
+}
+
+/// A listener's client-side timeouts (each defaults to the top-level one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct ListenerTimeouts {
+    /// No byte in either direction for this long closes the connection.
+    pub idle: ConfigDuration,
+    /// After one side's FIN, how long the other direction may stay open with no traffic.
+    pub half_close: ConfigDuration,
+    /// With `sni`: how long the client may take to send its whole ClientHello.
+    pub client_hello: ConfigDuration,
+}
+
+/// A pool: backends, how one is chosen, and how they are checked and connected to.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PoolConfig {
+    /// Unique among pools (the key in `pools`; `default` in the flat form).
+    #[serde(skip)]
+    pub name: String,
     /// How a backend is chosen for each new connection. Default `round_robin`.
-    #[serde(default)]
     pub algorithm: Algorithm,
     /// The backends, in order; a backend's index is its [`crate::BackendId`].
     pub backends: Vec<BackendConfig>,
     /// Active health checks.
-    #[serde(default)]
     pub health_check: HealthCheckConfig,
-    /// Connection timeouts.
-    #[serde(default)]
-    pub timeouts: TimeoutsConfig,
     /// How many other backends a client's connection is tried on after a failed connect.
     /// Default 2.
-    #[serde(default = "default_retries")]
     pub retries: u32,
     /// A backend that comes up ramps from 10% to its full weight linearly over this long
     /// (weighted algorithms). Absent: no ramp.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub slow_start: Option<ConfigDuration>,
-    /// Most client connections open at once; past it new clients are closed at once.
-    /// Default 10000.
-    #[serde(default = "default_max_connections")]
-    pub max_connections: u32,
     /// Send a PROXY protocol header to backends (and probes) first. Absent: none.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub proxy_protocol: Option<ProxyProtocol>,
-    /// Client networks allowed to connect; others are closed at accept and counted as
-    /// rejected. Absent: every client is allowed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub allow: Option<Vec<Cidr>>,
-    /// Limits on each client IP address; past them a new client is closed at accept and
-    /// counted as rejected (`per_client_limit`). Absent: none.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub per_client: Option<PerClientConfig>,
     /// What happens to a backend's open connections when health checks mark it down.
     /// Default `keep`.
-    #[serde(default, skip_serializing_if = "OnBackendDown::is_keep")]
+    #[serde(skip_serializing_if = "OnBackendDown::is_keep")]
     pub on_backend_down: OnBackendDown,
-    /// Address of the admin HTTP endpoint; absent disables it.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        with = "address::opt_socket_addr"
-    )]
-    pub admin: Option<SocketAddr>,
-    /// TCP keepalive on client and backend sockets (in the flat form, one setting for both
-    /// sides). Absent: off.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Backend-side timeouts.
+    pub timeouts: PoolTimeouts,
+    /// TCP keepalive on backend sockets. Absent: off.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tcp_keepalive: Option<TcpKeepaliveConfig>,
+}
+
+/// A pool's timeouts (each defaults to the top-level one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct PoolTimeouts {
+    /// Backend connect.
+    pub connect: ConfigDuration,
+}
+
+fn entries_as_object<S: serde::Serializer>(
+    entries: &[(String, String)],
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut map = s.serialize_map(Some(entries.len()))?;
+    for (k, v) in entries {
+        map.serialize_entry(k, v)?;
+    }
+    map.end()
 }
 
 /// `on_backend_down`: what happens to a backend's open connections when its health checks
@@ -249,30 +336,27 @@ pub struct HealthCheckConfig {
     pub path: Option<String>,
 }
 
-/// `timeouts`: every one optional.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(remote = "Self", deny_unknown_fields)]
+/// The top-level `timeouts`, resolved: the defaults listeners and pools take, and the
+/// process-wide `shutdown_grace`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct TimeoutsConfig {
     /// Backend connect. Default 1s.
-    #[serde(default = "default_connect")]
     pub connect: ConfigDuration,
     /// No byte in either direction for this long closes the connection. Default 5m.
-    #[serde(default = "default_idle")]
     pub idle: ConfigDuration,
     /// After one side's FIN, how long the other direction may stay open with no traffic.
     /// Default 1m.
-    #[serde(default = "default_half_close")]
     pub half_close: ConfigDuration,
+    /// With `sni`: how long a client may take to send its whole ClientHello. Default 5s.
+    pub client_hello: ConfigDuration,
     /// On SIGTERM/SIGINT, how long open connections may take to finish. Default 30s.
-    #[serde(default = "default_shutdown_grace")]
     pub shutdown_grace: ConfigDuration,
 }
 
-// Each read only from its own JSON shape (see `shape`).
-shape::object_only!(Config, "config must be a JSON object");
+// Each read only from its own JSON shape (see `shape`; `raw` has the file's own objects).
 shape::object_only!(BackendConfig);
 shape::object_only!(HealthCheckConfig);
-shape::object_only!(TimeoutsConfig);
+shape::string_only!(Protocol);
 shape::object_only!(TcpKeepaliveConfig);
 shape::string_only!(Algorithm);
 shape::string_only!(CheckType);
@@ -317,13 +401,13 @@ fn default_keepalive_count() -> u32 {
     6
 }
 
-fn default_listen() -> SocketAddr {
+pub(crate) fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8080))
 }
-fn default_retries() -> u32 {
+pub(crate) fn default_retries() -> u32 {
     2
 }
-fn default_max_connections() -> u32 {
+pub(crate) fn default_max_connections() -> u32 {
     10_000
 }
 fn default_weight() -> u32 {
@@ -338,17 +422,20 @@ fn default_interval() -> ConfigDuration {
 fn default_check_timeout() -> ConfigDuration {
     ConfigDuration(Duration::from_millis(500))
 }
-fn default_connect() -> ConfigDuration {
+pub(crate) fn default_connect() -> ConfigDuration {
     ConfigDuration(Duration::from_secs(1))
 }
-fn default_idle() -> ConfigDuration {
+pub(crate) fn default_idle() -> ConfigDuration {
     ConfigDuration(Duration::from_secs(300))
 }
-fn default_half_close() -> ConfigDuration {
+pub(crate) fn default_half_close() -> ConfigDuration {
     ConfigDuration(Duration::from_secs(60))
 }
-fn default_shutdown_grace() -> ConfigDuration {
+pub(crate) fn default_shutdown_grace() -> ConfigDuration {
     ConfigDuration(Duration::from_secs(30))
+}
+pub(crate) fn default_client_hello() -> ConfigDuration {
+    ConfigDuration(Duration::from_secs(5))
 }
 
 impl HealthCheckConfig {
@@ -391,6 +478,7 @@ impl Default for TimeoutsConfig {
             connect: default_connect(),
             idle: default_idle(),
             half_close: default_half_close(),
+            client_hello: default_client_hello(),
             shutdown_grace: default_shutdown_grace(),
         }
     }
@@ -419,10 +507,11 @@ macro_rules! restart_only {
     };
 }
 
-/// The fields only a restart changes: the listening socket stays open across a reload, and
-/// so does the admin endpoint's; the drain period is fixed when the workers start. Adding
+/// The fields only a restart changes: the admin endpoint's socket stays open across a
+/// reload; the drain period is fixed when the workers start. (Listeners are reloadable: a
+/// reload binds new addresses and closes removed ones.) Adding
 /// one here is all it takes for a reload to warn about it and keep its running value.
-pub const RESTART_ONLY: &[RestartOnly] = restart_only![listen, admin, timeouts.shutdown_grace];
+pub const RESTART_ONLY: &[RestartOnly] = restart_only![admin, timeouts.shutdown_grace];
 
 /// Why a config was rejected.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -503,18 +592,7 @@ fn unknown_field(path: &serde_path_to_error::Path) -> Option<ConfigError> {
     let (Segment::Map { key }, parent) = segments.split_last()? else {
         return None;
     };
-    let key_is = |s: &Segment, name: &str| matches!(s, Segment::Map { key } if key == name);
-    let known = match parent {
-        [] => suggest::field_names::<Config>(),
-        [s] if key_is(s, "health_check") => suggest::field_names::<HealthCheckConfig>(),
-        [s] if key_is(s, "timeouts") => suggest::field_names::<TimeoutsConfig>(),
-        [s] if key_is(s, "per_client") => suggest::field_names::<PerClientConfig>(),
-        [s] if key_is(s, "tcp_keepalive") => suggest::field_names::<TcpKeepaliveConfig>(),
-        [s, Segment::Seq { .. }] if key_is(s, "backends") => {
-            suggest::field_names::<BackendConfig>()
-        }
-        _ => return None,
-    };
+    let known = raw::known_fields(parent)?;
     if known.contains(&key.as_str()) {
         return None;
     }
@@ -546,10 +624,32 @@ impl Config {
     /// whitespace. A UTF-8 byte-order mark at the start is skipped (error positions count
     /// from after it).
     pub fn from_json(text: &str) -> Result<Config, ConfigError> {
+        Config::read(text, |de| serde_path_to_error::deserialize(de))
+    }
+
+    /// [`Config::from_json`] reading the top level with serde's derived reader, which takes
+    /// a JSON array by field order too: the deliberately broken parser of the config
+    /// check's mutation test (the shape rule is what makes the real one refuse arrays).
+    #[cfg(feature = "seams")]
+    pub fn from_json_any_shape(text: &str) -> Result<Config, ConfigError> {
+        Config::read(text, |de| {
+            let mut track = serde_path_to_error::Track::new();
+            raw::RawConfig::any_shape(serde_path_to_error::Deserializer::new(de, &mut track))
+                .map_err(|e| serde_path_to_error::Error::new(track.path(), e))
+        })
+    }
+
+    fn read(
+        text: &str,
+        parse: impl FnOnce(
+            &mut serde_json::Deserializer<serde_json::de::StrRead<'_>>,
+        )
+            -> Result<raw::RawConfig, serde_path_to_error::Error<serde_json::Error>>,
+    ) -> Result<Config, ConfigError> {
         // Some editors start a UTF-8 file with a byte-order mark; it is not JSON.
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let mut de = serde_json::Deserializer::from_str(text);
-        let mut config: Config = match serde_path_to_error::deserialize(&mut de) {
+        let raw = match parse(&mut de) {
             Ok(c) => c,
             Err(e) => {
                 let unknown = unknown_field(e.path());
@@ -583,202 +683,71 @@ impl Config {
                         .to_string(),
             });
         }
-        config.normalise();
+        let mut config = raw.normalise()?;
+        config.fill_names();
         config.validate()?;
         Ok(config)
     }
 
-    /// The config as pretty JSON; [`Config::from_json`] of it gives back an equal config.
+    /// The config as pretty JSON, in the form it was read from; [`Config::from_json`] of it
+    /// gives back an equal config.
     pub fn to_json(&self) -> String {
-        // Serialising these plain types cannot fail.
-        serde_json::to_string_pretty(self).expect("config serialises")
+        raw::to_json(self)
     }
 
     /// Fills in derived defaults (a backend's name defaults to its address).
-    fn normalise(&mut self) {
-        for b in &mut self.backends {
-            if b.name.is_empty() {
-                b.name = b.address.to_string();
+    fn fill_names(&mut self) {
+        for p in &mut self.pools {
+            for b in &mut p.backends {
+                if b.name.is_empty() {
+                    b.name = b.address.to_string();
+                }
             }
+        }
+    }
+
+    /// The listener named `name`.
+    pub fn listener(&self, name: &str) -> Option<&ListenerConfig> {
+        self.listeners.iter().find(|l| l.name == name)
+    }
+
+    /// The pool named `name`.
+    pub fn pool(&self, name: &str) -> Option<&PoolConfig> {
+        self.pools.iter().find(|p| p.name == name)
+    }
+
+    /// Where a field of pool `pool` is written: `backends[1].address` in the flat form,
+    /// `pools.web.backends[1].address` in the named one.
+    pub fn pool_path(&self, pool: &str, field: &str) -> String {
+        match self.form {
+            Form::Flat => field.to_string(),
+            Form::Named => format!("pools.{pool}.{field}"),
+        }
+    }
+
+    /// Where a field of listener `index` is written: `allow` in the flat form,
+    /// `listeners[0].allow` in the named one.
+    pub fn listener_path(&self, index: usize, field: &str) -> String {
+        match self.form {
+            Form::Flat => field.to_string(),
+            Form::Named => format!("listeners[{index}].{field}"),
         }
     }
 
     /// Checks every value's range and the constraints between fields.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.backends.is_empty() {
-            return Err(ConfigError::field(
-                "backends",
-                "at least one backend is required",
-            ));
-        }
-        for (i, b) in self.backends.iter().enumerate() {
-            let at = |field: &str| format!("backends[{i}].{field}");
-            if b.name.len() > MAX_NAME_LEN {
-                let hint = if b.name == b.address.to_string() {
-                    " (it defaults to the address; set a shorter \"name\")"
-                } else {
-                    ""
-                };
-                return Err(ConfigError::field(
-                    at("name"),
-                    format!(
-                        "must be at most {MAX_NAME_LEN} bytes long, got {}{hint}",
-                        b.name.len()
-                    ),
-                ));
-            }
-            if let Some(j) = self.backends[..i].iter().position(|o| o.name == b.name) {
-                return Err(ConfigError::field(
-                    at("name"),
-                    format!("duplicate name \"{}\" (also backends[{j}].name)", b.name),
-                ));
-            }
-            // Port 0 means "any port" to a listening socket, nothing to connect to.
-            if b.address.port() == 0 {
-                return Err(ConfigError::field(
-                    at("address"),
-                    format!(
-                        "port 0 in \"{}\": a backend needs the port it listens on",
-                        b.address
-                    ),
-                ));
-            }
-            if b.name.chars().any(|c| c.is_control() || c == '"') {
-                return Err(ConfigError::field(
-                    at("name"),
-                    "must not contain quotes or control characters",
-                ));
-            }
-            if !(1..=MAX_WEIGHT).contains(&b.weight) {
-                return Err(ConfigError::field(
-                    at("weight"),
-                    format!("must be between 1 and {MAX_WEIGHT}, got {}", b.weight),
-                ));
-            }
-            if b.max_connections == Some(0) {
-                return Err(ConfigError::field(
-                    at("max_connections"),
-                    "must be at least 1 (omit it for no limit)",
-                ));
-            }
-        }
-        let hc = &self.health_check;
-        for (name, v) in [("rise", hc.rise), ("fall", hc.fall)] {
-            if !(1..=MAX_RISE_FALL).contains(&v) {
-                return Err(ConfigError::field(
-                    format!("health_check.{name}"),
-                    format!("must be between 1 and {MAX_RISE_FALL}, got {v}"),
-                ));
-            }
-        }
-        match hc.kind {
-            CheckType::Tcp => {
-                if hc.path.is_some() {
-                    return Err(ConfigError::field(
-                        "health_check.path",
-                        "only an \"http\" check has a path (set \"type\": \"http\")",
-                    ));
-                }
-            }
-            CheckType::Http => {
-                for (field, v) in [("send", &hc.send), ("expect", &hc.expect)] {
-                    if v.is_some() {
-                        return Err(ConfigError::field(
-                            format!("health_check.{field}"),
-                            "only a \"tcp\" check has send / expect (an \"http\" check sends a GET of `path`)",
-                        ));
-                    }
-                }
-                if let Some(path) = &hc.path {
-                    if !path.starts_with('/')
-                        || path.chars().any(|c| c.is_whitespace() || c.is_control())
-                    {
-                        return Err(ConfigError::field(
-                            "health_check.path",
-                            format!("must start with / and have no spaces or control characters, got {path:?}"),
-                        ));
-                    }
-                }
-            }
-        }
-        for (field, v) in [
-            ("send", &hc.send),
-            ("expect", &hc.expect),
-            ("path", &hc.path),
-        ] {
-            if let Some(v) = v {
-                if v.is_empty() || v.len() > MAX_CHECK_TEXT {
-                    return Err(ConfigError::field(
-                        format!("health_check.{field}"),
-                        format!("must be 1 to {MAX_CHECK_TEXT} bytes long (omit it for none)"),
-                    ));
-                }
-            }
-        }
-        if let Some(pc) = &self.per_client {
-            if pc.max_connections == Some(0) {
-                return Err(ConfigError::field(
-                    "per_client.max_connections",
-                    "must be at least 1 (omit it for no limit)",
-                ));
-            }
-        }
-        let positive = [
-            ("health_check.interval", hc.interval),
-            ("health_check.timeout", hc.timeout),
-            ("timeouts.connect", self.timeouts.connect),
-            ("timeouts.idle", self.timeouts.idle),
-            ("timeouts.half_close", self.timeouts.half_close),
-        ];
-        for (path, d) in positive {
-            if d.0.is_zero() {
-                return Err(ConfigError::field(path, "must be greater than zero"));
-            }
-        }
-        if self.retries > MAX_RETRIES {
-            return Err(ConfigError::field(
-                "retries",
-                format!("must be at most {MAX_RETRIES}, got {}", self.retries),
-            ));
-        }
-        if self.max_connections == 0 {
-            return Err(ConfigError::field("max_connections", "must be at least 1"));
-        }
-        if self.allow.as_ref().is_some_and(|a| a.is_empty()) {
-            return Err(ConfigError::field(
-                "allow",
-                "an empty list refuses every client (omit `allow` to allow all)",
-            ));
-        }
-        if let Some(ka) = &self.tcp_keepalive {
-            for (field, d) in [("idle", ka.idle), ("interval", ka.interval)] {
-                let secs = d.0.as_secs();
-                if d.0.subsec_nanos() != 0 || !(1..=MAX_KEEPALIVE_SECS).contains(&secs) {
-                    return Err(ConfigError::field(
-                        format!("tcp_keepalive.{field}"),
-                        format!(
-                            "must be whole seconds from 1s to {} (the kernel counts seconds, up to {MAX_KEEPALIVE_SECS}), got {d}",
-                            ConfigDuration(Duration::from_secs(MAX_KEEPALIVE_SECS))
-                        ),
-                    ));
-                }
-            }
-            if !(1..=MAX_KEEPALIVE_COUNT).contains(&ka.count) {
-                return Err(ConfigError::field(
-                    "tcp_keepalive.count",
-                    format!(
-                        "must be between 1 and {MAX_KEEPALIVE_COUNT}, got {}",
-                        ka.count
-                    ),
-                ));
-            }
-        }
-        Ok(())
+        validate::config(self)
+    }
+
+    /// Settings that are valid but probably not meant: an admin endpoint (which has no
+    /// authentication) outside loopback, a health check timeout longer than its interval.
+    /// The binary logs them at startup and on reload, and `--check` prints them.
+    pub fn warnings(&self) -> Vec<String> {
+        validate::warnings(self)
     }
 
     /// The fields that differ between this (running) config and `new` but take a restart
-    /// to apply ([`RESTART_ONLY`]). A reload applies everything else
-    /// ([`crate::Pool::reconfigure`]).
+    /// to apply ([`RESTART_ONLY`]). A reload applies everything else.
     pub fn restart_needed(&self, new: &Config) -> Vec<&'static str> {
         RESTART_ONLY
             .iter()
@@ -796,39 +765,95 @@ impl Config {
         new
     }
 
-    /// One line for `--check` and the startup log.
+    /// One line per listener, for `--check` and the startup log: its address, how it
+    /// routes, and the pool (or pools) it reaches. The admin endpoint, if any, is on the
+    /// last line.
+    pub fn summary_lines(&self) -> Vec<String> {
+        let mut lines: Vec<String> = self
+            .listeners
+            .iter()
+            .map(|l| self.listener_summary(l))
+            .collect();
+        if let (Some(a), Some(last)) = (self.admin, lines.last_mut()) {
+            last.push_str(&format!(", admin {a}"));
+        }
+        lines
+    }
+
+    /// [`Config::summary_lines`] joined with `; `.
     pub fn summary(&self) -> String {
+        self.summary_lines().join("; ")
+    }
+
+    fn listener_summary(&self, l: &ListenerConfig) -> String {
+        let mut line = match self.form {
+            Form::Flat => format!("listen {}", l.listen),
+            Form::Named => format!("listener {} on {}", l.name, l.listen),
+        };
+        if !l.sni.is_empty() {
+            let mut targets: Vec<&str> = Vec::new();
+            for (_, to) in &l.sni {
+                if !targets.contains(&to.as_str()) {
+                    targets.push(to);
+                }
+            }
+            line.push_str(&format!(
+                ", sni {} name(s) to pool(s) {} (ClientHello within {})",
+                l.sni.len(),
+                targets.join(", "),
+                l.timeouts.client_hello
+            ));
+        }
+        match l.pool.as_deref().and_then(|p| self.pool(p)) {
+            Some(p) => {
+                if self.form == Form::Named {
+                    line.push_str(&format!(", pool {}:", p.name));
+                } else {
+                    line.push(',');
+                }
+                line.push_str(&format!(" {}", p.summary()));
+            }
+            None => line.push_str(", unmatched clients rejected (no_route)"),
+        }
+        line.push_str(&format!(", max_connections {}", l.max_connections));
+        if let Some(a) = &l.allow {
+            line.push_str(&format!(", allow {} network(s)", a.len()));
+        }
+        if let Some(k) = l.tcp_keepalive {
+            line.push_str(&format!(
+                ", tcp_keepalive idle {} interval {} count {}",
+                k.idle, k.interval, k.count
+            ));
+        }
+        line
+    }
+}
+
+impl PoolConfig {
+    /// The pool in a few words: `round_robin over 3 backends, tcp checks every 1s
+    /// (timeout 500ms, rise 2, fall 2), retries 2`.
+    pub fn summary(&self) -> String {
+        let hc = &self.health_check;
         format!(
-            "listen {}, {} over {} backend{}, {} checks every {} (timeout {}, rise {}, fall {}), retries {}, max_connections {}",
-            self.listen,
+            "{} over {} backend{}, {} checks every {} (timeout {}, rise {}, fall {}), retries {}",
             self.algorithm.name(),
             self.backends.len(),
             if self.backends.len() == 1 { "" } else { "s" },
-            self.health_check.describe(),
-            self.health_check.interval,
-            self.health_check.timeout,
-            self.health_check.rise,
-            self.health_check.fall,
+            hc.describe(),
+            hc.interval,
+            hc.timeout,
+            hc.rise,
+            hc.fall,
             self.retries,
-            self.max_connections,
-        )
-            + &self
-                .proxy_protocol
-                .map(|v| format!(", proxy_protocol {}", if v == ProxyProtocol::V1 { "v1" } else { "v2" }))
-                .unwrap_or_default()
-            + &self
-                .allow
-                .as_ref()
-                .map(|a| format!(", allow {} network(s)", a.len()))
-                .unwrap_or_default()
-            + &self
-                .tcp_keepalive
-                .map(|k| format!(", tcp_keepalive idle {} interval {} count {}", k.idle, k.interval, k.count))
-                .unwrap_or_default()
-            + &self
-                .admin
-                .map(|a| format!(", admin {a}"))
-                .unwrap_or_default()
+        ) + &self
+            .proxy_protocol
+            .map(|v| {
+                format!(
+                    ", proxy_protocol {}",
+                    if v == ProxyProtocol::V1 { "v1" } else { "v2" }
+                )
+            })
+            .unwrap_or_default()
     }
 }
 

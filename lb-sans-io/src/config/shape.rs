@@ -132,8 +132,35 @@ impl<'de, T: Derived> Visitor<'de> for StringOnly<T> {
 
 /// `Serialize` and `Deserialize` for a struct deriving them with `#[serde(remote =
 /// "Self")]`: read from a JSON object only. `object_only!(Config, "config must be a JSON
-/// object")` for the top level; nested types say `expected an object`.
+/// object")` for the top level; nested types say `expected an object`. `object_only!(read
+/// T)` for a type that is only read (it derives `Deserialize` alone).
 macro_rules! object_only {
+    (read $ty:ty) => {
+        impl $crate::config::shape::Derived for $ty {
+            const MUST: &'static str = "expected an object";
+            fn derived<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                <$ty>::deserialize(d)
+            }
+        }
+        impl<'de> serde::Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                d.deserialize_any($crate::config::shape::ObjectOnly::<$ty>::new())
+            }
+        }
+    };
+    (read $ty:ty, $must:literal) => {
+        impl $crate::config::shape::Derived for $ty {
+            const MUST: &'static str = $must;
+            fn derived<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                <$ty>::deserialize(d)
+            }
+        }
+        impl<'de> serde::Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                d.deserialize_any($crate::config::shape::ObjectOnly::<$ty>::new())
+            }
+        }
+    };
     ($ty:ty) => {
         $crate::config::shape::object_only!($ty, "expected an object");
     };

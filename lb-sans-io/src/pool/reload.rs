@@ -6,9 +6,9 @@
 //! is appended (or a removed one with the same name and address comes back in place).
 
 use super::{Backend, CheckSettings, Pool, StateCause};
-use crate::config::Config;
+use crate::config::PoolConfig;
 use crate::defect::Defect;
-use crate::flow::FlowLimits;
+use crate::flow::PoolLimits;
 use crate::health::HealthCounter;
 use crate::ids::BackendId;
 use crate::select::{selector_for, Maglev, MaglevTable, Selector, SelectorSpec};
@@ -39,20 +39,15 @@ impl Pool {
     ///   `draining` until they end ([`StateCause::Reload`]).
     /// - A new backend starts as one does at startup (down until its first probe passes,
     ///   unless `start_up`), probed within a tenth of the interval.
-    /// - Algorithm, health check settings, `retries`, timeouts, `max_connections`, `allow`
-    ///   and `slow_start` apply from now on (open flows keep the timeouts they started with;
-    ///   lowering `max_connections` below the open count closes nobody, it only refuses
-    ///   new clients). The selector is rebuilt, so round-robin order and latency averages
-    ///   start over.
-    ///
-    /// `listen`, `admin` and `timeouts.shutdown_grace` are not the pool's: see
-    /// [`Config::restart_needed`].
+    /// - Algorithm, health check settings, `retries`, the connect timeout and `slow_start`
+    ///   apply from now on (open flows keep the settings they started with). The selector
+    ///   is rebuilt, so round-robin order and latency averages start over.
     ///
     /// # Panics
     /// If `addrs` and `config.backends` differ in length (a driver bug).
     pub fn reconfigure(
         &mut self,
-        config: &Config,
+        config: &PoolConfig,
         addrs: &[SocketAddr],
         now: Timestamp,
     ) -> ReloadSummary {
@@ -125,26 +120,8 @@ impl Pool {
             timeout: hc.timeout.0,
         };
         self.slow_start = config.slow_start.map(|d| d.0).filter(|d| !d.is_zero());
-        self.max_connections = config.max_connections;
-        self.allow = config.allow.clone();
         self.on_backend_down = config.on_backend_down;
-        match (&mut self.clients, config.per_client) {
-            (Some(table), Some(limits)) => table.set_limits(limits),
-            (table, limits) => {
-                // Open flows counted by a table that goes keep their release harmless.
-                *table = limits.map(super::ClientTable::new);
-                if table.is_some() {
-                    for slot in self.flows.values_mut() {
-                        slot.counted = None;
-                    }
-                }
-            }
-        }
-        self.limits = FlowLimits {
-            high_watermark: self.limits.high_watermark,
-            low_watermark: self.limits.low_watermark,
-            ..FlowLimits::from_config(config)
-        };
+        self.limits = PoolLimits::from_pool(config);
         self.selector = build_selector(self.algorithm, &self.backends);
         if self.slow_start.is_none() {
             for &i in &self.ramping {
@@ -162,6 +139,29 @@ impl Pool {
         }
         self.timeout_moved = true;
         summary
+    }
+}
+
+impl Pool {
+    /// A reload removed the whole pool: every backend drains as a removed one does (no new
+    /// connections, no probes, open connections continue).
+    pub fn retire(&mut self, now: Timestamp) {
+        let now = self.observe(now);
+        for i in 0..self.backends.len() {
+            let b = &mut self.backends[i];
+            if !b.removed {
+                let before = b.state();
+                b.removed = true;
+                b.probe_in_flight = None;
+                b.ramp_since = None;
+                self.push_change(BackendId(i as u32), before, StateCause::Reload);
+            }
+        }
+        self.ramping.clear();
+        for i in 0..self.backends.len() {
+            self.views[i] = self.view_of(i, now);
+        }
+        self.timeout_moved = true;
     }
 }
 

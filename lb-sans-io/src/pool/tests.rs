@@ -1,6 +1,5 @@
 use super::*;
-use crate::config::Config;
-use crate::flow::FlowPool;
+use crate::config::{Config, PoolConfig};
 
 /// A probe outcome: passed, or failed as a refused connection.
 fn outcome(passed: bool) -> ProbeOutcome {
@@ -27,7 +26,7 @@ fn pool(n: usize, extra: &str) -> Pool {
     let addrs: Vec<SocketAddr> = (0..n)
         .map(|i| SocketAddr::from(([127, 0, 0, 1], 5001 + i as u16)))
         .collect();
-    Pool::new(&c, &addrs, 7, Timestamp::ZERO)
+    Pool::new(&c.pools[0], &addrs, 7, Timestamp::ZERO)
 }
 
 fn at(ms: u64) -> Timestamp {
@@ -128,7 +127,7 @@ fn selection_never_returns_a_down_backend() {
     probe_round(&mut p, at(100), |b| b.0 != 1);
     for i in 0..30 {
         let f = FlowId(i);
-        p.open_flow(f, CLIENT.ip(), at(200)).unwrap();
+        p.open_flow(f, at(200));
         let (b, _) = p.select(f, CLIENT, &[], at(200)).unwrap();
         assert_ne!(b, BackendId(1));
         p.close_flow(f, 0, 0, at(200));
@@ -141,7 +140,7 @@ fn passive_failures_count_as_failed_checks() {
     let mut p = pool(2, r#","health_check":{"fall":2,"start_up":true}"#);
     for i in 0..2 {
         let f = FlowId(i);
-        p.open_flow(f, CLIENT.ip(), at(0)).unwrap();
+        p.open_flow(f, at(0));
         let (b, _) = p.select(f, CLIENT, &[BackendId(0)], at(0)).unwrap();
         assert_eq!(b, BackendId(1));
         p.connect_failed(f, b, ConnectFailure::Backend, at(0));
@@ -162,28 +161,34 @@ fn passive_failures_count_as_failed_checks() {
 
 #[test]
 fn global_and_per_backend_connection_limits() {
+    use crate::flow::FlowPool;
+    use crate::ids::{ListenerId, PoolId};
+    // `max_connections` (the listener's) and a backend's `max_connections` (the pool's),
+    // through the balancer that owns both.
     let c = Config::from_json(
         r#"{"backends":[{"address":"127.0.0.1:1","max_connections":1},{"address":"127.0.0.1:2"}],
             "max_connections":3,"health_check":{"start_up":true}}"#,
     )
     .unwrap();
-    let addrs = [
+    let addrs: Vec<SocketAddr> = vec![
         "127.0.0.1:1".parse().unwrap(),
         "127.0.0.1:2".parse().unwrap(),
     ];
-    let mut p = Pool::new(&c, &addrs, 1, Timestamp::ZERO);
+    let mut b = crate::Balancer::new(&c, std::slice::from_ref(&addrs), 1, Timestamp::ZERO);
+    let l = ListenerId(0);
     let mut picks = Vec::new();
     for i in 0..3 {
-        p.open_flow(FlowId(i), CLIENT.ip(), at(0)).unwrap();
-        picks.push(p.select(FlowId(i), CLIENT, &[], at(0)).unwrap().0 .0);
+        b.open_flow(FlowId(i), l, CLIENT.ip(), at(0)).unwrap();
+        picks.push(b.select(FlowId(i), CLIENT, &[], at(0)).unwrap().0 .0);
     }
     assert_eq!(picks, [0, 1, 1], "backend 0 holds at most one connection");
     assert_eq!(
-        p.open_flow(FlowId(9), CLIENT.ip(), at(0)),
+        b.open_flow(FlowId(9), l, CLIENT.ip(), at(0)),
         Err(RejectReason::MaxConnections)
     );
-    assert_eq!(p.rejected(RejectReason::MaxConnections), 1);
-    p.close_flow(FlowId(0), 10, 20, at(1));
+    assert_eq!(b.rejected(RejectReason::MaxConnections), 1);
+    b.close_flow(FlowId(0), 10, 20, at(1));
+    let p = b.pool(PoolId(0)).unwrap();
     assert_eq!(p.backends()[0].active, 0);
     assert_eq!(
         (
@@ -192,38 +197,16 @@ fn global_and_per_backend_connection_limits() {
         ),
         (10, 20)
     );
-    p.open_flow(FlowId(9), CLIENT.ip(), at(1)).unwrap();
-    p.check_invariants();
-}
-
-#[test]
-fn allow_admits_exactly_the_clients_in_its_networks() {
-    let mut p = pool(
-        1,
-        r#","allow":["192.168.0.0/16","10.1.0.0/24","2001:db8::/32"]"#,
-    );
-    let cases = [
-        ("192.168.4.5", true),
-        ("192.169.0.1", false),
-        ("10.1.0.255", true),
-        ("10.1.1.0", false),
-        ("127.0.0.1", false),
-        ("::ffff:192.168.1.1", true),
-        ("2001:db8::7", true),
-        ("2001:db9::7", false),
-        ("::1", false),
-    ];
-    for (i, (ip, allowed)) in cases.iter().enumerate() {
-        let got = p.open_flow(FlowId(i as u64), ip.parse().unwrap(), at(0));
-        let want = if *allowed {
-            Ok(())
-        } else {
-            Err(RejectReason::NotAllowed)
-        };
-        assert_eq!(got, want, "{ip}");
-    }
-    assert_eq!(p.rejected(RejectReason::NotAllowed), 5);
-    assert_eq!(p.open_flows(), 4);
+    b.open_flow(FlowId(9), l, CLIENT.ip(), at(1)).unwrap();
+    b.check_invariants();
+    // The pool alone: a backend at its limit is not chosen, and with every backend at its
+    // limit (or tried) nothing is.
+    let mut p = Pool::new(&c.pools[0], &addrs, 1, Timestamp::ZERO);
+    p.open_flow(FlowId(1), at(0));
+    let first = p.select(FlowId(1), CLIENT, &[BackendId(1)], at(0));
+    assert_eq!(first.map(|(b, _)| b), Some(BackendId(0)));
+    p.open_flow(FlowId(2), at(0));
+    assert_eq!(p.select(FlowId(2), CLIENT, &[BackendId(1)], at(0)), None);
     p.check_invariants();
 }
 
@@ -235,9 +218,14 @@ fn unknown_and_repeated_events_are_ignored() {
     p.connect_succeeded(FlowId(42), BackendId(1), at(0));
     p.handle_probe_result(ProbeId(999), outcome(false), at(0));
     assert_eq!(p.select(FlowId(42), CLIENT, &[], at(0)), None);
-    p.open_flow(FlowId(1), CLIENT.ip(), at(0)).unwrap();
-    p.open_flow(FlowId(1), CLIENT.ip(), at(0)).unwrap();
+    p.open_flow(FlowId(1), at(0));
+    p.open_flow(FlowId(1), at(0));
     assert_eq!(p.open_flows(), 1);
+    // A seated flow with a backend is not reseated (which would forget its backend).
+    let (held, _) = p.select(FlowId(1), CLIENT, &[], at(0)).unwrap();
+    p.open_flow(FlowId(1), at(0));
+    assert_eq!(p.flow_backend(FlowId(1)), Some(held));
+    assert_eq!(p.backends()[held.index()].active, 1);
     p.check_invariants();
     assert_eq!(states(&p), [BackendState::Up; 2]);
 }
@@ -269,7 +257,7 @@ fn slow_start_ramps_a_returning_backends_share() {
             let mut got = 0;
             for k in 0..2000 {
                 let f = FlowId(t_ms * 10_000 + k);
-                p.open_flow(f, CLIENT.ip(), at(t_ms)).unwrap();
+                p.open_flow(f, at(t_ms));
                 if p.select(f, CLIENT, &[], at(t_ms)).unwrap().0 == BackendId(1) {
                     got += 1;
                 }
@@ -300,7 +288,7 @@ fn events(p: &mut Pool) -> Vec<PoolEvent> {
 
 /// Opens a flow and gives it a backend.
 fn connect(p: &mut Pool, flow: u64, now: Timestamp) -> Option<BackendId> {
-    p.open_flow(FlowId(flow), CLIENT.ip(), now).unwrap();
+    p.open_flow(FlowId(flow), now);
     let chosen = p.select(FlowId(flow), CLIENT, &[], now).map(|(b, _)| b);
     if let Some(b) = chosen {
         p.connect_succeeded(FlowId(flow), b, now);
@@ -571,7 +559,7 @@ fn a_backend_enabled_again_ramps_up_under_slow_start() {
     let mut got = 0;
     for k in 0..1000 {
         let f = FlowId(k);
-        p.open_flow(f, CLIENT.ip(), at(1000)).unwrap();
+        p.open_flow(f, at(1000));
         if p.select(f, CLIENT, &[], at(1000)).unwrap().0 == BackendId(1) {
             got += 1;
         }
@@ -614,8 +602,8 @@ fn a_probe_that_could_not_run_neither_passes_nor_fails() {
 
 // ---- reload ----------------------------------------------------------------------------
 
-/// A config and addresses for backends named by `specs`: (name, port, weight).
-fn reload_config(specs: &[(&str, u16, u32)], extra: &str) -> (Config, Vec<SocketAddr>) {
+/// A pool's config and addresses for backends named by `specs`: (name, port, weight).
+fn reload_config(specs: &[(&str, u16, u32)], extra: &str) -> (PoolConfig, Vec<SocketAddr>) {
     let backends: Vec<String> = specs
         .iter()
         .map(|(n, p, w)| format!(r#"{{"name":"{n}","address":"127.0.0.1:{p}","weight":{w}}}"#))
@@ -624,7 +612,9 @@ fn reload_config(specs: &[(&str, u16, u32)], extra: &str) -> (Config, Vec<Socket
         r#"{{"backends":[{}],"health_check":{{"start_up":true}}{extra}}}"#,
         backends.join(",")
     ))
-    .unwrap();
+    .unwrap()
+    .pools
+    .remove(0);
     let addrs = specs
         .iter()
         .map(|(_, p, _)| SocketAddr::from(([127, 0, 0, 1], *p)))
@@ -635,7 +625,7 @@ fn reload_config(specs: &[(&str, u16, u32)], extra: &str) -> (Config, Vec<Socket
 fn names_in_turn(p: &mut Pool, first_flow: u64, n: u64) -> Vec<String> {
     (first_flow..first_flow + n)
         .map(|f| {
-            p.open_flow(FlowId(f), CLIENT.ip(), at(10)).unwrap();
+            p.open_flow(FlowId(f), at(10));
             let (b, _) = p.select(FlowId(f), CLIENT, &[], at(10)).unwrap();
             p.close_flow(FlowId(f), 0, 0, at(10));
             p.backends()[b.index()].name.clone()
@@ -648,7 +638,7 @@ fn a_reload_keeps_backends_by_name_drains_removed_ones_and_adds_new_ones() {
     let (c, addrs) = reload_config(&[("a", 1, 1), ("b", 2, 1), ("c", 3, 1)], "");
     let mut p = Pool::new(&c, &addrs, 1, Timestamp::ZERO);
     // A connection open to b, and some history on a.
-    p.open_flow(FlowId(100), CLIENT.ip(), at(1)).unwrap();
+    p.open_flow(FlowId(100), at(1));
     let (held, _) = p.select(FlowId(100), CLIENT, &[], at(1)).unwrap();
     assert_eq!(held, BackendId(0));
     p.connect_succeeded(FlowId(100), held, at(1));
@@ -706,7 +696,7 @@ fn a_removed_backend_drains_its_open_connections_and_is_never_chosen() {
     let mut p = Pool::new(&c, &addrs, 1, Timestamp::ZERO);
     let mut held = Vec::new();
     for f in 0..4 {
-        p.open_flow(FlowId(f), CLIENT.ip(), at(1)).unwrap();
+        p.open_flow(FlowId(f), at(1));
         let (b, _) = p.select(FlowId(f), CLIENT, &[], at(1)).unwrap();
         p.connect_succeeded(FlowId(f), b, at(1));
         held.push(b);
@@ -783,35 +773,24 @@ fn a_changed_address_is_a_new_backend() {
 fn a_reload_applies_algorithm_limits_and_flow_settings() {
     let (c, addrs) = reload_config(&[("a", 1, 1), ("b", 2, 3)], "");
     let mut p = Pool::new(&c, &addrs, 1, Timestamp::ZERO);
-    let mut limits = p.flow_limits();
-    limits.high_watermark = 123;
-    limits.low_watermark = 45;
-    p.set_flow_limits(limits);
+    assert_eq!(p.limits().retries, 2);
     let (c2, addrs2) = reload_config(
         &[("a", 1, 1), ("b", 2, 3)],
-        r#","algorithm":"weighted_round_robin","retries":7,"max_connections":1,
-            "timeouts":{"idle":"9s"},"allow":["10.0.0.0/8"]"#,
+        r#","algorithm":"weighted_round_robin","retries":7,"proxy_protocol":"v1",
+            "on_backend_down":"close","timeouts":{"connect":"9s"},"tcp_keepalive":{}"#,
     );
     p.reconfigure(&c2, &addrs2, at(1));
-    let l = p.flow_limits();
-    assert_eq!((l.retries, l.idle_timeout), (7, Duration::from_secs(9)));
-    assert_eq!(
-        (l.high_watermark, l.low_watermark),
-        (123, 45),
-        "watermarks kept"
-    );
-    assert_eq!(
-        p.open_flow(FlowId(1), CLIENT.ip(), at(1)),
-        Err(RejectReason::NotAllowed)
-    );
+    assert_eq!(p.algorithm(), Algorithm::WeightedRoundRobin);
+    let l = p.limits();
+    assert_eq!((l.retries, l.connect_timeout), (7, Duration::from_secs(9)));
+    assert_eq!(l.proxy_protocol, Some(ProxyProtocol::V1));
+    assert!(l.close_on_backend_down);
+    assert!(l.backend_keepalive.is_some());
+    assert_eq!(l, PoolLimits::from_pool(&c2));
     let inside: SocketAddr = "10.0.0.1:1".parse().unwrap();
     let mut names = Vec::new();
     for f in 0..8 {
-        p.open_flow(FlowId(f + 10), inside.ip(), at(1)).unwrap();
-        assert_eq!(
-            p.open_flow(FlowId(99), inside.ip(), at(1)),
-            Err(RejectReason::MaxConnections)
-        );
+        p.open_flow(FlowId(f + 10), at(1));
         let (b, _) = p.select(FlowId(f + 10), inside, &[], at(1)).unwrap();
         names.push(b.0);
         p.close_flow(FlowId(f + 10), 0, 0, at(1));
@@ -821,6 +800,11 @@ fn a_reload_applies_algorithm_limits_and_flow_settings() {
         6,
         "weights 1:3: {names:?}"
     );
+    // And back: the settings follow the config again.
+    p.reconfigure(&c, &addrs, at(2));
+    assert_eq!(p.limits(), PoolLimits::from_pool(&c));
+    assert_eq!(p.algorithm(), Algorithm::RoundRobin);
+    p.check_invariants();
 }
 
 #[test]
@@ -836,8 +820,8 @@ fn hash_after_a_reload_matches_a_fresh_start_with_the_same_config() {
     for i in 0..200u32 {
         let client = SocketAddr::from(([10, (i >> 8) as u8, i as u8, 1], 1000));
         let f = FlowId(u64::from(i));
-        p.open_flow(f, client.ip(), at(1)).unwrap();
-        fresh.open_flow(f, client.ip(), at(1)).unwrap();
+        p.open_flow(f, at(1));
+        fresh.open_flow(f, at(1));
         let (got, _) = p.select(f, client, &[], at(1)).unwrap();
         let (want, _) = fresh.select(f, client, &[], at(1)).unwrap();
         assert_eq!(
@@ -888,17 +872,16 @@ fn random_reloads_keep_the_books_straight() {
                 }
                 _ => {
                     let f = FlowId(1000 + step);
-                    if p.open_flow(f, CLIENT.ip(), now).is_ok() {
-                        match p.select(f, CLIENT, &[], now) {
-                            Some((b, _)) => {
-                                let name = &p.backends()[b.index()].name;
-                                assert!(configured.contains(name), "seed {seed}: chose {name}");
-                                assert!(!p.backends()[b.index()].removed());
-                                p.connect_succeeded(f, b, now);
-                                open.push(f);
-                            }
-                            None => p.close_flow(f, 0, 0, now),
+                    p.open_flow(f, now);
+                    match p.select(f, CLIENT, &[], now) {
+                        Some((b, _)) => {
+                            let name = &p.backends()[b.index()].name;
+                            assert!(configured.contains(name), "seed {seed}: chose {name}");
+                            assert!(!p.backends()[b.index()].removed());
+                            p.connect_succeeded(f, b, now);
+                            open.push(f);
                         }
+                        None => p.close_flow(f, 0, 0, now),
                     }
                 }
             }
@@ -950,7 +933,6 @@ fn changes_that_make_a_probe_due_sooner_say_so_and_nothing_else_does() {
 
 #[test]
 fn on_backend_down_close_closes_connections_only_when_health_takes_a_backend_down() {
-    use crate::flow::FlowPool;
     for (extra, expect_close) in [("", false), (r#","on_backend_down":"close""#, true)] {
         let mut p = pool(
             2,
@@ -965,7 +947,7 @@ fn on_backend_down_close_closes_connections_only_when_health_takes_a_backend_dow
             .iter()
             .any(|e| matches!(e, PoolEvent::CloseConnections { .. })));
         // A failed client connect (passive health) takes backend 0 down.
-        p.open_flow(FlowId(1), CLIENT.ip(), at(3)).unwrap();
+        p.open_flow(FlowId(1), at(3));
         let (b, _) = p.select(FlowId(1), CLIENT, &[], at(3)).unwrap();
         p.connect_failed(FlowId(1), b, ConnectFailure::Backend, at(4));
         let closes: Vec<_> = events(&mut p)
@@ -979,25 +961,4 @@ fn on_backend_down_close_closes_connections_only_when_health_takes_a_backend_dow
         }
         p.check_invariants();
     }
-}
-
-#[test]
-fn per_client_limits_refuse_and_count_and_release() {
-    use crate::flow::FlowPool;
-    let mut p = pool(
-        1,
-        r#","per_client":{"max_connections":1},"health_check":{"start_up":true}"#,
-    );
-    let other: std::net::IpAddr = "10.0.0.2".parse().unwrap();
-    p.open_flow(FlowId(1), CLIENT.ip(), at(0)).unwrap();
-    assert_eq!(
-        p.open_flow(FlowId(2), CLIENT.ip(), at(0)),
-        Err(RejectReason::PerClientLimit)
-    );
-    p.open_flow(FlowId(3), other, at(0)).unwrap();
-    assert_eq!(p.rejected(RejectReason::PerClientLimit), 1);
-    p.check_invariants();
-    p.close_flow(FlowId(1), 0, 0, at(1));
-    p.open_flow(FlowId(4), CLIENT.ip(), at(1)).unwrap();
-    p.check_invariants();
 }
