@@ -134,7 +134,7 @@ async fn answer<S>(
         Ok(None) => return,
         Ok(Some(Err(response))) => admin::reply_to_bad(response),
         Ok(Some(Ok(req))) => {
-            let reply = shared.with_pool(|pool, now| admin::handle(&req, pool, info, now));
+            let reply = shared.with_balancer(|b, now| admin::handle(&req, b, info, now));
             tracing::debug!(method = ?req.method, path = %req.path, status = reply.response.status, "admin request");
             reply
         }

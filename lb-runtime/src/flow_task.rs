@@ -6,7 +6,8 @@ use crate::net::{BoxFuture, Net};
 use crate::shared::Shared;
 use bytes::{Buf, Bytes};
 use lb_sans_io::{
-    BackendId, ConnectFailure, Flow, FlowAction, FlowId, FlowSummary, Side, Timestamp,
+    BackendId, Balancer, ConnectFailure, Flow, FlowAction, FlowId, FlowSummary, ListenerId, PoolId,
+    Side, Timestamp,
 };
 use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
@@ -64,11 +65,13 @@ struct FlowIo<N: Net> {
     write_failed: [bool; 2],
     read_size: [usize; 2],
     timer: Option<(Timestamp, Pin<Box<Sleep>>)>,
+    /// The flow's next deadline, armed only when the task is about to sleep.
+    deadline: Option<(Timestamp, tokio::time::Instant)>,
     /// Waiting for this side's peer to acknowledge everything written to it, checked every
     /// [`DELIVERY_POLL`].
     delivery: Option<(Side, Pin<Box<Sleep>>)>,
     /// `WatchBackend`: completes when health checks take the backend down.
-    watch: Option<(BackendId, BoxFuture<()>)>,
+    watch: Option<(PoolId, BackendId, BoxFuture<()>)>,
     events: Vec<IoEvent<N::Stream>>,
 }
 
@@ -87,6 +90,7 @@ impl<N: Net> FlowIo<N> {
             write_failed: [false; 2],
             read_size: [FIRST_READ; 2],
             timer: None,
+            deadline: None,
             delivery: None,
             watch: None,
             events: Vec::new(),
@@ -112,24 +116,28 @@ impl<N: Net> FlowIo<N> {
         for side in Side::BOTH {
             self.poll_read(side, cx);
         }
-        if let Some((_, sleep)) = &mut self.timer {
-            if sleep.as_mut().poll(cx).is_ready() {
-                self.timer = None;
-                self.events.push(IoEvent::Timer);
-            }
-        }
         self.poll_delivery(cx);
-        if let Some((backend, watch)) = &mut self.watch {
+        if let Some((_, backend, watch)) = &mut self.watch {
             if watch.as_mut().poll(cx).is_ready() {
                 self.events.push(IoEvent::BackendDown(*backend));
                 self.watch = None;
             }
         }
-        if self.events.is_empty() {
-            Poll::Pending
-        } else {
-            Poll::Ready(())
+        if !self.events.is_empty() {
+            return Poll::Ready(());
         }
+        // Only now that the task is about to sleep is its timer (re)armed: a deadline that
+        // moves while events keep coming (a ClientHello read at once, then the connect's
+        // deadline) costs no timer reset, which would wake the runtime's driver.
+        self.arm_pending();
+        if let Some((_, sleep)) = &mut self.timer {
+            if sleep.as_mut().poll(cx).is_ready() {
+                self.timer = None;
+                self.events.push(IoEvent::Timer);
+                return Poll::Ready(());
+            }
+        }
+        Poll::Pending
     }
 
     /// While a reset waits: done once the side's queue is written and its peer has
@@ -245,21 +253,23 @@ impl<N: Net> FlowIo<N> {
         }
     }
 
-    /// Arms the timer for `deadline` unless it is armed for an earlier time already (an
-    /// early wake-up is harmless: the flow re-arms from `poll_timeout`).
+    /// Sets the deadline the timer is to be armed for when the task next sleeps.
     fn arm(&mut self, deadline: Option<Timestamp>, shared: &Shared) {
-        match (deadline, &mut self.timer) {
+        self.deadline = deadline.map(|d| (d, shared.clock.instant(d)));
+    }
+
+    /// Arms the timer for the deadline set, unless it is armed for an earlier time already
+    /// (an early wake-up is harmless: the flow re-arms from `poll_timeout`).
+    fn arm_pending(&mut self) {
+        match (self.deadline, &mut self.timer) {
             (None, _) => self.timer = None,
-            (Some(d), Some((armed, _))) if *armed <= d => {}
-            (Some(d), Some((armed, sleep))) => {
+            (Some((d, _)), Some((armed, _))) if *armed <= d => {}
+            (Some((d, at)), Some((armed, sleep))) => {
                 *armed = d;
-                sleep.as_mut().reset(shared.clock.instant(d));
+                sleep.as_mut().reset(at);
             }
-            (Some(d), None) => {
-                self.timer = Some((
-                    d,
-                    Box::pin(tokio::time::sleep_until(shared.clock.instant(d))),
-                ));
+            (Some((d, at)), None) => {
+                self.timer = Some((d, Box::pin(tokio::time::sleep_until(at))));
             }
         }
     }
@@ -286,11 +296,13 @@ impl AbortSignal {
     }
 }
 
-/// Runs one client connection from accept to close, or until `abort` is raised.
+/// Runs one client connection of `listener` from accept to close, or until `abort` is
+/// raised.
 pub async fn run<N: Net>(
     net: N,
     shared: Arc<Shared>,
     id: FlowId,
+    listener: ListenerId,
     client: N::Stream,
     peer: SocketAddr,
     abort: Arc<AbortSignal>,
@@ -299,14 +311,17 @@ pub async fn run<N: Net>(
     let aborted = abort.notify.notified();
     tokio::pin!(aborted);
     let mut abort_seen = abort.raised();
-    let (mut flow, local) = shared.with_pool(|pool, now| {
-        let limits = pool.flow_limits();
+    let (mut flow, local) = shared.with_balancer(|balancer, now| {
         // The address the client connected to, which only a PROXY header carries: one
-        // getsockname, only when the header is configured.
-        let local = limits
-            .proxy_protocol
-            .and_then(|_| net.stream_local_addr(&client).ok());
-        (Flow::accept(pool, id, peer, local, limits, now), local)
+        // getsockname, only when a pool the listener routes to sends the header.
+        let local = balancer
+            .wants_local_addr(listener)
+            .then(|| net.stream_local_addr(&client).ok())
+            .flatten();
+        (
+            Flow::accept(balancer, id, listener, peer, local, now),
+            local,
+        )
     });
     #[cfg(not(feature = "seams"))]
     let _ = local;
@@ -352,10 +367,11 @@ pub async fn run<N: Net>(
                 }
                 FlowAction::PauseRead { side } => io.paused[side.index()] = true,
                 FlowAction::ResumeRead { side } => io.paused[side.index()] = false,
-                FlowAction::WatchBackend { backend } => {
-                    let signal = shared.down_signal(backend);
+                FlowAction::WatchBackend { pool, backend } => {
+                    let signal = shared.down_signal(pool, backend);
                     let generation = signal.generation();
                     io.watch = Some((
+                        pool,
                         backend,
                         Box::pin(async move { signal.raised_after(generation).await }),
                     ));
@@ -364,18 +380,21 @@ pub async fn run<N: Net>(
                     io.delivery = Some((to, Box::pin(tokio::time::sleep(DELIVERY_POLL))));
                 }
                 FlowAction::UpdatePool => {
-                    shared.with_pool(|pool, now| flow.update_pool(pool, now));
+                    shared.with_balancer(|b, now| flow.update_pool(b, now));
+                }
+                FlowAction::Route => {
+                    shared.with_balancer(|b, now| flow.handle_route(b, now));
                 }
                 FlowAction::Close { reset, .. } => {
                     close(&net, io, reset);
-                    shared.with_pool(|pool, now| {
+                    shared.with_balancer(|b, now| {
                         #[cfg(feature = "seams")]
                         if broken.skip_release() {
-                            log_close(&flow.summary(), pool);
+                            log_close(&flow.summary(), b);
                             return;
                         }
-                        flow.release(pool, now);
-                        log_close(&flow.summary(), pool);
+                        flow.release(b, now);
+                        log_close(&flow.summary(), b);
                     });
                     return;
                 }
@@ -406,14 +425,14 @@ pub async fn run<N: Net>(
                     let keepalive = flow.keepalive(Side::Backend);
                     set_keepalive(&net, &stream, keepalive, id, Side::Backend);
                     io.sockets[Side::Backend.index()] = Some(stream);
-                    shared.with_pool(|pool, now| flow.handle_connected(pool, attempt, now));
+                    shared.with_balancer(|b, now| flow.handle_connected(b, attempt, now));
                 }
                 IoEvent::ConnectFailed(attempt, failure) => {
-                    shared.with_pool(|pool, now| {
-                        flow.handle_connect_failed(pool, attempt, failure, now)
+                    shared.with_balancer(|b, now| {
+                        flow.handle_connect_failed(b, attempt, failure, now)
                     });
                 }
-                IoEvent::Timer => shared.with_pool(|pool, now| flow.handle_timeout(pool, now)),
+                IoEvent::Timer => shared.with_balancer(|b, now| flow.handle_timeout(b, now)),
                 IoEvent::Delivered(side) => flow.handle_delivered(side, now),
                 IoEvent::BackendDown(backend) => flow.handle_backend_down(backend, now),
                 IoEvent::Abort => flow.handle_abort(now),
@@ -509,20 +528,38 @@ fn close<N: Net>(net: &N, mut io: FlowIo<N>, reset: bool) {
     }
 }
 
-fn log_close(s: &FlowSummary, pool: &lb_sans_io::Pool) {
+fn log_close(s: &FlowSummary, balancer: &Balancer) {
     let backend = s
-        .backend
-        .and_then(|b| pool.backend(b))
+        .pool
+        .zip(s.backend)
+        .and_then(|(p, b)| balancer.pool(p)?.backend(b))
         .map_or("-", |b| b.name.as_str());
-    let reason = s.reason.map(|r| r.to_string()).unwrap_or_default();
+    let listener = balancer
+        .listener(s.listener)
+        .map_or("-", |l| l.name.as_str());
+    let pool = s.pool.map_or("-", |p| balancer.pool_name(p));
+    let end = s.reason.map_or("open", |r| r.code());
+    let detail = s.reason.map(|r| r.to_string()).unwrap_or_default();
     tracing::info!(
-        flow = s.id.0,
+        listener = %listener,
         client = %s.client,
+        server_name = s.server_name.as_deref().unwrap_or("-"),
+        pool = %pool,
         backend = %backend,
+        backend_address = %s.backend_addr.map_or_else(|| "-".to_string(), |a| a.to_string()),
+        connect_ms = s.connect_time.map_or(-1.0, millis),
+        retries = s.attempts.saturating_sub(1),
         bytes_from_client = s.bytes_from_client,
         bytes_from_backend = s.bytes_from_backend,
-        duration_ms = s.duration.as_millis() as u64,
-        end = %reason,
+        duration_ms = millis(s.duration),
+        end,
+        detail = %detail,
+        flow = s.id.0,
         "connection closed"
     );
+}
+
+/// Milliseconds, to the microsecond.
+fn millis(d: std::time::Duration) -> f64 {
+    (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
 }

@@ -35,8 +35,8 @@ impl fmt::Display for ConfigSource {
 pub struct Loaded {
     /// The config.
     pub config: Config,
-    /// `addrs[i]` is where `config.backends[i]` is.
-    pub addrs: Vec<SocketAddr>,
+    /// `addrs[p][i]` is where backend `i` of `config.pools[p]` is.
+    pub addrs: Vec<Vec<SocketAddr>>,
     /// Where it came from.
     pub source: ConfigSource,
 }
@@ -65,8 +65,8 @@ pub enum LoadError {
     Resolve {
         /// Where the config came from.
         source: ConfigSource,
-        /// The backend's index.
-        index: usize,
+        /// Where the backend's address is written (`backends[1].address`).
+        field: String,
         /// The address as written.
         address: String,
         /// Why.
@@ -89,12 +89,12 @@ impl fmt::Display for LoadError {
             LoadError::Other(why) => write!(f, "cannot read config: {why}"),
             LoadError::Resolve {
                 source,
-                index,
+                field,
                 address,
                 error,
             } => write!(
                 f,
-                "{source}: backends[{index}].address: cannot resolve \"{address}\": {error}"
+                "{source}: {field}: cannot resolve \"{address}\": {error}"
             ),
         }
     }
@@ -151,28 +151,58 @@ pub fn from_text(text: &str, source: ConfigSource) -> Result<Loaded, LoadError> 
         source: source.clone(),
         error,
     })?;
-    let mut addrs = Vec::with_capacity(config.backends.len());
-    for (index, b) in config.backends.iter().enumerate() {
-        let addr = match &b.address {
-            BackendAddress::Socket(a) => *a,
-            BackendAddress::Host { host, port } => (host.as_str(), *port)
-                .to_socket_addrs()
-                .map_err(|e| e.to_string())
-                .and_then(|mut it| it.next().ok_or_else(|| "no address found".to_string()))
-                .map_err(|error| LoadError::Resolve {
-                    source: source.clone(),
-                    index,
-                    address: b.address.to_string(),
-                    error,
-                })?,
-        };
-        addrs.push(addr);
+    let mut addrs = Vec::with_capacity(config.pools.len());
+    for pool in &config.pools {
+        let mut pool_addrs = Vec::with_capacity(pool.backends.len());
+        for (index, b) in pool.backends.iter().enumerate() {
+            let addr = match &b.address {
+                BackendAddress::Socket(a) => *a,
+                BackendAddress::Host { host, port } => (host.as_str(), *port)
+                    .to_socket_addrs()
+                    .map_err(|e| e.to_string())
+                    .and_then(|mut it| it.next().ok_or_else(|| "no address found".to_string()))
+                    .map_err(|error| LoadError::Resolve {
+                        source: source.clone(),
+                        field: config.pool_path(&pool.name, &format!("backends[{index}].address")),
+                        address: b.address.to_string(),
+                        error,
+                    })?,
+            };
+            pool_addrs.push(addr);
+        }
+        addrs.push(pool_addrs);
     }
     Ok(Loaded {
         config,
         addrs,
         source,
     })
+}
+
+impl Loaded {
+    /// `loadbalancer PORT`: the first listener listens on `port` (its address stays).
+    pub fn override_port(&mut self, port: u16) {
+        if let Some(l) = self.config.listeners.first_mut() {
+            l.listen.set_port(port);
+        }
+    }
+
+    /// Every backend: its pool's config, its config and its address.
+    pub fn backends(
+        &self,
+    ) -> impl Iterator<
+        Item = (
+            &lb_sans_io::config::PoolConfig,
+            &lb_sans_io::config::BackendConfig,
+            SocketAddr,
+        ),
+    > {
+        self.config
+            .pools
+            .iter()
+            .zip(&self.addrs)
+            .flat_map(|(p, addrs)| p.backends.iter().zip(addrs).map(move |(b, a)| (p, b, *a)))
+    }
 }
 
 #[cfg(test)]
@@ -183,9 +213,9 @@ mod tests {
     fn the_built_in_config_is_valid_loopback_and_round_trips() {
         let loaded = from_text(BUILT_IN_CONFIG, ConfigSource::BuiltIn).unwrap();
         let c = &loaded.config;
-        assert!(c.listen.ip().is_loopback());
+        assert!(c.listeners[0].listen.ip().is_loopback());
         assert!(c.admin.is_some_and(|a| a.ip().is_loopback()));
-        assert_eq!(c.backends.len(), 3);
+        assert_eq!(c.pools[0].backends.len(), 3);
         assert_eq!(Config::from_json(&c.to_json()).unwrap(), *c);
     }
 

@@ -1,13 +1,118 @@
-//! Log output for the binaries. On a terminal, lines go out as they are written. Otherwise
-//! (a file, a pipe, journald) they are gathered in a buffer flushed every 100 ms or at
-//! 64 KiB, so the per-connection line costs a memory copy, not a `write` syscall and a
-//! contended stderr lock on every close.
+//! Log output for the binaries: logfmt text (`time=… level=info msg="connection closed"
+//! listener=web client=… end=completed`, every value with a space, `=` or quote quoted) or
+//! one JSON object per line (`--log-format json`). On a terminal, lines go out as they are
+//! written. Otherwise (a file, a pipe, journald) they are gathered in a buffer flushed
+//! every 100 ms or at 64 KiB, so the per-connection line costs a memory copy, not a
+//! `write` syscall and a contended stderr lock on every close.
 
+use std::fmt::Write as _;
 use std::io::{self, IsTerminal, Write};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
-use tracing_subscriber::fmt::MakeWriter;
+use tracing::field::{Field, Visit};
+use tracing::{Event, Subscriber};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::EnvFilter;
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// logfmt: `key=value` pairs, values quoted where needed.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// A logfmt value: bare when it has no space, `=`, quote or control character (and is not
+/// empty), else quoted with `"` and `\` escaped.
+pub fn logfmt_value(v: &str, out: &mut String) {
+    let bare = !v.is_empty()
+        && v.chars()
+            .all(|c| !c.is_whitespace() && !c.is_control() && c != '=' && c != '"');
+    if bare {
+        out.push_str(v);
+        return;
+    }
+    out.push('"');
+    for c in v.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// Collects an event's fields as logfmt: the message first (`msg=`), then the others.
+#[derive(Default)]
+struct LogfmtFields {
+    msg: String,
+    rest: String,
+}
+
+impl LogfmtFields {
+    fn push(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.msg = value.to_string();
+            return;
+        }
+        self.rest.push(' ');
+        self.rest.push_str(field.name());
+        self.rest.push('=');
+        logfmt_value(value, &mut self.rest);
+    }
+}
+
+impl Visit for LogfmtFields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.push(field, value);
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.push(field, &format!("{value:?}"));
+    }
+}
+
+/// The logfmt event format: `time=… level=… msg=… key=value…`.
+struct Logfmt;
+
+impl<S, N> FormatEvent<S, N> for Logfmt
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> std::fmt::Result {
+        let mut time = String::new();
+        SystemTime.format_time(&mut Writer::new(&mut time))?;
+        let mut fields = LogfmtFields::default();
+        event.record(&mut fields);
+        let mut line = String::with_capacity(96 + fields.rest.len());
+        line.push_str("time=");
+        line.push_str(&time);
+        line.push_str(" level=");
+        line.push_str(&event.metadata().level().as_str().to_ascii_lowercase());
+        line.push_str(" msg=");
+        logfmt_value(&fields.msg, &mut line);
+        line.push_str(&fields.rest);
+        writeln!(writer, "{line}")
+    }
+}
 
 const FLUSH_EVERY: Duration = Duration::from_millis(100);
 const FLUSH_AT: usize = 64 * 1024;
@@ -65,21 +170,36 @@ impl<'a> MakeWriter<'a> for MakeBuffered {
     }
 }
 
-/// Sets up `tracing` for a binary: level from `RUST_LOG` (default `info`), to stderr.
-pub fn init() {
+/// Sets up `tracing` for a binary: level from `RUST_LOG` (default `info`), to stderr, in
+/// `format`.
+pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_target(false);
-    if io::stderr().is_terminal() {
-        builder.with_ansi(true).with_writer(io::stderr).init();
+        .with_target(false)
+        .with_ansi(false);
+    let terminal = io::stderr().is_terminal();
+    let buffer = BUFFER.get_or_init(Arc::default).clone();
+    match (format, terminal) {
+        (LogFormat::Text, true) => builder.event_format(Logfmt).with_writer(io::stderr).init(),
+        (LogFormat::Text, false) => builder
+            .event_format(Logfmt)
+            .with_writer(MakeBuffered(buffer.clone()))
+            .init(),
+        (LogFormat::Json, true) => builder
+            .json()
+            .flatten_event(true)
+            .with_writer(io::stderr)
+            .init(),
+        (LogFormat::Json, false) => builder
+            .json()
+            .flatten_event(true)
+            .with_writer(MakeBuffered(buffer.clone()))
+            .init(),
+    }
+    if terminal {
         return;
     }
-    let buffer = BUFFER.get_or_init(Arc::default).clone();
-    builder
-        .with_ansi(false)
-        .with_writer(MakeBuffered(buffer.clone()))
-        .init();
     // A detached flusher; `flush` at exit writes out the rest.
     // Process plumbing outside any runtime (and never in the simulation): a thread that
     // flushes the log buffer.

@@ -1,18 +1,21 @@
 //! The node: the one assembly of a running load balancer, in production and in the
-//! simulation alike. It binds the listening socket and the admin endpoint, starts the
-//! workers (accept loops, each running its own connections), the probe task and the admin
-//! server, and then obeys its control channel: [`Control::Reload`] applies a new config,
-//! [`Control::Stop`] drains and stops. Generic over [`Net`]; it decides nothing itself
-//! (the pool and the flows do), it only wires them to sockets, timers and the channel.
+//! simulation alike. It binds the listeners' sockets and the admin endpoint, starts the
+//! workers (each runs an accept loop per listener and its own connections), the probe task
+//! and the admin server, and then obeys its control channel: [`Control::Reload`] applies a
+//! new config (binding new listeners first, closing removed ones, keeping the socket of
+//! every address still configured), [`Control::Stop`] drains and stops. Generic over
+//! [`Net`]; it decides nothing itself (the balancer and the flows do), it only wires them
+//! to sockets, timers and the channel.
 //!
 //! ```text
-//!   control channel ──► node (control task): reload, stop, start-up log
-//!                          │ spawns
-//!       ┌──────────────────┼───────────────────────┬─────────────────────┐
-//!   worker 0..N        probe task              admin server            (pool + clock:
-//!   accept loop        poll_probe → probes     GET /status, POST …      Shared, locked
-//!   └ flow tasks       outcomes → pool         → lb_sans_io::admin      only at connect,
-//!     (one per client)                                                  close and health)
+//!   control channel ──► node (control task): reload, stop, start-up log, listener sockets
+//!                          │ spawns                 │ Listen commands
+//!       ┌──────────────────┼────────────────────────┼──────────┬────────────────────┐
+//!   worker 0..N        probe task              admin server    │   (balancer + clock:
+//!   accept loop per    poll_probe → probes     GET /status,    │   Shared, locked only
+//!   listener           outcomes → balancer     POST … →        │   at accept, route,
+//!   └ flow tasks                               lb_sans_io::admin   connect, close, health)
+//!     (one per client)
 //! ```
 
 use crate::accept::accept_loop;
@@ -23,11 +26,11 @@ use crate::load::{io_message, LoadError, Loaded};
 use crate::net::Net;
 use crate::shared::Shared;
 use crate::{admin, probes};
-use lb_sans_io::{Config, FlowId, Pool};
+use lb_sans_io::{Balancer, Config, FlowId, ListenerId};
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch, Notify};
@@ -62,7 +65,7 @@ pub struct Stopped {
 /// Why a node could not start.
 #[derive(Debug)]
 pub enum StartError {
-    /// The listening address could not be bound.
+    /// A listener's address could not be bound.
     Listen {
         /// The address.
         addr: SocketAddr,
@@ -103,26 +106,28 @@ impl std::error::Error for StartError {}
 /// A pool's selector built by a test, in place of the configured algorithm's (for
 /// deliberately broken builds in the simulation).
 #[cfg(feature = "seams")]
-pub type SelectorFactory =
-    Arc<dyn Fn(&Config) -> Box<dyn lb_sans_io::select::Selector> + Send + Sync>;
+pub type SelectorFactory = Arc<
+    dyn Fn(&lb_sans_io::config::PoolConfig) -> Box<dyn lb_sans_io::select::Selector> + Send + Sync,
+>;
 
 /// How to run a node.
 #[derive(Clone)]
 pub struct NodeOptions {
-    /// Accept loops, each with its own connections (the binary: one per core).
+    /// Workers, each with an accept loop per listener and its own connections (the binary:
+    /// one per core).
     pub workers: usize,
-    /// Seeds every random choice of the pool; logged at start so a run can be replayed.
+    /// Seeds every random choice of the balancer; logged at start so a run can be replayed.
     pub seed: u64,
-    /// Replaces the pool's selector (tests only).
+    /// Replaces each pool's selector (tests only).
     #[cfg(feature = "seams")]
     pub selector: Option<SelectorFactory>,
-    /// Deliberate bugs of the pool and the driver (the simulation's broken builds).
+    /// Deliberate bugs of the balancer and the driver (the simulation's broken builds).
     #[cfg(feature = "seams")]
     pub defects: lb_sans_io::defect::Defects,
 }
 
 impl NodeOptions {
-    /// `workers` accept loops, random choices seeded by `seed`.
+    /// `workers` workers, random choices seeded by `seed`.
     pub fn new(workers: usize, seed: u64) -> NodeOptions {
         NodeOptions {
             workers: workers.max(1),
@@ -143,45 +148,29 @@ pub struct Node {
 }
 
 impl Node {
-    /// A node for `loaded` (its pool is built now, at the current time; nothing is bound
-    /// until [`Node::run`]).
+    /// A node for `loaded` (its balancer is built now, at the current time; nothing is
+    /// bound until [`Node::run`]).
     pub fn new(loaded: Loaded, options: NodeOptions) -> Node {
         let clock = Clock::start();
         let config = &loaded.config;
         #[cfg(feature = "seams")]
         let shared = {
-            let mut pool = match &options.selector {
-                Some(make) => Pool::new_with_selector(
+            let mut balancer = match &options.selector {
+                Some(make) => Balancer::new_with_selectors(
                     config,
                     &loaded.addrs,
                     options.seed,
                     clock.now(),
-                    make(config),
+                    &|p| make(p),
                 ),
-                None => Pool::new(config, &loaded.addrs, options.seed, clock.now()),
+                None => Balancer::new(config, &loaded.addrs, options.seed, clock.now()),
             };
-            pool.inject(options.defects);
-            // Timeouts the broken builds leave out, for every new flow.
-            {
-                use lb_sans_io::defect::Defect;
-                let mut limits = pool.flow_limits();
-                let never = Duration::from_secs(24 * 3600);
-                if options.defects.has(Defect::NoIdleTimeout) {
-                    limits.idle_timeout = never;
-                }
-                if options.defects.has(Defect::NoHalfCloseTimeout) {
-                    limits.half_close_timeout = never;
-                }
-                if options.defects.has(Defect::NoConnectTimeout) {
-                    limits.connect_timeout = never;
-                }
-                pool.set_flow_limits(limits);
-            }
-            Shared::new(pool, clock).with_defects(options.defects)
+            balancer.inject(options.defects);
+            Shared::new(balancer, clock).with_defects(options.defects)
         };
         #[cfg(not(feature = "seams"))]
         let shared = Shared::new(
-            Pool::new(config, &loaded.addrs, options.seed, clock.now()),
+            Balancer::new(config, &loaded.addrs, options.seed, clock.now()),
             clock,
         );
         Node {
@@ -191,7 +180,7 @@ impl Node {
         }
     }
 
-    /// The pool and clock every task of this node shares (to read state in tests).
+    /// The balancer and clock every task of this node shares (to read state in tests).
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
     }
@@ -216,13 +205,15 @@ impl Node {
                 "deliberate failure (Defect::FailToStart)",
             )));
         }
-        let listener = net
-            .bind(config.listen)
-            .await
-            .map_err(|error| StartError::Listen {
-                addr: config.listen,
-                error,
-            })?;
+        let listening = shared.with_balancer(|b, _| b.listening());
+        let mut bound = Vec::with_capacity(listening.len());
+        for &(_, addr) in &listening {
+            let socket = net
+                .bind(addr)
+                .await
+                .map_err(|error| StartError::Listen { addr, error })?;
+            bound.push(socket);
+        }
         let admin_listener = match config.admin {
             None => None,
             Some(addr) => Some(
@@ -231,20 +222,31 @@ impl Node {
                     .map_err(|error| StartError::Admin { addr, error })?,
             ),
         };
-        let local = net.local_addr(&listener).unwrap_or(config.listen);
+        for (line, (socket, &(id, addr))) in config
+            .summary_lines()
+            .iter()
+            .zip(bound.iter().zip(&listening))
+        {
+            let local = net.local_addr(socket).unwrap_or(addr);
+            shared.with_balancer(|b, _| b.set_bound(id, local));
+            tracing::info!("listening on {local} ({line})");
+        }
         tracing::info!(
-            "listening on {local} ({}; config: {}; {} worker thread(s))",
-            config.summary(),
+            "config: {}; {} worker thread(s)",
             loaded.source,
-            options.workers,
+            options.workers
         );
+        for warning in config.warnings() {
+            tracing::warn!("config: {warning}");
+        }
         tracing::info!(
             "random choices seeded with {} (`--seed {}` replays them)",
             options.seed,
             options.seed
         );
-        for (b, addr) in config.backends.iter().zip(&loaded.addrs) {
+        for (pool, b, addr) in loaded.backends() {
             tracing::info!(
+                pool = %pool.name,
                 "backend {} at {addr}, weight {}: down until its first health check passes",
                 b.name,
                 b.weight
@@ -267,7 +269,6 @@ impl Node {
                 Err(e) => tracing::warn!("admin endpoint: {}", io_message(&e)),
             }
             let info = lb_sans_io::admin::Info {
-                listen: local,
                 started: shared.clock.now(),
             };
             net.spawn(admin::serve(
@@ -279,14 +280,16 @@ impl Node {
             ));
         }
 
-        // The workers.
+        // The workers, then the listeners handed to them.
         let (stop_tx, stop_rx) = watch::channel(None::<Duration>);
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<usize>();
+        let mut workers = Vec::with_capacity(options.workers);
         for i in 0..options.workers {
+            let (commands_tx, commands) = mpsc::unbounded_channel();
             let worker = Worker {
                 net: net.clone(),
                 shared: shared.clone(),
-                listener: net.share_listener(&listener).map_err(StartError::Worker)?,
+                commands,
                 stop: stop_rx.clone(),
                 done: done_tx.clone(),
             };
@@ -295,14 +298,24 @@ impl Node {
                 Box::new(move || Box::pin(worker.run())),
             )
             .map_err(StartError::Worker)?;
+            workers.push(commands_tx);
         }
-        // The workers hold the listening socket now: it closes when the last one stops.
-        drop(listener);
         drop(done_tx);
+        let mut sockets = Sockets {
+            open: Vec::new(),
+            workers,
+        };
+        for (socket, &(id, addr)) in bound.into_iter().zip(&listening) {
+            let name = shared
+                .with_balancer(|b, _| b.listener(id).map(|l| l.name.clone()).unwrap_or_default());
+            sockets
+                .open(&net, socket, id, &name, addr)
+                .map_err(StartError::Worker)?;
+        }
 
         let mut running = loaded.config.clone();
         while let Some(Control::Reload { cause, config }) = control.recv().await {
-            reload(&shared, cause, config, &mut running);
+            reload(&net, &shared, &mut sockets, cause, config, &mut running).await;
         }
 
         let grace = running.timeouts.shutdown_grace.0;
@@ -319,9 +332,73 @@ impl Node {
     }
 }
 
-/// Applies a reloaded config: the pool decides what changes; the fields only a restart
-/// changes keep their running values (and a change to them is warned about).
-fn reload(shared: &Shared, cause: &str, config: Result<Loaded, LoadError>, running: &mut Config) {
+/// A listening socket the node keeps open: the address it was configured with, the
+/// listener it accepts for (a reload may hand the address to a listener of another name),
+/// and the switch that closes it.
+struct OpenSocket {
+    addr: SocketAddr,
+    /// The address it is bound to (a configured port 0 made concrete).
+    bound: SocketAddr,
+    /// The name of the listener it accepts for.
+    name: String,
+    listener: Arc<AtomicU32>,
+    close: watch::Sender<bool>,
+}
+
+/// The node's listening sockets and the workers that accept on them.
+struct Sockets<N: Net> {
+    open: Vec<OpenSocket>,
+    workers: Vec<mpsc::UnboundedSender<Listen<N>>>,
+}
+
+impl<N: Net> Sockets<N> {
+    /// Hands `socket` (bound for listener `id`, named `name`, at its configured `addr`) to
+    /// every worker.
+    fn open(
+        &mut self,
+        net: &N,
+        socket: N::Listener,
+        id: ListenerId,
+        name: &str,
+        addr: SocketAddr,
+    ) -> io::Result<()> {
+        let bound = net.local_addr(&socket).unwrap_or(addr);
+        let listener = Arc::new(AtomicU32::new(id.0));
+        let (close, closed) = watch::channel(false);
+        for worker in &self.workers {
+            let _ = worker.send(Listen {
+                socket: net.share_listener(&socket)?,
+                listener: listener.clone(),
+                closed: closed.clone(),
+            });
+        }
+        // The workers hold the socket now: it closes when the last of them lets it go.
+        drop(socket);
+        self.open.push(OpenSocket {
+            addr,
+            bound,
+            name: name.to_string(),
+            listener,
+            close,
+        });
+        Ok(())
+    }
+}
+
+/// Applies a reloaded config. New listen addresses are bound first: if one cannot be, the
+/// reload is rejected whole and the running config keeps serving. Then the balancer
+/// decides what changes; every address still configured keeps its socket (no client is
+/// refused), new ones are handed to the workers, removed ones are closed (their
+/// connections drain). The fields only a restart changes keep their running values (and a
+/// change to them is warned about).
+async fn reload<N: Net>(
+    net: &N,
+    shared: &Shared,
+    sockets: &mut Sockets<N>,
+    cause: &str,
+    config: Result<Loaded, LoadError>,
+    running: &mut Config,
+) {
     let loaded = match config {
         Ok(loaded) => loaded,
         Err(e) => {
@@ -330,20 +407,121 @@ fn reload(shared: &Shared, cause: &str, config: Result<Loaded, LoadError>, runni
         }
     };
     let new = &loaded.config;
-    let summary = shared.with_pool(|pool, now| pool.reconfigure(new, &loaded.addrs, now));
-    let removed: Vec<String> = summary
-        .removed
+    // Each new listener's socket: its own (same name, same configured address), else one
+    // open on that address (a renamed listener; not for port 0, where every listener has
+    // its own), else a new one bound now. A bind failure rejects the reload.
+    let before = sockets.open.len();
+    let mut kept: Vec<Option<usize>> = vec![None; before];
+    enum Socket<L> {
+        Kept(usize),
+        Fresh(L),
+    }
+    let mut plan: Vec<Socket<N::Listener>> = Vec::with_capacity(new.listeners.len());
+    for (k, l) in new.listeners.iter().enumerate() {
+        let free = |i: &usize| kept[*i].is_none() && sockets.open[*i].addr == l.listen;
+        let own = (0..before).find(|i| free(i) && sockets.open[*i].name == l.name);
+        let same_addr = || (0..before).find(|i| free(i) && l.listen.port() != 0);
+        match own.or_else(same_addr) {
+            Some(i) => {
+                kept[i] = Some(k);
+                plan.push(Socket::Kept(i));
+            }
+            None => match net.bind(l.listen).await {
+                Ok(socket) => plan.push(Socket::Fresh(socket)),
+                Err(e) => {
+                    tracing::error!(
+                        "{cause}: reload failed, still serving the previous config: cannot listen on {}: {}",
+                        l.listen,
+                        io_message(&e)
+                    );
+                    return;
+                }
+            },
+        }
+    }
+    let (summary, ids) = shared.with_balancer(|b, now| {
+        let summary = b.reconfigure(new, &loaded.addrs, now);
+        let ids: Vec<Option<ListenerId>> = new
+            .listeners
+            .iter()
+            .map(|l| b.listener_by_name(&l.name))
+            .collect();
+        (summary, ids)
+    });
+    // Kept sockets accept for their (maybe renamed) listener; fresh ones are handed out.
+    for ((l, socket), id) in new.listeners.iter().zip(plan).zip(ids) {
+        let Some(id) = id else { continue };
+        match socket {
+            Socket::Kept(i) => {
+                let open = &mut sockets.open[i];
+                open.listener.store(id.0, Ordering::Release);
+                open.name = l.name.clone();
+            }
+            Socket::Fresh(socket) => {
+                let local = net.local_addr(&socket).unwrap_or(l.listen);
+                shared.with_balancer(|b, _| b.set_bound(id, local));
+                tracing::info!("{cause}: listening on {local}");
+                if let Err(e) = sockets.open(net, socket, id, &l.name, l.listen) {
+                    tracing::error!(
+                        "{cause}: cannot hand {local} to the workers: {}",
+                        io_message(&e)
+                    );
+                }
+            }
+        }
+    }
+    // The sockets no listener kept close; their connections drain. (Sockets opened above
+    // come after the `before` ones.)
+    let mut index = 0;
+    sockets.open.retain(|s| {
+        let keep = index >= before || kept[index].is_some();
+        index += 1;
+        if !keep {
+            let _ = s.close.send(true);
+            tracing::info!("{cause}: stopped listening on {}", s.bound);
+        }
+        keep
+    });
+    let pools: Vec<String> = summary
+        .pools
         .iter()
-        .map(|(name, open)| format!("{name} ({open} open connection(s) drain)"))
+        .map(|(name, s)| {
+            let removed: Vec<String> = s
+                .removed
+                .iter()
+                .map(|(name, open)| format!("{name} ({open} open connection(s) drain)"))
+                .collect();
+            format!(
+                "pool {name}: {} backend(s) kept, added: [{}], removed: [{}]",
+                s.kept,
+                s.added.join(", "),
+                removed.join(", ")
+            )
+        })
         .collect();
     tracing::info!(
-        "{cause}: config reloaded from {}: {}; {} backend(s) kept, added: [{}], removed: [{}]",
+        "{cause}: config reloaded from {}: {}; {}; listeners added: [{}], removed: [{}]; pools added: [{}], removed: [{}]",
         loaded.source,
         new.summary(),
-        summary.kept,
-        summary.added.join(", "),
-        removed.join(", ")
+        pools.join("; "),
+        summary.listeners_added.join(", "),
+        summary
+            .listeners_removed
+            .iter()
+            .map(|(n, open)| format!("{n} ({open} open connection(s) drain)"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        summary.pools_added.join(", "),
+        summary
+            .pools_removed
+            .iter()
+            .map(|(n, open)| format!("{n} ({open} open connection(s) drain)"))
+            .collect::<Vec<_>>()
+            .join(", "),
     );
+    for warning in new.warnings() {
+        tracing::warn!("{cause}: config: {warning}");
+    }
     let later = running.restart_needed(new);
     if !later.is_empty() {
         tracing::warn!(
@@ -389,11 +567,21 @@ impl Drop for TaskGuard {
 /// bounds the wait should a task not be scheduled).
 const ABORT_WAIT: Duration = Duration::from_secs(5);
 
-/// One accept loop and its connections.
+/// A listening socket for a worker to accept on, until `closed` (a reload removed its
+/// listener) or the node stops.
+struct Listen<N: Net> {
+    socket: N::Listener,
+    /// The listener its clients belong to (a reload may change it).
+    listener: Arc<AtomicU32>,
+    closed: watch::Receiver<bool>,
+}
+
+/// One worker: an accept loop per listener, and the connections they accept.
 struct Worker<N: Net> {
     net: N,
     shared: Arc<Shared>,
-    listener: N::Listener,
+    /// Listening sockets to accept on, as the node binds them.
+    commands: mpsc::UnboundedReceiver<Listen<N>>,
     /// `Some(grace)` once the node stops.
     stop: watch::Receiver<Option<Duration>>,
     /// Receives, at the end, how many connections this worker aborted.
@@ -401,37 +589,49 @@ struct Worker<N: Net> {
 }
 
 impl<N: Net> Worker<N> {
-    /// Accepts until the node stops, then closes the listener, lets open connections finish
-    /// for up to the grace period, aborts the rest through their machines, and reports.
+    /// Accepts on every listener it is given until the node stops, then lets open
+    /// connections finish for up to the grace period, aborts the rest through their
+    /// machines, and reports.
     async fn run(self) {
         let Worker {
             net,
             shared,
-            listener,
+            mut commands,
             mut stop,
             done,
         } = self;
         let tasks = Arc::new(TaskCount::default());
         let abort = Arc::new(AbortSignal::default());
-        let stopping = {
-            let mut stop = stop.clone();
-            async move {
-                let _ = stop.wait_for(Option::is_some).await;
+        let accepting = Arc::new(TaskCount::default());
+        let stop_for_loops = stop.clone();
+        loop {
+            tokio::select! {
+                biased;
+                _ = stop.wait_for(Option::is_some) => break,
+                listen = commands.recv() => match listen {
+                    Some(listen) => {
+                        accepting.live.fetch_add(1, Ordering::AcqRel);
+                        let guard = TaskGuard(accepting.clone());
+                        let accept = accept_on(
+                            net.clone(),
+                            shared.clone(),
+                            listen,
+                            stop_for_loops.clone(),
+                            tasks.clone(),
+                            abort.clone(),
+                        );
+                        net.spawn(async move {
+                            accept.await;
+                            drop(guard);
+                        });
+                    }
+                    None => break,
+                },
             }
-        };
-        let failures = FailureRun::new("accept failed", "accepting again");
-        accept_loop(&net, &listener, failures, stopping, |stream, peer| {
-            let id = FlowId(shared.next_flow_id());
-            tasks.live.fetch_add(1, Ordering::AcqRel);
-            let guard = TaskGuard(tasks.clone());
-            let (shared, abort, task_net) = (shared.clone(), abort.clone(), net.clone());
-            net.spawn(async move {
-                flow_task::run(task_net, shared, id, stream, peer, abort).await;
-                drop(guard);
-            });
-        })
-        .await;
-        drop(listener);
+        }
+        drop(commands);
+        // Every accept loop stops (and lets its socket go) before the drain.
+        accepting.all_done().await;
         let grace = stop.borrow_and_update().unwrap_or_default();
         let open = tasks.live.load(Ordering::Acquire);
         if open > 0 {
@@ -465,4 +665,41 @@ impl<N: Net> Worker<N> {
         }
         let _ = done.send(aborted);
     }
+}
+
+/// One listener's accept loop in one worker: each client gets a flow task of this worker.
+async fn accept_on<N: Net>(
+    net: N,
+    shared: Arc<Shared>,
+    listen: Listen<N>,
+    stop: watch::Receiver<Option<Duration>>,
+    tasks: Arc<TaskCount>,
+    abort: Arc<AbortSignal>,
+) {
+    let Listen {
+        socket,
+        listener,
+        mut closed,
+    } = listen;
+    let stopping = async move {
+        let mut stop = stop;
+        tokio::select! {
+            biased;
+            _ = stop.wait_for(Option::is_some) => {}
+            _ = closed.wait_for(|c| *c) => {}
+        }
+    };
+    let failures = FailureRun::new("accept failed", "accepting again");
+    accept_loop(&net, &socket, failures, stopping, |stream, peer| {
+        let id = FlowId(shared.next_flow_id());
+        let on = ListenerId(listener.load(Ordering::Acquire));
+        tasks.live.fetch_add(1, Ordering::AcqRel);
+        let guard = TaskGuard(tasks.clone());
+        let (shared, abort, task_net) = (shared.clone(), abort.clone(), net.clone());
+        net.spawn(async move {
+            flow_task::run(task_net, shared, id, on, stream, peer, abort).await;
+            drop(guard);
+        });
+    })
+    .await;
 }

@@ -1,6 +1,6 @@
-//! The probe task: runs the health probes the pool asks for and reports their outcomes.
+//! The probe task: runs the health probes the pools ask for and reports their outcomes.
 //! When to probe, when a probe has taken too long and what an outcome means are the
-//! pool's decisions; this task connects, moves the probe's bytes, and stops a probe as
+//! pools' decisions; this task connects, moves the probe's bytes, and stops a probe as
 //! soon as the pool no longer waits for it (it timed out, or its backend was removed).
 
 use crate::clock;
@@ -8,7 +8,7 @@ use crate::failure_log::FailureRun;
 use crate::load::io_message;
 use crate::net::{connect_failure, Net};
 use crate::shared::Shared;
-use lb_sans_io::{CheckFailure, ConnectFailure, ProbeId, ProbeOutcome, ProbeRequest};
+use lb_sans_io::{CheckFailure, ConnectFailure, PoolId, ProbeId, ProbeOutcome, ProbeRequest};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::io;
@@ -16,23 +16,23 @@ use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 
-/// Drives the pool's probe schedule until `stop` completes.
+/// Drives the pools' probe schedules until `stop` completes.
 pub async fn run<N: Net>(net: N, shared: Arc<Shared>, stop: impl Future<Output = ()>) {
-    let (tx, mut rx) = mpsc::unbounded_channel::<(ProbeId, ProbeOutcome)>();
+    let (tx, mut rx) = mpsc::unbounded_channel::<((PoolId, ProbeId), ProbeOutcome)>();
     // Dropping a probe's sender stops it.
-    let mut running: BTreeMap<ProbeId, oneshot::Sender<()>> = BTreeMap::new();
+    let mut running: BTreeMap<(PoolId, ProbeId), oneshot::Sender<()>> = BTreeMap::new();
     let mut local_failures = FailureRun::new("cannot probe backends", "probing again");
     tokio::pin!(stop);
     loop {
-        let next = shared.with_pool(|pool, now| {
-            pool.handle_timeout(now);
-            running.retain(|id, _| pool.probe_pending(*id));
-            while let Some(req) = pool.poll_probe(now) {
+        let next = shared.with_balancer(|b, now| {
+            b.handle_timeout(now);
+            running.retain(|(pool, id), _| b.probe_pending(*pool, *id));
+            while let Some((pool, req)) = b.poll_probe(now) {
                 let (cancel_tx, cancel_rx) = oneshot::channel();
-                running.insert(req.id, cancel_tx);
-                net.spawn(probe(net.clone(), req, cancel_rx, tx.clone()));
+                running.insert((pool, req.id), cancel_tx);
+                net.spawn(probe(net.clone(), pool, req, cancel_rx, tx.clone()));
             }
-            pool.poll_timeout()
+            b.poll_timeout()
         });
         let deadline = next.map(|t| shared.clock.instant(t));
         tokio::select! {
@@ -47,7 +47,7 @@ pub async fn run<N: Net>(net: N, shared: Arc<Shared>, stop: impl Future<Output =
                 if let Some(line) = line {
                     tracing::warn!("{line}");
                 }
-                shared.with_pool(|pool, now| pool.handle_probe_result(id, outcome, now));
+                shared.with_balancer(|b, now| b.handle_probe_result(id.0, id.1, outcome, now));
             }
             _ = sleep_until(deadline) => {}
             _ = shared.probes_woken() => {}
@@ -65,9 +65,10 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 /// Runs one probe until it has an outcome or is cancelled, and reports the outcome.
 async fn probe<N: Net>(
     net: N,
+    pool: PoolId,
     req: ProbeRequest,
     cancel: oneshot::Receiver<()>,
-    tx: mpsc::UnboundedSender<(ProbeId, ProbeOutcome)>,
+    tx: mpsc::UnboundedSender<((PoolId, ProbeId), ProbeOutcome)>,
 ) {
     tokio::select! {
         biased;
@@ -75,7 +76,7 @@ async fn probe<N: Net>(
         _ = cancel => {}
         outcome = check(&net, &req) => {
             // The receiver is gone only when the load balancer is stopping.
-            let _ = tx.send((req.id, outcome));
+            let _ = tx.send(((pool, req.id), outcome));
         }
     }
 }

@@ -1,10 +1,12 @@
-//! The state all tasks of one load balancer share: the pool machine behind a lock that is
-//! taken only at connect, close, health and admin events (it also holds the settings of new
-//! flows, so a reload changes them in one place), and the clock.
+//! The state all tasks of one load balancer share: the balancer machine (listeners and
+//! pools) behind a lock that is taken only at accept, routing, connect, close, health and
+//! admin events (it also holds the settings of new flows, so a reload changes them in one
+//! place), and the clock.
 
 use crate::clock::Clock;
 use lb_sans_io::pool::StateCause;
-use lb_sans_io::{BackendId, BackendState, Pool, PoolEvent, Timestamp};
+use lb_sans_io::{BackendId, BackendState, Balancer, PoolEvent, PoolId, Timestamp};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::Notify;
@@ -40,11 +42,11 @@ impl DownSignal {
     }
 }
 
-/// Shared by the accept loop, every flow task and the probe task.
+/// Shared by the accept loops, every flow task and the probe task.
 pub struct Shared {
-    pool: Mutex<Pool>,
-    /// By backend id, created as flows ask.
-    down_signals: Mutex<Vec<Arc<DownSignal>>>,
+    balancer: Mutex<Balancer>,
+    /// By pool and backend, created as flows ask.
+    down_signals: Mutex<BTreeMap<(PoolId, BackendId), Arc<DownSignal>>>,
     /// The driver's clock.
     pub clock: Clock,
     next_flow: AtomicU64,
@@ -55,11 +57,11 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// Wraps a pool.
-    pub fn new(pool: Pool, clock: Clock) -> Shared {
+    /// Wraps a balancer.
+    pub fn new(balancer: Balancer, clock: Clock) -> Shared {
         Shared {
-            pool: Mutex::new(pool),
-            down_signals: Mutex::new(Vec::new()),
+            balancer: Mutex::new(balancer),
+            down_signals: Mutex::new(BTreeMap::new()),
             clock,
             next_flow: AtomicU64::new(0),
             probes_wake: Notify::new(),
@@ -80,53 +82,53 @@ impl Shared {
         self.next_flow.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Completes when the pool said its next timeout moved earlier (an admin change or a
+    /// Completes when the balancer said its next timeout moved earlier (an admin change or a
     /// reload made a probe due sooner), so the probe task asks it again. A wake while the
     /// task is busy is kept for its next wait.
     pub async fn probes_woken(&self) {
         self.probes_wake.notified().await;
     }
 
-    /// The signal of backend `backend`'s health checks taking it down.
-    pub fn down_signal(&self, backend: BackendId) -> Arc<DownSignal> {
+    /// The signal of health checks taking backend `backend` of pool `pool` down.
+    pub fn down_signal(&self, pool: PoolId, backend: BackendId) -> Arc<DownSignal> {
         let mut signals = self.down_signals.lock().unwrap_or_else(|p| p.into_inner());
-        let i = backend.index();
-        if signals.len() <= i {
-            signals.resize_with(i + 1, Default::default);
-        }
-        signals[i].clone()
+        signals.entry((pool, backend)).or_default().clone()
     }
 
-    fn lock(&self) -> MutexGuard<'_, Pool> {
+    fn lock(&self) -> MutexGuard<'_, Balancer> {
         // A panic while holding the lock is a bug already reported; keep serving.
-        self.pool.lock().unwrap_or_else(|p| p.into_inner())
+        self.balancer.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Runs `f` on the pool at the current time, then logs whatever the pool reports and
-    /// wakes the probe task if the pool's next timeout moved earlier.
-    pub fn with_pool<R>(&self, f: impl FnOnce(&mut Pool, Timestamp) -> R) -> R {
-        let mut pool = self.lock();
+    /// Runs `f` on the balancer at the current time, then logs whatever its pools report
+    /// and wakes the probe task if its next timeout moved earlier.
+    pub fn with_balancer<R>(&self, f: impl FnOnce(&mut Balancer, Timestamp) -> R) -> R {
+        let mut balancer = self.lock();
         let now = self.clock.now();
-        let r = f(&mut pool, now);
-        while let Some(event) = pool.poll_event() {
+        let r = f(&mut balancer, now);
+        while let Some((pool, event)) = balancer.poll_event() {
             if let PoolEvent::CloseConnections { backend } = event {
-                self.down_signal(backend).raise();
+                self.down_signal(pool, backend).raise();
             }
-            log_pool_event(&pool, &event);
+            log_pool_event(&balancer, pool, &event);
         }
-        if pool.poll_timeout_moved() {
+        if balancer.poll_timeout_moved() {
             self.probes_wake.notify_one();
         }
         r
     }
 }
 
-fn log_pool_event(pool: &Pool, event: &PoolEvent) {
+fn log_pool_event(balancer: &Balancer, pool_id: PoolId, event: &PoolEvent) {
+    let Some(pool) = balancer.pool(pool_id) else {
+        return;
+    };
+    let pool_name = balancer.pool_name(pool_id);
     match event {
         PoolEvent::CloseConnections { backend } => {
             if let Some(b) = pool.backend(*backend) {
                 tracing::warn!(
-                    backend = %b.name, open = b.active,
+                    pool = pool_name, backend = %b.name, open = b.active,
                     "backend {} is down: closing its {} open connection(s) (on_backend_down: close)",
                     b.name, b.active
                 );
@@ -152,7 +154,7 @@ fn log_pool_event(pool: &Pool, event: &PoolEvent) {
             match to {
                 BackendState::Up | BackendState::Draining | BackendState::Disabled => {
                     tracing::info!(
-                        backend = %b.name, address = %b.addr, from = %from, to = %to, cause, "{message}"
+                        pool = pool_name, backend = %b.name, address = %b.addr, from = %from, to = %to, cause, "{message}"
                     )
                 }
                 BackendState::Down => {
@@ -165,10 +167,10 @@ fn log_pool_event(pool: &Pool, event: &PoolEvent) {
                         .map(ToString::to_string);
                     match reason {
                         Some(reason) => tracing::warn!(
-                            backend = %b.name, address = %b.addr, from = %from, to = %to, cause, reason, "{message}"
+                            pool = pool_name, backend = %b.name, address = %b.addr, from = %from, to = %to, cause, reason, "{message}"
                         ),
                         None => tracing::warn!(
-                            backend = %b.name, address = %b.addr, from = %from, to = %to, cause, "{message}"
+                            pool = pool_name, backend = %b.name, address = %b.addr, from = %from, to = %to, cause, "{message}"
                         ),
                     }
                 }

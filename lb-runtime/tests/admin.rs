@@ -51,19 +51,26 @@ fn status_and_metrics_report_traffic_per_backend() {
             .unwrap_or_else(|| panic!("no {line} in {metrics}"))
     };
     for p in &ports {
-        assert_eq!(sample(&format!("lb_backend_up{{backend=\"s{p}\"}}")), 1);
         assert_eq!(
-            sample(&format!("lb_backend_connections_total{{backend=\"s{p}\"}}")),
+            sample(&format!(
+                "lb_backend_up{{pool=\"default\",backend=\"s{p}\"}}"
+            )),
+            1
+        );
+        assert_eq!(
+            sample(&format!(
+                "lb_backend_connections_total{{pool=\"default\",backend=\"s{p}\"}}"
+            )),
             3
         );
         assert!(
             sample(&format!(
-                "lb_health_checks_total{{backend=\"s{p}\",result=\"passed\"}}"
+                "lb_health_checks_total{{pool=\"default\",backend=\"s{p}\",result=\"passed\"}}"
             )) >= 1
         );
     }
     assert_eq!(
-        sample("lb_connections_rejected_total{reason=\"no_backend\"}"),
+        sample("lb_connections_rejected_total{listener=\"default\",reason=\"no_backend\"}"),
         0
     );
 
@@ -288,7 +295,7 @@ fn a_client_outside_allow_is_closed_at_once_and_counted() {
         start.elapsed()
     );
     assert!(
-        lb.wait_log("rejected (not_allowed)", 1, Duration::from_secs(2)),
+        lb.wait_log("end=rejected_not_allowed", 1, Duration::from_secs(2)),
         "{}",
         lb.log_text()
     );
@@ -296,7 +303,8 @@ fn a_client_outside_allow_is_closed_at_once_and_counted() {
     assert!(
         metrics
             .lines()
-            .any(|l| l == r#"lb_connections_rejected_total{reason="not_allowed"} 1"#),
+            .any(|l| l
+                == r#"lb_connections_rejected_total{listener="default",reason="not_allowed"} 1"#),
         "{metrics}"
     );
     assert_eq!(status(admin)["backends"][0]["connections_total"], 0);

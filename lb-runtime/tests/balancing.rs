@@ -179,7 +179,7 @@ fn with_every_backend_down_a_new_client_is_closed_at_once() {
         start.elapsed()
     );
     assert!(
-        lb.wait_log("rejected (no_backend)", 1, Duration::from_secs(2)),
+        lb.wait_log("end=rejected_no_backend", 1, Duration::from_secs(2)),
         "{}",
         lb.log_text()
     );

@@ -129,7 +129,7 @@ fn sigterm_with_a_stuck_connection_exits_after_the_grace_period() {
     for line in [
         "waiting up to 500ms for 1 open connection(s)",
         "shutdown grace over: aborting 1 open connection(s)",
-        "end=aborted",
+        "end=shutdown",
         "stopped (1 connection(s) aborted",
     ] {
         assert!(log.contains(line), "no {line:?} in {log}");

@@ -193,7 +193,7 @@ fn bytes_read_before_a_backend_reset_all_reach_a_slow_client() {
     );
     assert_eq!(end, "reset", "the backend's reset is passed on as a reset");
     assert!(
-        lb.wait_log("end=reset by backend", 1, Duration::from_secs(2)),
+        lb.wait_log("end=backend_reset", 1, Duration::from_secs(2)),
         "{}",
         lb.log_text()
     );
@@ -375,7 +375,7 @@ fn a_hung_backend_is_marked_down_its_clients_end_at_the_idle_timeout_and_it_retu
         "{late:?}"
     );
     assert!(
-        lb.log_text().contains("end=idle timeout"),
+        lb.log_text().contains("end=idle_timeout"),
         "{}",
         lb.log_text()
     );
@@ -609,7 +609,7 @@ fn a_client_reset_mid_request_or_mid_answer_resets_its_backend_connection() {
         );
     }
     assert!(
-        lb.wait_log("end=reset by client", 2, Duration::from_secs(2)),
+        lb.wait_log("end=client_reset", 2, Duration::from_secs(2)),
         "{}",
         lb.log_text()
     );
@@ -680,7 +680,7 @@ fn a_connection_that_sends_nothing_is_closed_at_the_idle_timeout() {
         .unwrap_or_else(|e| panic!("the talking client was cut off {e}: {}", lb.log_text()));
     assert!(asked >= 5, "{asked}");
     assert!(
-        lb.wait_log("end=idle timeout", 1, Duration::from_secs(1)),
+        lb.wait_log("end=idle_timeout", 1, Duration::from_secs(1)),
         "{}",
         lb.log_text()
     );

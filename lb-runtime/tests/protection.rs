@@ -86,7 +86,7 @@ fn per_client_max_connections_refuses_a_clients_extra_connections_only() {
     );
     let mut again = connect_from(a, port);
     assert!(served(&mut again), "{}", lb.log_text());
-    assert!(lb.log_text().contains("rejected (per_client_limit)"));
+    assert!(lb.log_text().contains("end=rejected_per_client_limit"));
 }
 
 #[test]
@@ -202,7 +202,7 @@ fn on_backend_down_close_resets_the_connections_of_a_backend_its_checks_take_dow
         held_connection_when_checks_fail(r#","on_backend_down":"close""#);
     assert!(!alive, "the connection survived: {}", lb.log_text());
     assert!(
-        lb.log_text().contains("end=backend down"),
+        lb.log_text().contains("end=backend_down"),
         "{}",
         lb.log_text()
     );

@@ -46,7 +46,7 @@ fn sighup_swaps_backends_and_open_connections_to_a_removed_one_go_on() {
         lb.log_text()
     );
     let log = lb.log_text();
-    assert!(log.contains("1 backend(s) kept"), "{log}");
+    assert!(log.contains("pool default: 1 backend(s) kept"), "{log}");
     assert!(log.contains(&format!("added: [{new}]")), "{log}");
     assert!(
         log.contains(&format!("removed: [{first} (1 open connection(s) drain)]")),
@@ -105,19 +105,25 @@ fn an_invalid_config_on_sighup_changes_nothing() {
         (0..4).map(|_| who(&http_get(port).unwrap())).collect();
     assert_eq!(names.len(), 2, "{names:?}");
 
-    // A new listen address takes a restart: the old socket keeps serving.
-    let moved = good.replace("127.0.0.1:0", "127.0.0.1:1");
+    // A new listen address that cannot be bound (taken by another socket): the reload is
+    // rejected whole, and the old socket keeps serving.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_addr = taken.local_addr().unwrap();
+    let moved = good.replace("127.0.0.1:0", &taken_addr.to_string());
+    assert_ne!(moved, good);
     reload(&lb, &path, &moved, 2);
     assert!(
         lb.wait_log(
-            "listen changed; that takes a restart",
+            &format!("reload failed, still serving the previous config: cannot listen on {taken_addr}: address already in use"),
             1,
             Duration::from_secs(2)
         ),
         "{}",
         lb.log_text()
     );
-    http_get(port).unwrap();
+    let names: std::collections::BTreeSet<String> =
+        (0..4).map(|_| who(&http_get(port).unwrap())).collect();
+    assert_eq!(names.len(), 2, "{names:?}");
 }
 
 /// When one client request began and ended.

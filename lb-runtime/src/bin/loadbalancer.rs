@@ -7,40 +7,64 @@
 use clap::Parser;
 use lb_runtime::demo::{DemoMode, DemoServer};
 use lb_runtime::load::{self, io_message, ConfigSource, LoadError, Loaded};
+use lb_runtime::logging::LogFormat;
 use lb_runtime::{Control, Net, Node, NodeOptions, TokioNet};
 use std::hash::{BuildHasher, Hasher};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tokio::sync::mpsc;
 
-/// A Layer-4 (TCP) load balancer.
+/// `loadbalancer VERSION (COMMIT)`.
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("LB_COMMIT"), ")");
+
+/// A Layer-4 (TCP) load balancer: listeners, pools of backends with health checks, seven
+/// balancing algorithms, TLS passthrough routing by server name, reload on SIGHUP and a
+/// graceful drain on SIGTERM.
 #[derive(Parser, Debug, Clone)]
-#[command(version, about, long_about = None)]
+#[command(
+    name = "loadbalancer",
+    version = VERSION,
+    about = "A Layer-4 (TCP) load balancer",
+    long_about = "A Layer-4 (TCP) load balancer: listeners, pools of backends with health \
+checks, seven balancing algorithms, TLS passthrough routing by server name, reload on SIGHUP \
+and a graceful drain on SIGTERM.\n\nWithout --config it reads ./config.json, or runs a \
+built-in demo config (127.0.0.1:8080 over 127.0.0.1:5001-5003) when that file does not exist.",
+    after_help = "Signals: SIGHUP reloads the config; SIGTERM/SIGINT stop accepting, drain for \
+timeouts.shutdown_grace and exit 0. Exit codes: 0 clean shutdown, 2 usage or config error, \
+1 runtime failure."
+)]
 struct Cli {
-    /// Port to listen on; overrides the port of `listen` in the config (the address stays).
+    /// Port to listen on; overrides the port of the first listener (the address stays).
     port: Option<u16>,
     /// Config file. Default: ./config.json, or the built-in default when that is absent.
     #[arg(long, value_name = "PATH")]
     config: Option<PathBuf>,
-    /// Validate the config, print a one-line summary and exit (0 valid, 2 invalid).
+    /// Validate the config, print a one-line summary per listener and exit (0 valid, 2
+    /// invalid).
     #[arg(long)]
     check: bool,
-    /// Also start a demo backend (the `server` program) on each backend address.
+    /// Also start a demo backend (the `server` program) on each backend address of every
+    /// pool.
     #[arg(long)]
     demo: bool,
     /// Seed of the load balancer's random choices (`random`, `power_of_two`, probe jitter).
     /// Logged at startup; give the logged value to replay a run's choices. Default: random.
     #[arg(long, value_name = "N")]
     seed: Option<u64>,
+    /// Log lines as logfmt text (`key=value`, quoted where needed) or one JSON object per
+    /// line.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, value_name = "FORMAT")]
+    log_format: LogFormat,
 }
 
 impl Cli {
     /// Reads the config as the command line says: the file (or the built-in default),
-    /// with `PORT` overriding the port of `listen`. The same at startup and on SIGHUP.
+    /// with `PORT` overriding the port of the first listener. The same at startup and on
+    /// SIGHUP.
     fn load(&self) -> Result<Loaded, LoadError> {
         let mut loaded = load::load(self.config.as_deref())?;
         if let Some(port) = self.port {
-            loaded.config.listen.set_port(port);
+            loaded.override_port(port);
         }
         Ok(loaded)
     }
@@ -48,7 +72,7 @@ impl Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    lb_runtime::logging::init();
+    lb_runtime::logging::init(cli.log_format);
     let loaded = match cli.load() {
         Ok(l) => l,
         Err(e) => {
@@ -57,11 +81,23 @@ fn main() -> ExitCode {
         }
     };
     if cli.check {
-        println!("{}: ok: {}", loaded.source, loaded.config.summary());
+        for line in loaded.config.summary_lines() {
+            println!("{}: ok: {line}", loaded.source);
+        }
+        for warning in loaded.config.warnings() {
+            println!("{}: warning: {warning}", loaded.source);
+        }
         return ExitCode::SUCCESS;
     }
     if loaded.source == ConfigSource::BuiltIn {
-        tracing::info!("no ./config.json: using the built-in default config");
+        use std::io::IsTerminal;
+        if std::io::stderr().is_terminal() {
+            tracing::info!("no ./config.json: using the built-in demo config");
+        } else {
+            tracing::warn!(
+                "no ./config.json and no --config: using the built-in demo config (127.0.0.1:8080 over 127.0.0.1:5001-5003); pass --config PATH"
+            );
+        }
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -105,11 +141,16 @@ async fn run(cli: Cli, loaded: Loaded) -> ExitCode {
     }
 }
 
-/// `--demo`: a demo HTTP backend on every backend address of the config (reading the PROXY
-/// header the config makes the load balancer send, if any).
+/// `--demo`: a demo HTTP backend on every backend address of every pool (reading the PROXY
+/// header its pool makes the load balancer send, if any). An address in several pools gets
+/// one.
 async fn start_demo(loaded: &Loaded) -> Result<(), String> {
     let net = TokioNet;
-    for (b, &addr) in loaded.config.backends.iter().zip(&loaded.addrs) {
+    let mut started = std::collections::BTreeSet::new();
+    for (pool, b, addr) in loaded.backends() {
+        if !started.insert(addr) {
+            continue;
+        }
         let listener = net.bind(addr).await.map_err(|e| {
             format!(
                 "cannot start demo backend {} on {addr}: {}",
@@ -121,7 +162,7 @@ async fn start_demo(loaded: &Loaded) -> Result<(), String> {
         let server = DemoServer {
             name: b.name.clone(),
             mode: DemoMode::Http,
-            proxy_protocol: loaded.config.proxy_protocol.is_some(),
+            proxy_protocol: pool.proxy_protocol.is_some(),
         };
         net.spawn(server.run(net, listener));
     }

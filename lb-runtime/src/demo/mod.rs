@@ -13,6 +13,7 @@
 //! It owns nothing else: no configuration files, no timeouts besides a short lingering close
 //! after a `Connection: close` response, and no state shared between connections.
 
+pub mod cli;
 pub mod echo;
 pub mod http;
 pub mod proxy;

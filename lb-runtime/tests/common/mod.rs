@@ -190,8 +190,8 @@ impl Proc {
         let end = Instant::now() + Duration::from_secs(10);
         while Instant::now() < end {
             let log = self.log_text();
-            if let Some(i) = log.find(" listening on 127.0.0.1:") {
-                let rest = &log[i + " listening on 127.0.0.1:".len()..];
+            if let Some(i) = log.find("msg=\"listening on 127.0.0.1:") {
+                let rest = &log[i + "msg=\"listening on 127.0.0.1:".len()..];
                 let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
                 if let Ok(port) = digits.parse() {
                     return port;
@@ -262,8 +262,8 @@ impl Proc {
         let end = Instant::now() + Duration::from_secs(10);
         while Instant::now() < end {
             let log = self.log_text();
-            if let Some(i) = log.find(" listening on ") {
-                let rest = &log[i + " listening on ".len()..];
+            if let Some(i) = log.find("msg=\"listening on ") {
+                let rest = &log[i + "msg=\"listening on ".len()..];
                 if let Some(Ok(addr)) = rest.split_whitespace().next().map(str::parse) {
                     return addr;
                 }
