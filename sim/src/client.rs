@@ -10,7 +10,8 @@
 
 use crate::net::sim_now;
 use crate::rng::SimRng;
-use crate::scenario::{Plan, SessionKind, LB_PORT};
+use crate::scenario::{Greeting, Plan, SessionKind};
+use crate::services::{self, NEW, OLD, PLAIN, TLS};
 use crate::trace::Trace;
 use std::cell::RefCell;
 use std::net::SocketAddr;
@@ -64,6 +65,14 @@ pub struct SessionRecord {
     pub client: usize,
     /// The load balancer connected to.
     pub lb: usize,
+    /// The listener connected to (an index into the plan's listeners; 0 in the flat
+    /// config).
+    pub listener: usize,
+    /// Its port.
+    pub port: u16,
+    /// What it sent first: a ClientHello (whose bytes start [`SessionRecord::sent`]), or
+    /// nothing special.
+    pub greeting: Greeting,
     /// What it did.
     pub kind: SessionKind,
     /// When it was opened.
@@ -84,7 +93,8 @@ pub struct SessionRecord {
     pub answered: usize,
     /// The client's deliberate pause: from, to.
     pub stall: Option<(Duration, Duration)>,
-    /// When the client last read a byte before its pause began.
+    /// When the client last read a byte before its pause ended (nothing but the echo of
+    /// what it sent before the pause arrives during it).
     pub stall_last_read: Option<Duration>,
     /// Whether the client half-closed (sent FIN) before the end.
     pub half_closed: bool,
@@ -258,10 +268,37 @@ async fn session(
     let lb = rng.gen_range(0..plan.lbs);
     let host = format!("c{}", ctx.client);
     let start = sim_now();
+    // Which listener, and what first (only `services` plans draw these).
+    let (listener, greeting) = match &plan.services {
+        Some(s) => {
+            let listener = match (phase, rng.gen_range(0..100u32)) {
+                (Phase::Chaos, 85..) => {
+                    if rng.gen_bool(0.5) {
+                        OLD
+                    } else {
+                        NEW
+                    }
+                }
+                (_, x) if x < 45 => PLAIN,
+                _ => TLS,
+            };
+            (listener, services::draw_greeting(s, listener, &id, rng))
+        }
+        None => (0, Greeting::Plain),
+    };
+    let port = plan.listener_port(listener);
     ctx.trace.push(
         start,
         host.clone(),
-        format!("{id} open lb{lb} {}", kind.name()),
+        if plan.services.is_some() {
+            format!(
+                "{id} open lb{lb}:{port} {} {}",
+                kind.name(),
+                greeting.describe()
+            )
+        } else {
+            format!("{id} open lb{lb} {}", kind.name())
+        },
     );
     let requests = match kind {
         SessionKind::Bulk | SessionKind::HalfOpen => 1,
@@ -293,11 +330,18 @@ async fn session(
     let bulk_seed = rng.next_u64();
     let chunk = rng.gen_range(1_000..16_000usize);
     let chunk_pause = Duration::from_millis(rng.gen_range(0..6));
+    let hello_pause = match greeting {
+        Greeting::Hello { .. } => Duration::from_millis(rng.gen_range(0..20)),
+        Greeting::Plain => Duration::ZERO,
+    };
 
     let mut record = SessionRecord {
         id: id.clone(),
         client: ctx.client,
         lb,
+        listener,
+        port,
+        greeting: greeting.clone(),
         kind,
         phase,
         start,
@@ -317,7 +361,7 @@ async fn session(
     };
     let lb_ip = turmoil::lookup(format!("lb{lb}"));
     let connect =
-        tokio::time::timeout(Duration::from_secs(2), TcpStream::connect((lb_ip, LB_PORT))).await;
+        tokio::time::timeout(Duration::from_secs(2), TcpStream::connect((lb_ip, port))).await;
     let stream = match connect {
         Ok(Ok(s)) => s,
         _ => {
@@ -390,12 +434,24 @@ async fn session(
         let closed = closed.clone();
         async move {
             let mut half_closed = false;
+            // A ClientHello first, in the planned writes (a few milliseconds apart).
+            if let Greeting::Hello { bytes, cuts, .. } = &greeting {
+                let mut from = 0;
+                for &to in cuts.iter().chain(std::iter::once(&bytes.len())) {
+                    if !write(&mut wr, &shared, &closed, bytes[from..to].to_vec()).await {
+                        return (wr, false);
+                    }
+                    from = to;
+                    tokio::time::sleep(hello_pause).await;
+                }
+            }
             match kind {
                 SessionKind::Bulk => {
                     let head = format!(
                         "POST /{id}/bulk HTTP/1.1\r\nHost: sim\r\nContent-Length: {bulk_len}\r\n\r\n"
                     );
-                    shared.borrow_mut().ends.push(head.len() + bulk_len);
+                    let end = shared.borrow().sent.len() + head.len() + bulk_len;
+                    shared.borrow_mut().ends.push(end);
                     let mut ok = write(&mut wr, &shared, &closed, head.into_bytes()).await;
                     let mut i = 0;
                     while ok && i < bulk_len {
@@ -430,7 +486,7 @@ async fn session(
                 SessionKind::HalfOpen => {
                     let req =
                         format!("GET /{id}/r0 HTTP/1.1\r\nHost: sim\r\nConnection: close\r\n\r\n");
-                    let end = req.len();
+                    let end = shared.borrow().sent.len() + req.len();
                     shared.borrow_mut().ends.push(end);
                     if write(&mut wr, &shared, &closed, req.into_bytes()).await {
                         // Never a FIN: wait for the end of the stream, then stay open and
@@ -449,10 +505,11 @@ async fn session(
                     for r in 0..requests {
                         if kind == SessionKind::Stall && r == stall_at {
                             let from = sim_now();
-                            let read = shared.borrow().last_read;
                             tokio::time::sleep(stall_len).await;
                             *stall.borrow_mut() = Some((from, sim_now()));
-                            *stall_read.borrow_mut() = read;
+                            // The last byte read before the pause ended: the echo of a
+                            // ClientHello may still arrive after it began.
+                            *stall_read.borrow_mut() = shared.borrow().last_read;
                         }
                         let req = format!("GET /{id}/r{r} HTTP/1.1\r\nHost: sim\r\n\r\n");
                         let end = shared.borrow().sent.len() + req.len();

@@ -7,6 +7,7 @@
 //!
 //! - [`net`]: the turmoil `Net`, recording what every socket did.
 //! - [`scenario`]: the scenario vocabulary and the seed-drawn [`scenario::Plan`].
+//! - [`services`]: many listeners and pools: their config, ClientHellos and routes.
 //! - [`client`]: the simulated clients and their records.
 //! - [`operator`]: the operator host (admin requests over the network).
 //! - [`logs`]: the load balancers' "connection closed" lines, captured.
@@ -26,6 +27,7 @@ pub mod operator;
 pub mod rng;
 pub mod run;
 pub mod scenario;
+pub mod services;
 pub mod sweep;
 pub mod trace;
 

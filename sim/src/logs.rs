@@ -24,6 +24,10 @@ pub struct CloseLine {
     pub backend: String,
     /// The `end` field: how the connection ended.
     pub end: String,
+    /// The `pool` field (`-`: none).
+    pub pool: String,
+    /// The `server_name` field (`-`: none).
+    pub server_name: String,
 }
 
 /// Any other line about the node as a whole (reloads), with its message.
@@ -55,6 +59,8 @@ struct Fields {
     client: Option<SocketAddr>,
     backend: String,
     end: String,
+    pool: String,
+    server_name: String,
 }
 
 impl Visit for Fields {
@@ -65,6 +71,8 @@ impl Visit for Fields {
             "client" => self.client = text.parse().ok(),
             "backend" => self.backend = text,
             "end" => self.end = text,
+            "pool" => self.pool = text,
+            "server_name" => self.server_name = text,
             _ => {}
         }
     }
@@ -85,6 +93,8 @@ impl<S: tracing::Subscriber> Layer<S> for Capture {
                 client: f.client,
                 backend: f.backend,
                 end: f.end,
+                pool: f.pool,
+                server_name: f.server_name,
             });
         } else if f.message.contains("config reloaded") || f.message.contains("reload failed") {
             captured.reloads.push(LogLine {

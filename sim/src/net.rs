@@ -58,6 +58,8 @@ pub enum Origin {
 pub struct StreamRec {
     /// How it was opened.
     pub origin: Origin,
+    /// This end's address.
+    pub local: Option<SocketAddr>,
     /// The task that first polled it.
     pub task: Option<usize>,
     /// When it was opened.
@@ -218,8 +220,10 @@ impl TurmoilNet {
     fn new_stream(&self, inner: TcpStream, origin: Origin) -> SimStream {
         let mut log = lock(&self.log);
         let index = log.streams.len();
+        let local = inner.local_addr().ok();
         log.streams.push(StreamRec {
             origin,
+            local,
             task: None,
             opened: sim_now(),
             closed: None,
@@ -242,10 +246,12 @@ impl TurmoilNet {
 /// Bit `i` set when the pool has the backend at `backends[i]` up. (By address: a backend
 /// a reload added has a later id in the pool than its index here.)
 pub fn up_mask(shared: &Shared, backends: &[SocketAddr]) -> u64 {
-    shared.with_pool(|pool, _| {
-        pool.backends()
-            .iter()
-            .filter(|b| b.state() == BackendState::Up)
+    shared.with_balancer(|balancer, _| {
+        balancer
+            .pools()
+            .filter(|(id, _, _)| !balancer.pool_removed(*id))
+            .flat_map(|(_, _, pool)| pool.backends().iter())
+            .filter(|b| b.state() == BackendState::Up && !b.removed())
             .filter_map(|b| backends.iter().position(|a| *a == b.addr))
             .fold(0u64, |m, i| m | (1 << i))
     })

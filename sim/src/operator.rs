@@ -1,5 +1,6 @@
 //! The operator: a host that sends the plan's admin requests (drain, disable, enable) to
-//! the load balancers' real admin endpoints over the simulated network, and records when
+//! the load balancers' real admin endpoints over the simulated network (by pool, as
+//! `/pools/POOL/backends/NAME/...`, in a `services` plan), and records when
 //! each was sent, when its answer came and what status it had. (Reloads and the stop are
 //! not network requests: the run sends them on the nodes' control channels.)
 
@@ -49,7 +50,16 @@ pub async fn run(
         }
         let sent = sim_now();
         trace.push(sent, "op", format!("{action}"));
-        let path = format!("/backends/b{backend}/{}", what.name());
+        // With several pools (whose backend names repeat), by pool.
+        let path = match &plan.services {
+            Some(s) => format!(
+                "/pools/{}/backends/{}/{}",
+                s.pools[plan.pool_of(backend)].name,
+                s.backend_name(backend),
+                what.name()
+            ),
+            None => format!("/backends/b{backend}/{}", what.name()),
+        };
         let status = tokio::time::timeout(REQUEST_TIMEOUT, post(lb, &path))
             .await
             .ok()

@@ -14,6 +14,7 @@ use crate::logs::{self, CloseLine, CloseLog, LogLine};
 use crate::net::{self, NetLog, SharedLog, TurmoilNet};
 use crate::operator::{self, OpRecord};
 use crate::scenario::{ConfigExtras, Fault, Mutation, OpAction, Plan, ReloadChange, BACKEND_PORT};
+use crate::services::{BackendEntry, Common};
 use crate::trace::{hash_events, Event, Trace};
 use lb_runtime::demo::DemoServer;
 use lb_runtime::load::{self, ConfigSource, Loaded};
@@ -78,6 +79,8 @@ pub struct PoolSnapshot {
     pub rejected_not_allowed: u64,
     /// Clients refused for `per_client`.
     pub rejected_per_client: u64,
+    /// Clients refused because no pool took them (`no_route`), on every listener.
+    pub rejected_no_route: u64,
     /// `Pool::check_invariants`: the panic message if it failed.
     pub invariants: Result<(), String>,
 }
@@ -263,10 +266,17 @@ struct Configs {
     configured: Vec<bool>,
     /// Backend `i`'s weight now.
     weights: Vec<u32>,
+    /// (`services`) Listener `i` is in the config now.
+    listeners: Vec<bool>,
+    /// (`services`) Listener `i` was in some config so far.
+    listeners_ever: Vec<bool>,
 }
 
 impl Configs {
     fn text(&self) -> String {
+        if let Some(services) = &self.plan.services {
+            return self.services_text(services);
+        }
         let named: Vec<(String, SocketAddr, u32)> = (0..self.backend_addrs.len())
             .filter(|&i| self.configured[i])
             .map(|i| (format!("b{i}"), self.backend_addrs[i], self.weights[i]))
@@ -283,6 +293,47 @@ impl Configs {
         )
     }
 
+    /// The `services` config: the plan's listeners and pools, as configured now.
+    fn services_text(&self, services: &crate::services::Services) -> String {
+        let s = self.plan.lb_runtime_settings();
+        let backends: Vec<BackendEntry> = (0..self.backend_addrs.len())
+            .filter(|&i| self.configured[i])
+            .map(|i| BackendEntry {
+                index: i,
+                name: self.plan.backend_name(i),
+                addr: self.backend_addrs[i],
+                weight: self.weights[i],
+            })
+            .collect();
+        // Under `StaleListeners` the load balancer is never told to remove one.
+        let live = if self.plan.mutation == Mutation::StaleListeners {
+            &self.listeners_ever
+        } else {
+            &self.listeners
+        };
+        services.config_json(
+            live,
+            &backends,
+            &Common {
+                health_check: format!(
+                    r#"{{ "type": "tcp", "interval": "{}ms", "timeout": "{}ms", "rise": {}, "fall": {} }}"#,
+                    s.interval.as_millis(),
+                    s.check_timeout.as_millis(),
+                    s.rise,
+                    s.fall
+                ),
+                retries: s.retries,
+                connect: s.connect_timeout,
+                idle: s.idle_timeout,
+                half_close: s.half_close_timeout,
+                grace: self.plan.stop_grace(),
+                proxy: self.plan.proxy,
+                allow: self.allow_ips.as_deref(),
+                close_on_backend_down: self.plan.close_on_backend_down,
+            },
+        )
+    }
+
     fn load(&self) -> Result<Loaded, load::LoadError> {
         load::from_text(&self.text(), ConfigSource::File("sim.json".into()))
     }
@@ -293,6 +344,14 @@ impl Configs {
             ReloadChange::Remove(b) => self.configured[b] = false,
             ReloadChange::Add(b) => self.configured[b] = true,
             ReloadChange::Weight(b, w) => self.weights[b] = w,
+            ReloadChange::SwapListeners => {
+                use crate::services::{NEW, OLD};
+                let old = self.listeners[OLD];
+                self.listeners[OLD] = !old;
+                self.listeners[NEW] = old;
+                self.listeners_ever[OLD] |= !old;
+                self.listeners_ever[NEW] |= old;
+            }
             ReloadChange::Invalid => {
                 let text = self.text().replacen("\"retries\"", "\"retires\"", 1);
                 return load::from_text(&text, ConfigSource::File("sim.json".into()));
@@ -305,9 +364,9 @@ impl Configs {
 /// The pool of a load balancer, with backends in the simulation's order (by address:
 /// backends a reload added have later ids in the pool).
 fn snapshot(shared: &Shared, backend_addrs: &[SocketAddr]) -> PoolSnapshot {
-    shared.with_pool(|pool, _| {
+    shared.with_balancer(|balancer, _| {
         let invariants =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pool.check_invariants()))
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| balancer.check_invariants()))
                 .map_err(|p| {
                     p.downcast_ref::<String>()
                         .cloned()
@@ -317,7 +376,18 @@ fn snapshot(shared: &Shared, backend_addrs: &[SocketAddr]) -> PoolSnapshot {
         PoolSnapshot {
             backends: backend_addrs
                 .iter()
-                .map(|a| pool.backends().iter().find(|b| b.addr == *a).cloned())
+                .map(|a| {
+                    // The live backend at this address, else the last removed one.
+                    let all: Vec<_> = balancer
+                        .pools()
+                        .flat_map(|(_, _, pool)| pool.backends().iter())
+                        .filter(|b| b.addr == *a)
+                        .collect();
+                    all.iter()
+                        .find(|b| !b.removed())
+                        .or(all.last())
+                        .map(|b| (*b).clone())
+                })
                 .map(|b| match b {
                     Some(b) => BackendSnapshot {
                         state: b.state(),
@@ -338,9 +408,10 @@ fn snapshot(shared: &Shared, backend_addrs: &[SocketAddr]) -> PoolSnapshot {
                     },
                 })
                 .collect(),
-            open_flows: pool.open_flows(),
-            rejected_not_allowed: pool.rejected(lb_sans_io::RejectReason::NotAllowed),
-            rejected_per_client: pool.rejected(lb_sans_io::RejectReason::PerClientLimit),
+            open_flows: balancer.open_flows(),
+            rejected_not_allowed: balancer.rejected(lb_sans_io::RejectReason::NotAllowed),
+            rejected_per_client: balancer.rejected(lb_sans_io::RejectReason::PerClientLimit),
+            rejected_no_route: balancer.rejected(lb_sans_io::RejectReason::NoRoute),
             invariants,
         }
     })
@@ -420,6 +491,11 @@ pub fn run(plan: Plan) -> RunOutput {
     }
 
     // Load balancers.
+    let listeners_initial: Vec<bool> = plan
+        .services
+        .as_ref()
+        .map(|s| s.listeners.iter().map(|l| l.initial).collect())
+        .unwrap_or_default();
     let mut configs = Configs {
         plan: plan.clone(),
         backend_addrs: backend_addrs.clone(),
@@ -429,6 +505,8 @@ pub fn run(plan: Plan) -> RunOutput {
             .map(|list| list.iter().map(|&c| client_addrs[c]).collect()),
         configured: plan.initial.clone(),
         weights: plan.weights.clone(),
+        listeners: listeners_initial.clone(),
+        listeners_ever: listeners_initial,
     };
     let lb_logs: Vec<SharedLog> = (0..plan.lbs).map(|_| net::new_log(false)).collect();
     let slots: Vec<Rc<RefCell<Option<Arc<Shared>>>>> =
@@ -486,7 +564,7 @@ pub fn run(plan: Plan) -> RunOutput {
                 *stop_slot.borrow_mut() = Some(StopRecord {
                     returned: net::sim_now(),
                     aborted: stopped.aborted,
-                    open_flows: shared.with_pool(|pool, _| pool.open_flows()),
+                    open_flows: shared.with_balancer(|b, _| b.open_flows()),
                 });
                 Ok(())
             }
@@ -640,7 +718,7 @@ pub fn run(plan: Plan) -> RunOutput {
             let drained = slots.iter().all(|s| {
                 s.borrow()
                     .as_ref()
-                    .is_none_or(|shared| shared.with_pool(|pool, _| pool.open_flows() == 0))
+                    .is_none_or(|shared| shared.with_balancer(|b, _| b.open_flows() == 0))
             });
             match (drained, drained_at) {
                 (true, None) => drained_at = Some(now),

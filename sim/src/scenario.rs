@@ -7,6 +7,7 @@
 //! Every fault is healed by [`Plan::chaos_end`]; a liveness phase follows.
 
 use crate::rng::SimRng;
+pub use crate::services::{Greeting, Services};
 use lb_runtime::demo::DemoMode;
 use lb_sans_io::defect::Defect;
 use lb_sans_io::Algorithm;
@@ -43,11 +44,16 @@ pub enum Scenario {
     /// admin endpoint, reloads that add, remove and reweight backends (and one invalid
     /// file), PROXY headers, an allow-list, and a graceful stop with connections open.
     Operate,
+    /// Many services in one load balancer: two listeners (one routing TLS by server name)
+    /// and three pools, faults on backends of every pool, clients that send ClientHellos
+    /// (split across writes and records) or plain bytes, and an operator who addresses
+    /// backends by pool and reloads configs that swap one listener for another.
+    Services,
 }
 
 impl Scenario {
     /// Every scenario the default sweep runs.
-    pub const ALL: [Scenario; 12] = [
+    pub const ALL: [Scenario; 13] = [
         Scenario::Crash,
         Scenario::Bounce,
         Scenario::Partition,
@@ -60,6 +66,7 @@ impl Scenario {
         Scenario::Mix,
         Scenario::HashAffinity,
         Scenario::Operate,
+        Scenario::Services,
     ];
 
     /// The scenario's name (also the name of its test).
@@ -77,6 +84,7 @@ impl Scenario {
             Scenario::Mix => "mix",
             Scenario::HashAffinity => "hash_affinity",
             Scenario::Operate => "operate",
+            Scenario::Services => "services",
         }
     }
 
@@ -111,6 +119,10 @@ pub enum Mutation {
     FirstAvailable,
     /// A deliberate bug in the pool or the driver (see `lb_sans_io::defect`).
     Defect(Defect),
+    /// Reloads never remove a listener: the load balancer's config keeps every listener
+    /// it ever had, while the checkers are told the plan's (a listener swapped out keeps
+    /// accepting).
+    StaleListeners,
 }
 
 /// What an operator asks of a backend through the admin endpoint.
@@ -146,6 +158,8 @@ pub enum ReloadChange {
     Weight(usize, u32),
     /// The new file is invalid: nothing may change.
     Invalid,
+    /// (`services`) Listener `old` is removed and `new` added, or the other way round.
+    SwapListeners,
 }
 
 /// An operator's action, applied at a planned time.
@@ -178,6 +192,9 @@ impl fmt::Display for OpAction {
                 write!(f, "reload: b{b} weight {w}")
             }
             OpAction::Reload(ReloadChange::Invalid) => write!(f, "reload: an invalid file"),
+            OpAction::Reload(ReloadChange::SwapListeners) => {
+                write!(f, "reload: swap listeners old/new")
+            }
         }
     }
 }
@@ -481,6 +498,27 @@ pub struct Plan {
     pub per_client_max: Option<u32>,
     /// `on_backend_down: close`.
     pub close_on_backend_down: bool,
+    /// (`services`) The listeners and pools; `None`: the flat config, one listener and
+    /// one pool with every backend.
+    pub services: Option<Services>,
+}
+
+/// One pool as the checkers see it (the flat config's is `default`, with every backend).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PoolView {
+    /// Its name.
+    pub name: &'static str,
+    /// Its algorithm.
+    pub algorithm: &'static str,
+    /// Its backends, by index.
+    pub backends: Vec<usize>,
+}
+
+impl PoolView {
+    /// Bit `b` set for each of its backends.
+    pub fn mask(&self) -> u64 {
+        self.backends.iter().fold(0, |m, b| m | 1 << b)
+    }
 }
 
 fn ms(n: u64) -> Duration {
@@ -501,19 +539,26 @@ impl Plan {
     fn draw(scenario: Scenario, seed: u64, mutation: Mutation, chaos: Option<Duration>) -> Plan {
         let mut rng =
             SimRng::seed_from_u64(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ scenario.salt());
-        let n = rng.gen_range(3..=5usize);
-        let mut backends: Vec<DemoMode> = (0..n)
-            .map(|_| {
-                if rng.gen_bool(0.5) {
-                    DemoMode::Echo
-                } else {
-                    DemoMode::Http
-                }
-            })
-            .collect();
-        // At least one of each kind.
-        backends[0] = DemoMode::Echo;
-        backends[1] = DemoMode::Http;
+        let (services, backends) = if scenario == Scenario::Services {
+            let (s, modes) = Services::draw(&mut rng);
+            (Some(s), modes)
+        } else {
+            let n = rng.gen_range(3..=5usize);
+            let mut backends: Vec<DemoMode> = (0..n)
+                .map(|_| {
+                    if rng.gen_bool(0.5) {
+                        DemoMode::Echo
+                    } else {
+                        DemoMode::Http
+                    }
+                })
+                .collect();
+            // At least one of each kind.
+            backends[0] = DemoMode::Echo;
+            backends[1] = DemoMode::Http;
+            (None, backends)
+        };
+        let n = backends.len();
         let interval = ms(*[300u64, 500, 1000]
             .get(rng.gen_range(0..3usize))
             .unwrap_or(&500));
@@ -526,6 +571,8 @@ impl Plan {
                     let all = Algorithm::ALL;
                     all[rng.gen_range(0..all.len())].name()
                 }
+                // Each pool has its own.
+                Scenario::Services => "per pool",
                 _ => "round_robin",
             },
             interval,
@@ -560,7 +607,7 @@ impl Plan {
         let weights = backends
             .iter()
             .map(|_| {
-                if scenario == Scenario::Mix {
+                if scenario == Scenario::Mix || scenario == Scenario::Services {
                     rng.gen_range(1..=4)
                 } else {
                     1
@@ -575,7 +622,7 @@ impl Plan {
             weights,
             lbs: match scenario {
                 Scenario::HashAffinity => 2,
-                Scenario::Operate => rng.gen_range(1..=2),
+                Scenario::Operate | Scenario::Services => rng.gen_range(1..=2),
                 _ => 1,
             },
             workers: rng.gen_range(1..=2),
@@ -597,8 +644,13 @@ impl Plan {
             stop: None,
             per_client_max: None,
             close_on_backend_down: false,
+            services,
         };
         plan.faults = draw_faults(&plan, &mut rng);
+        if plan.scenario == Scenario::Services {
+            plan.draw_services_extras(&mut rng);
+            return plan;
+        }
         // The operator: always in `operate`; in `mix`, each part on or off by the seed.
         let operate = plan.scenario == Scenario::Operate;
         let mix = plan.scenario == Scenario::Mix;
@@ -635,6 +687,81 @@ impl Plan {
             plan.stop = Some(StopPlan { at, grace });
         }
         plan
+    }
+
+    /// The `services` plan's operator, PROXY headers, allow-list, `on_backend_down` and
+    /// stop, each on or off by the seed.
+    fn draw_services_extras(&mut self, rng: &mut SimRng) {
+        if rng.gen_bool(0.8) {
+            self.ops = draw_ops(self, rng);
+        }
+        if rng.gen_bool(0.3) {
+            self.proxy = Some(if rng.gen_bool(0.5) { "v1" } else { "v2" });
+        }
+        if self.clients > 1 && rng.gen_bool(0.3) {
+            let denied = rng.gen_range(0..self.clients);
+            self.allow = Some((0..self.clients).filter(|&c| c != denied).collect());
+        }
+        self.close_on_backend_down = rng.gen_bool(0.4);
+        if rng.gen_bool(0.4) {
+            let longest = (self.lb.idle_timeout.as_millis() as u64).saturating_sub(1200);
+            let grace = ms(rng.gen_range(600..=longest.clamp(600, 2000)));
+            let at = self.liveness_start + ms(rng.gen_range(12_000..=13_000));
+            self.stop = Some(StopPlan { at, grace });
+        }
+    }
+
+    /// The pools: the plan's, or the flat config's one pool `default` with every backend.
+    pub fn pools(&self) -> Vec<PoolView> {
+        match &self.services {
+            Some(s) => s
+                .pools
+                .iter()
+                .map(|p| PoolView {
+                    name: p.name,
+                    algorithm: p.algorithm,
+                    backends: p.backends.clone(),
+                })
+                .collect(),
+            None => vec![PoolView {
+                name: "default",
+                algorithm: self.lb.algorithm,
+                backends: (0..self.backends.len()).collect(),
+            }],
+        }
+    }
+
+    /// The pool of backend `b` (each backend is in exactly one).
+    pub fn pool_of(&self, b: usize) -> usize {
+        self.services
+            .as_ref()
+            .and_then(|s| s.pool_of(b))
+            .unwrap_or(0)
+    }
+
+    /// The pool a client of listener `listener` must reach after sending `greeting`
+    /// (`None`: no route); see [`Services::expected_pool`]. The flat config's one listener
+    /// sends everyone to its one pool.
+    pub fn expected_pool(&self, listener: usize, greeting: &Greeting) -> Option<usize> {
+        match &self.services {
+            Some(s) => s.expected_pool(listener, greeting),
+            None => Some(0),
+        }
+    }
+
+    /// Listener `listener`'s port.
+    pub fn listener_port(&self, listener: usize) -> u16 {
+        self.services
+            .as_ref()
+            .map_or(LB_PORT, |s| s.listeners[listener].port)
+    }
+
+    /// Backend `b`'s name in the config.
+    pub fn backend_name(&self, b: usize) -> String {
+        match &self.services {
+            Some(s) => s.backend_name(b),
+            None => format!("b{b}"),
+        }
     }
 
     /// When every client is done: the liveness sessions (and, with a stop, the sessions
@@ -686,6 +813,8 @@ fn draw_faults(plan: &Plan, rng: &mut SimRng) -> Vec<(Duration, Fault)> {
         Scenario::AllDown => vec![6],
         Scenario::HalfClose | Scenario::Stall => vec![0, 9],
         Scenario::MidTransfer => vec![0, 1],
+        // Every kind of fault on one backend, and whole pools down.
+        Scenario::Services => vec![0, 1, 2, 3, 4, 7, 9],
         Scenario::Mix => {
             // Swarm testing: each seed turns a random subset of the faults on.
             let mut k: Vec<u8> = (0..=6).filter(|_| rng.gen_bool(0.5)).collect();
@@ -747,6 +876,17 @@ fn draw_faults(plan: &Plan, rng: &mut SimRng) -> Vec<(Duration, Fault)> {
                 }
                 v
             }
+            // every backend of one pool down, then back
+            7 => {
+                let d = span(rng, ms(500), detect * 3);
+                let pool = plan.pools().swap_remove(plan.pool_of(b)).backends;
+                let mut v: Vec<(Duration, Fault)> =
+                    pool.iter().map(|&i| (t, Fault::Crash(i))).collect();
+                for &i in &pool {
+                    v.push((t + d + span(rng, ms(0), ms(800)), Fault::Restart(i)));
+                }
+                v
+            }
             // nothing this time
             _ => Vec::new(),
         };
@@ -804,15 +944,28 @@ fn draw_ops(plan: &Plan, rng: &mut SimRng) -> Vec<(Duration, OpAction)> {
                     ),
                 ]
             }
-            2 if !absent.contains(&b) => vec![
-                (t, OpAction::Reload(ReloadChange::Remove(b))),
-                (t + d, OpAction::Reload(ReloadChange::Add(b))),
-            ],
+            // (Never a pool's last backend.)
+            2 if !absent.contains(&b) && plan.pools()[plan.pool_of(b)].backends.len() > 1 => {
+                vec![
+                    (t, OpAction::Reload(ReloadChange::Remove(b))),
+                    (t + d, OpAction::Reload(ReloadChange::Add(b))),
+                ]
+            }
+            4 if plan.services.is_none() || rng.gen_bool(0.3) => {
+                vec![(t, OpAction::Reload(ReloadChange::Invalid))]
+            }
+            // (`services` has every backend in its first config: this is its other change.)
+            4 | 5 if plan.services.is_some() => {
+                let mut v = vec![(t, OpAction::Reload(ReloadChange::SwapListeners))];
+                if rng.gen_bool(0.5) {
+                    v.push((t + d, OpAction::Reload(ReloadChange::SwapListeners)));
+                }
+                v
+            }
             3 if !absent.contains(&b) => vec![(
                 t,
                 OpAction::Reload(ReloadChange::Weight(b, rng.gen_range(1..=4))),
             )],
-            4 => vec![(t, OpAction::Reload(ReloadChange::Invalid))],
             _ => match absent.pop() {
                 Some(new) => vec![(t, OpAction::Reload(ReloadChange::Add(new)))],
                 None => Vec::new(),

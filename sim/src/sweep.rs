@@ -71,6 +71,42 @@ pub fn describe(plan: &Plan) -> String {
             faults.join("; ")
         }
     );
+    if let Some(sv) = &plan.services {
+        let pools: Vec<String> = sv
+            .pools
+            .iter()
+            .map(|p| {
+                let bs: Vec<String> = p.backends.iter().map(|b| format!("b{b}")).collect();
+                format!("{} {} [{}]", p.name, p.algorithm, bs.join(", "))
+            })
+            .collect();
+        let listeners: Vec<String> = sv
+            .listeners
+            .iter()
+            .map(|l| {
+                let mut t = format!("{} :{}", l.name, l.port);
+                if let Some(p) = l.pool {
+                    t.push_str(&format!(" pool {}", sv.pools[p].name));
+                }
+                for (pattern, p) in &l.sni {
+                    t.push_str(&format!(" {pattern}->{}", sv.pools[*p].name));
+                }
+                if let Some(d) = l.client_hello {
+                    t.push_str(&format!(" client_hello {}ms", d.as_millis()));
+                }
+                if !l.initial {
+                    t.push_str(" (not in the first config)");
+                }
+                t
+            })
+            .collect();
+        let _ = write!(
+            text,
+            "\n  pools: {}\n  listeners: {}",
+            pools.join("; "),
+            listeners.join("; ")
+        );
+    }
     let _ = write!(text, "\n  {} worker(s) per load balancer", plan.workers);
     if plan.initial.iter().any(|c| !c) {
         let absent: Vec<String> = (0..plan.initial.len())

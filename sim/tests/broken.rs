@@ -303,3 +303,37 @@ fn broken_on_backend_down_is_caught() {
         &["backend-down"],
     );
 }
+
+/// Routing that ignores the `sni` table sends every TLS client to the listener's default
+/// pool (or refuses it for `no_route`), whatever server name it asked for.
+#[test]
+fn broken_sni_routing_is_caught() {
+    assert_caught(
+        Scenario::Services,
+        Mutation::Defect(Defect::SniIgnored),
+        10,
+        &["route"],
+    );
+}
+
+/// One pool with no backend up makes every pool refuse its clients.
+#[test]
+fn broken_isolation_between_pools_is_caught() {
+    assert_caught(
+        Scenario::Services,
+        Mutation::Defect(Defect::SharedPoolFaults),
+        20,
+        &["isolation"],
+    );
+}
+
+/// Reloads that never remove a listener: the one swapped out keeps accepting.
+#[test]
+fn broken_listener_removal_is_caught() {
+    assert_caught(
+        Scenario::Services,
+        Mutation::StaleListeners,
+        20,
+        &["listeners"],
+    );
+}

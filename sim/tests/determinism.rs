@@ -32,6 +32,7 @@ fn same_seed_same_trace() {
         assert_replays(Scenario::Mix, seed);
         assert_replays(Scenario::MidTransfer, seed);
         assert_replays(Scenario::Operate, seed);
+        assert_replays(Scenario::Services, seed);
     }
 }
 

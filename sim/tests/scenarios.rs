@@ -94,3 +94,11 @@ fn minutes_of_traffic() {
 fn operate() {
     check_sweep("operate", Scenario::Operate, 40);
 }
+
+/// Two listeners (one routing TLS by server name) and three pools, with faults on every
+/// pool, clients sending ClientHellos or plain bytes, and an operator who addresses
+/// backends by pool and swaps listeners by reloads.
+#[test]
+fn services() {
+    check_sweep("services", Scenario::Services, 40);
+}

@@ -13,10 +13,12 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
-/// Runs the check (only for `hash` plans).
+/// Runs the check (only for pools with `hash`, each on its own: the up set compared is
+/// the pool's).
 pub fn check(obs: &Observations, flows: &Flows, out: &mut Vec<Violation>) {
     let plan = &obs.plan;
-    if plan.lb.algorithm != "hash" {
+    let pools = plan.pools();
+    if pools.iter().all(|p| p.algorithm != "hash") {
         return;
     }
     let n = plan.backends.len();
@@ -33,7 +35,7 @@ pub fn check(obs: &Observations, flows: &Flows, out: &mut Vec<Violation>) {
         }
         Some(reloads.iter().filter(|&&r| r < t).count())
     };
-    // (client, up set, config) -> (backend, lb, when)
+    // (client, up set of the pool, config) -> (backend, lb, when)
     let mut seen: BTreeMap<(IpAddr, u64, usize), (usize, usize, Duration)> = BTreeMap::new();
     let mut across = 0usize;
     let mut reported = 0;
@@ -47,7 +49,11 @@ pub fn check(obs: &Observations, flows: &Flows, out: &mut Vec<Violation>) {
             let Some(config) = epoch(conn.at) else {
                 continue;
             };
-            let key = (f.peer.ip(), conn.up_mask.unwrap_or(0), config);
+            let pool = &pools[plan.pool_of(x)];
+            if pool.algorithm != "hash" {
+                continue;
+            }
+            let key = (f.peer.ip(), conn.up_mask.unwrap_or(0) & pool.mask(), config);
             match seen.get(&key) {
                 None => {
                     seen.insert(key, (x, lb, conn.at));
@@ -75,7 +81,7 @@ pub fn check(obs: &Observations, flows: &Flows, out: &mut Vec<Violation>) {
             }
         }
     }
-    if plan.lbs > 1 && across == 0 && !obs.sessions.is_empty() {
+    if plan.lbs > 1 && across == 0 && !obs.sessions.is_empty() && plan.services.is_none() {
         violation(
             out,
             "affinity",

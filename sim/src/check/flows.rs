@@ -4,7 +4,7 @@
 
 use crate::net::{ConnectOutcome, NetLog, Origin};
 use crate::run::Observations;
-use crate::scenario::LB_PORT;
+use crate::scenario::ADMIN_PORT;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -20,6 +20,8 @@ pub struct Flow {
     pub task: Option<usize>,
     /// The client's address.
     pub peer: SocketAddr,
+    /// The port of the listener it came through.
+    pub port: u16,
     /// When it was accepted.
     pub accepted: Duration,
     /// When the client stream was closed by the load balancer.
@@ -121,7 +123,7 @@ fn flows_of(obs: &Observations, lb: usize, log: &NetLog) -> Vec<Flow> {
     let mut by_task = std::collections::BTreeMap::new();
     for s in &log.streams {
         if let Origin::Accepted { peer, port } = s.origin {
-            if port != LB_PORT {
+            if port == ADMIN_PORT {
                 continue; // the admin endpoint's
             }
             if let Some(t) = s.task {
@@ -131,6 +133,7 @@ fn flows_of(obs: &Observations, lb: usize, log: &NetLog) -> Vec<Flow> {
                 lb,
                 task: s.task,
                 peer,
+                port,
                 accepted: s.opened,
                 closed: s.closed,
                 client_read: s.read,

@@ -1,13 +1,16 @@
 //! Health checking as users rely on it.
 //!
 //! - `selector`: every backend connection of a flow goes to a backend the pool had up at
-//!   that moment (recorded by the network at the connect).
+//!   that moment (recorded by the network at the connect). Every plan puts each backend
+//!   in exactly one pool, so the up set by address is that pool's; `route` checks that
+//!   the backend is in the flow's own pool.
 //! - `health-down`: no flow connects to a backend more than `fall × interval + timeout`
 //!   (plus a tick per probe for timer rounding) after it became unreachable.
 //! - `health-up`: a backend reachable again, and left alone for `rise × interval +
 //!   timeout` (plus ticks), is up in every load balancer's pool within that time.
 //! - `health-traffic` (round robin only, where turns are exact): once up again, it gets a
-//!   connection among the next `2 × backends` a load balancer makes.
+//!   connection among the next `2 × backends` its pool's connections a load balancer
+//!   makes.
 //!
 //! A backend the operator took out of a load balancer's rotation (removed by a reload,
 //! drained, disabled) is not held to `health-up` and `health-traffic` there meanwhile.
@@ -21,6 +24,7 @@ use std::time::Duration;
 pub fn check(obs: &Observations, flows: &Flows, out: &mut Vec<Violation>) {
     let plan = &obs.plan;
     let n = plan.backends.len();
+    let pools = plan.pools();
     let down_bound = plan.lb.down_bound(plan.tick);
     let up_bound = plan.lb.up_bound(plan.tick);
     for (lb, lb_flows) in flows.per_lb.iter().enumerate() {
@@ -111,7 +115,9 @@ pub fn check(obs: &Observations, flows: &Flows, out: &mut Vec<Violation>) {
                     );
                     continue;
                 };
-                if plan.lb.algorithm != "round_robin" {
+                // Among the connections of its own pool (only round robin's turns are exact).
+                let pool = &pools[plan.pool_of(x)];
+                if pool.algorithm != "round_robin" {
                     continue;
                 }
                 // Until the next fault, the end of the chaos, or the operator's next action
@@ -133,14 +139,15 @@ pub fn check(obs: &Observations, flows: &Flows, out: &mut Vec<Violation>) {
                 for f in &flows.per_lb[lb] {
                     for (k, &c) in f.connects.iter().enumerate() {
                         let at = log.connects[c].at;
-                        if at > up_at && at < until {
+                        let in_pool = f.targets[k].is_some_and(|t| pool.backends.contains(&t));
+                        if at > up_at && at < until && in_pool {
                             made += 1;
                             last_at = last_at.max(at);
                             got |= f.targets[k] == Some(x);
                         }
                     }
                 }
-                if made >= 2 * n && !got {
+                if made >= 2 * pool.backends.len() && !got {
                     violation_at(
                         out,
                         "health-traffic",

@@ -15,6 +15,7 @@
 use super::flows::{Flow, Flows};
 use super::{secs, stamp, violation, Violation};
 use crate::client::{Outcome, Phase};
+use crate::net::Origin;
 use crate::run::{mask_names, Observations};
 use crate::scenario::OpAction;
 use std::collections::BTreeMap;
@@ -31,8 +32,10 @@ pub fn payload<'a>(obs: &Observations, data: &'a [u8]) -> &'a [u8] {
     }
 }
 
-/// The session id a backend connection carries: `GET /ID/...` or `POST /ID/...`.
+/// The session id a backend connection carries: `GET /ID/...` or `POST /ID/...` (after
+/// the ClientHello the client sent first, if any).
 pub fn session_id(data: &[u8]) -> Option<&str> {
+    let data = crate::services::after_hello(data)?;
     let rest = data
         .strip_prefix(b"GET /")
         .or_else(|| data.strip_prefix(b"POST /"))?;
@@ -62,19 +65,74 @@ pub fn refused_per_client(obs: &Observations, flows: &Flows, lb: usize, flow: &F
     flow.connects.is_empty() && open >= max as usize
 }
 
-/// Runs the checks of this module.
-pub fn check(obs: &Observations, flows: &Flows, out: &mut Vec<Violation>) {
-    // Backend connections by the session they carried.
+/// The session whose bytes a backend stream carried, found through the load balancer's
+/// sockets rather than by content: the load balancer's connection from the stream's peer
+/// address, the flow that made it, and the client connection of that flow. For streams
+/// cut before their session's name arrived (inside a ClientHello, say).
+fn carried_by_address<'a>(
+    obs: &'a Observations,
+    flows: &Flows,
+    stream: &crate::net::StreamRec,
+) -> Option<&'a str> {
+    let Origin::Accepted { peer, .. } = stream.origin else {
+        return None;
+    };
+    let lb = obs.lb_addrs.iter().position(|ip| *ip == peer.ip())?;
+    let log = &obs.lb_logs[lb];
+    // The latest of the load balancer's connections from that address opened by then.
+    let connect = log
+        .streams
+        .iter()
+        .filter(|st| st.local == Some(peer) && st.opened <= stream.opened + SLACK)
+        .filter_map(|st| match st.origin {
+            Origin::Connected { connect } => Some((st.opened, connect)),
+            Origin::Accepted { .. } => None,
+        })
+        .max()?
+        .1;
+    let task = log.connects[connect].task?;
+    let flow = flows.per_lb[lb].iter().find(|f| f.task == Some(task))?;
+    obs.sessions
+        .iter()
+        .find(|s| {
+            s.lb == lb
+                && s.local == Some(flow.peer)
+                && s.start <= flow.accepted + SLACK
+                && flow.accepted <= s.end + SLACK
+        })
+        .map(|s| s.id.as_str())
+}
+
+/// How far apart two hosts' readings of the simulated clock may be.
+const SLACK: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Backend connections (backend, stream) by the session they carried: by the name in
+/// their requests, else through the load balancer's sockets.
+pub fn carried<'a>(obs: &'a Observations, flows: &Flows) -> BTreeMap<&'a str, Vec<(usize, usize)>> {
     let mut carried: BTreeMap<&str, Vec<(usize, usize)>> = BTreeMap::new();
     for (b, log) in obs.backend_logs.iter().enumerate() {
         for (i, s) in log.streams.iter().enumerate() {
-            if let Some(id) = session_id(payload(obs, &s.data_in)) {
+            let data = payload(obs, &s.data_in);
+            let id = match session_id(data) {
+                Some(id) => Some(id),
+                // Cut inside (or right after) a ClientHello.
+                None if data.first() == Some(&22) => carried_by_address(obs, flows, s),
+                None => None,
+            };
+            if let Some(id) = id {
                 carried.entry(id).or_default().push((b, i));
             }
         }
     }
+    carried
+}
+
+/// Runs the checks of this module.
+pub fn check(obs: &Observations, flows: &Flows, out: &mut Vec<Violation>) {
+    let carried = carried(obs, flows);
     let plan = &obs.plan;
     let n = plan.backends.len();
+    let pools = plan.pools();
     let mut stamp_from = out.len();
     let mut stamp_at = None;
     for s in &obs.sessions {
@@ -160,11 +218,19 @@ pub fn check(obs: &Observations, flows: &Flows, out: &mut Vec<Violation>) {
             }
         }
 
-        // Why did it end? (Around a stop, and for clients outside `allow`, the `stop` and
-        // `allow` checks judge.)
+        // Why did it end? (Around a stop, for clients outside `allow`, for clients no pool
+        // takes and for listeners not configured when the client came, the `stop`,
+        // `allow`, `route` and `listeners` checks judge.)
         if !obs.allowed(s.client) || matches!(s.phase, Phase::Stopping { .. } | Phase::Stopped) {
             continue;
         }
+        let Some(pool) = plan.expected_pool(s.listener, &s.greeting) else {
+            continue;
+        };
+        if super::services::listener_state(obs, s.listener, s.start) != Some(true) {
+            continue;
+        }
+        let pool_mask = pools[pool].mask();
         // A close with no cause of its own while a reload was applied is the reload's.
         let cause_check = if obs.ops.iter().any(|o| {
             matches!(o.action, OpAction::Reload(_)) && o.sent >= s.start && o.sent <= s.end
@@ -249,15 +315,28 @@ pub fn check(obs: &Observations, flows: &Flows, out: &mut Vec<Violation>) {
             if refused_per_client(obs, flows, s.lb, flow) {
                 continue;
             }
-            let around = [t.saturating_sub(plan.tick), t, t + plan.tick];
-            if around.iter().all(|&u| obs.up_mask_at(s.lb, u) != 0) {
+            // (Decided when it was routed: at once, or, on an `sni` listener, once its
+            // ClientHello was read; by the close in any case.)
+            let decided = flow.closed.unwrap_or(t).max(t);
+            let mut around = vec![t.saturating_sub(plan.tick), t, decided + plan.tick];
+            around.extend(
+                obs.pool_states[s.lb]
+                    .iter()
+                    .map(|&(at, _)| at)
+                    .filter(|&at| at >= t && at <= decided + plan.tick),
+            );
+            if around
+                .iter()
+                .all(|&u| obs.up_mask_at(s.lb, u) & pool_mask != 0)
+            {
                 violation(
                     out,
                     cause_check,
                     format!(
-                        "{at}: refused at once although lb{} had {} up",
+                        "{at}: refused at once although lb{} had {} of pool {} up",
                         s.lb,
-                        mask_names(obs.up_mask_at(s.lb, t), n)
+                        mask_names(obs.up_mask_at(s.lb, t) & pool_mask, n),
+                        pools[pool].name
                     ),
                 );
             }
@@ -285,7 +364,8 @@ pub fn check(obs: &Observations, flows: &Flows, out: &mut Vec<Violation>) {
             let last = &log.connects[*flow.connects.last().expect("tried is not empty")];
             let t = last.resolved.unwrap_or(last.at);
             let stable = obs.up_mask_at(s.lb, t.saturating_sub(plan.tick))
-                & obs.up_mask_at(s.lb, t + plan.tick);
+                & obs.up_mask_at(s.lb, t + plan.tick)
+                & pool_mask;
             let spare: Vec<String> = (0..n)
                 .filter(|&b| stable & (1 << b) != 0)
                 .filter(|b| !tried.contains(b))

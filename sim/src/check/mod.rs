@@ -14,6 +14,9 @@
 //! - [`timeouts`]: the idle, half-close and connect timeouts fire when they should.
 //! - [`operate`]: the operator's actions (admin requests, reloads, the graceful stop) do
 //!   what they say; PROXY headers name the real client; `allow` keeps others out.
+//! - [`services`]: each client reaches the pool its route names (by listener and server
+//!   name); one pool's faults do not disturb another's clients; listeners a reload removes
+//!   accept nothing, the ones it keeps refuse nothing.
 
 pub mod affinity;
 pub mod counters;
@@ -21,6 +24,7 @@ pub mod flows;
 pub mod health;
 pub mod integrity;
 pub mod operate;
+pub mod services;
 pub mod timeouts;
 
 use crate::run::Observations;
@@ -31,8 +35,9 @@ use std::fmt;
 pub struct Violation {
     /// Which check: `bytes`, `close-cause`, `retries`, `liveness`, `health-down`,
     /// `health-up`, `health-traffic`, `selector`, `counters`, `leak`, `state`, `panic`,
-    /// `host`, `affinity`, `admin`, `reload`, `stop`, `proxy`, `allow`, `idle-timeout`,
-    /// `half-close-timeout` or `connect-timeout`.
+    /// `host`, `affinity`, `admin`, `reload`, `stop`, `proxy`, `allow`, `per-client`,
+    /// `backend-down`, `idle-timeout`, `half-close-timeout`, `connect-timeout`, `route`,
+    /// `isolation` or `listeners`.
     pub check: &'static str,
     /// When it showed (simulated time), where one moment applies.
     pub at: Option<std::time::Duration>,
@@ -88,6 +93,7 @@ pub fn check_all(obs: &Observations) -> Vec<Violation> {
     affinity::check(obs, &flows, &mut out);
     operate::check(obs, &flows, &mut out);
     timeouts::check(obs, &flows, &mut out);
+    services::check(obs, &flows, &mut out);
     out
 }
 

@@ -30,7 +30,7 @@ use super::{secs, violation, violation_at, Violation};
 use crate::client::{Outcome, Phase};
 use crate::net::{ConnectOutcome, Origin};
 use crate::run::Observations;
-use crate::scenario::{AdminAction, OpAction, ReloadChange, LB_PORT};
+use crate::scenario::{AdminAction, OpAction, ReloadChange};
 use lb_runtime::demo::proxy::{self, Origin as ProxyOrigin, Parsed};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -375,7 +375,7 @@ fn reload(obs: &Observations, flows: &Flows, out: &mut Vec<Violation>) {
                     comes_back(obs, "reload", lb, b, op.sent, "added by a reload", out);
                 }
             }
-            ReloadChange::Weight(..) | ReloadChange::Invalid => {}
+            ReloadChange::Weight(..) | ReloadChange::Invalid | ReloadChange::SwapListeners => {}
         }
     }
 }
@@ -388,7 +388,8 @@ fn stop(obs: &Observations, flows: &Flows, out: &mut Vec<Violation>) {
     let grace_end = plan_stop.at + plan_stop.grace;
     for s in &obs.sessions {
         let at = format!("{} ({}..{})", s.id, secs(s.start), secs(s.end));
-        if !obs.allowed(s.client) {
+        // (A client no pool takes is closed at once: `route` judges it.)
+        if !obs.allowed(s.client) || obs.plan.expected_pool(s.listener, &s.greeting).is_none() {
             continue;
         }
         match s.phase {
@@ -484,7 +485,7 @@ fn stop(obs: &Observations, flows: &Flows, out: &mut Vec<Violation>) {
                 .filter(|l| l.client == Some(f.peer) && l.at <= rec.returned)
                 .collect();
             match lines.as_slice() {
-                [one] => aborted += usize::from(one.end == "aborted"),
+                [one] => aborted += usize::from(one.end == "shutdown"),
                 [] => missing.push(f.peer),
                 many => violation(
                     out,
@@ -533,7 +534,6 @@ fn proxy_headers(obs: &Observations, out: &mut Vec<Violation>) {
             let Some(lb) = obs.lb_addrs.iter().position(|ip| *ip == peer.ip()) else {
                 continue;
             };
-            let lb_addr = SocketAddr::new(obs.lb_addrs[lb], LB_PORT);
             let problem = match proxy::parse(&s.data_in) {
                 // Cut before the whole header came (or nothing sent): nothing to judge.
                 Parsed::Incomplete => None,
@@ -561,8 +561,9 @@ fn proxy_headers(obs: &Observations, out: &mut Vec<Violation>) {
                                     carried.unwrap_or_default(),
                                     r.id
                                 )),
-                                Some(_) if destination != lb_addr => Some(format!(
-                                    "has a header naming {destination} as the address the client connected to, not {lb_addr}"
+                                Some(r) if destination != SocketAddr::new(obs.lb_addrs[lb], r.port) => Some(format!(
+                                    "has a header naming {destination} as the address the client connected to, not {}",
+                                    SocketAddr::new(obs.lb_addrs[lb], r.port)
                                 )),
                                 Some(_) => None,
                             }
