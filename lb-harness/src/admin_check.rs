@@ -3,8 +3,9 @@
 use super::{Rule, Violation};
 use lb_sans_io::admin::{self, Info, Method, Parsed};
 use lb_sans_io::config::Config;
-use lb_sans_io::pool::{BackendState, Pool};
+use lb_sans_io::pool::BackendState;
 use lb_sans_io::time::Timestamp;
+use lb_sans_io::Balancer;
 use std::net::SocketAddr;
 
 /// A deliberate fault in the admin endpoint as the check sees it, so tests can show
@@ -15,17 +16,20 @@ pub enum AdminMutation {
     /// a trailing newline was dropped).
     ContentLengthOffByOne,
     /// The router matches a backend action by its path alone: `GET /backends/NAME/drain`
-    /// drains.
+    /// (or `/pools/POOL/backends/NAME/drain`) drains.
     IgnoreMethod,
 }
 
 /// Feeds `data` after its first byte to the admin endpoint as the bytes of one
 /// connection, arriving in two pieces (split where the first byte says), and answers it
-/// against a two-backend pool.
+/// against a balancer of two listeners and two pools: `web` (backends `a` and `b c`) and
+/// `api` (`d` and `b c`: a name two pools have, which the short `/backends/NAME/...` form
+/// must refuse as ambiguous).
 /// Checks: no panic; the head parses the same whole as in pieces and with more bytes after
 /// it; every answer is a well-formed HTTP/1.1 response whose `Content-Length` is its body's
-/// length (with no body for `HEAD`); only a `POST` to a backend action changes the pool,
-/// and only that backend's state; the pool's invariants hold.
+/// length (with no body for `HEAD`), and `/status` answers JSON; only a `POST` to a backend
+/// action (`/backends/NAME/ACTION` or `/pools/POOL/backends/NAME/ACTION`) changes the
+/// balancer, and only that backend's state; the balancer's invariants hold.
 pub fn check_admin_bytes(data: &[u8]) -> Result<(), Violation> {
     check_admin_bytes_with(data, None)
 }
@@ -83,10 +87,9 @@ fn outcome_with(data: &[u8], mutation: Option<AdminMutation>) -> Result<AdminOut
             )));
         }
     }
-    let mut pool = pool();
-    let before: Vec<BackendState> = pool.backends().iter().map(|b| b.state()).collect();
+    let mut balancer = balancer();
+    let before = states(&balancer);
     let info = Info {
-        listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
         started: Timestamp::ZERO,
     };
     let (reply, request) = match whole {
@@ -94,15 +97,13 @@ fn outcome_with(data: &[u8], mutation: Option<AdminMutation>) -> Result<AdminOut
         Parsed::Bad(response) => (admin::reply_to_bad(response), None),
         Parsed::Request(req) => {
             let mut routed = req.clone();
-            if mutation == Some(AdminMutation::IgnoreMethod)
-                && routed.path.starts_with("/backends/")
-            {
+            if mutation == Some(AdminMutation::IgnoreMethod) && is_action_path(&routed.path) {
                 routed.method = Method::Post;
             }
             (
                 admin::handle(
                     &routed,
-                    &mut pool,
+                    &mut balancer,
                     &info,
                     Timestamp::from_nanos(1_000_000_000),
                 ),
@@ -110,7 +111,7 @@ fn outcome_with(data: &[u8], mutation: Option<AdminMutation>) -> Result<AdminOut
             )
         }
     };
-    pool.check_invariants();
+    balancer.check_invariants();
     let mut wire = reply.bytes();
     if mutation == Some(AdminMutation::ContentLengthOffByOne) {
         let header = format!("Content-Length: {}\r\n", reply.response.body.len());
@@ -120,12 +121,25 @@ fn outcome_with(data: &[u8], mutation: Option<AdminMutation>) -> Result<AdminOut
             .into_bytes();
     }
     check_response(&wire, reply.send_body, reply.response.body.len()).map_err(fail)?;
-    let after: Vec<BackendState> = pool.backends().iter().map(|b| b.state()).collect();
+    let status_page = request
+        .as_ref()
+        .is_some_and(|r| r.method == Method::Get && r.path == "/status");
+    if status_page && reply.response.status == 200 {
+        let body = &reply.response.body;
+        let json: serde_json::Value =
+            serde_json::from_str(body).map_err(|e| fail(format!("/status is not JSON: {e}")))?;
+        for key in ["listeners", "pools", "backends"] {
+            if !json[key].is_array() && !json[key].is_object() {
+                return Err(fail(format!("/status has no {key:?}: {body}")));
+            }
+        }
+    }
+    let after = states(&balancer);
     let changed: Vec<usize> = (0..after.len())
         .filter(|&i| after[i] != before[i])
         .collect();
     let is_action = request.as_ref().is_some_and(|r| {
-        r.method == Method::Post && r.path.starts_with("/backends/") && reply.response.status == 200
+        r.method == Method::Post && is_action_path(&r.path) && reply.response.status == 200
     });
     if !changed.is_empty() && !is_action {
         return Err(fail(format!(
@@ -143,17 +157,40 @@ fn outcome_with(data: &[u8], mutation: Option<AdminMutation>) -> Result<AdminOut
     })
 }
 
-fn pool() -> Pool {
+/// Whether a path names a backend action (in either form).
+fn is_action_path(path: &str) -> bool {
+    path.starts_with("/backends/") || path.starts_with("/pools/")
+}
+
+/// Every backend's state, pool by pool.
+fn states(balancer: &Balancer) -> Vec<BackendState> {
+    balancer
+        .pools()
+        .flat_map(|(_, _, pool)| pool.backends().iter().map(|b| b.state()))
+        .collect()
+}
+
+fn balancer() -> Balancer {
     let config = Config::from_json(
-        r#"{"backends":[{"name":"a","address":"127.0.0.1:1"},{"name":"b c","address":"127.0.0.1:2"}],
-            "health_check":{"start_up":true}}"#,
+        r#"{"listeners":[{"name":"plain","listen":"127.0.0.1:8080","pool":"web"},
+                         {"name":"tls","listen":"127.0.0.1:8443","sni":{"api.example.com":"api"}}],
+            "pools":{"web":{"backends":[{"name":"a","address":"127.0.0.1:1"},{"name":"b c","address":"127.0.0.1:2"}],
+                            "health_check":{"start_up":true}},
+                     "api":{"backends":[{"name":"d","address":"127.0.0.1:3"},{"name":"b c","address":"127.0.0.1:4"}],
+                            "health_check":{"start_up":true}}}}"#,
     )
     .expect("the harness config is valid");
     let addrs = [
-        SocketAddr::from(([127, 0, 0, 1], 1)),
-        SocketAddr::from(([127, 0, 0, 1], 2)),
+        vec![
+            SocketAddr::from(([127, 0, 0, 1], 1)),
+            SocketAddr::from(([127, 0, 0, 1], 2)),
+        ],
+        vec![
+            SocketAddr::from(([127, 0, 0, 1], 3)),
+            SocketAddr::from(([127, 0, 0, 1], 4)),
+        ],
     ];
-    Pool::new(&config, &addrs, 1, Timestamp::ZERO)
+    Balancer::new(&config, &addrs, 1, Timestamp::ZERO)
 }
 
 /// A response on the wire: status line, headers, blank line, and a body of its

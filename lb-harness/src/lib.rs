@@ -3,28 +3,49 @@
 //! One harness serves three callers, so they all check the same invariants:
 //!
 //! - the cargo-fuzz targets in `fuzz/` (one-liners calling [`fuzz_events`],
-//!   [`fuzz_config`] and [`fuzz_admin`]),
+//!   [`fuzz_config`], [`fuzz_admin`] and [`fuzz_client_hello`]),
 //! - the proptest properties in `tests/harness_props.rs`, which generate [`Scenario`]s,
 //! - the replay test in `tests/harness_replay.rs`, which runs every file of the fuzz
 //!   corpus and every crash kept as a regression, on stable `cargo test`.
 //!
-//! A [`Scenario`] is a config and a sequence of driver events ([`Op`]). [`run`] performs
-//! it with a model driver that follows the driver contract (drain every output after every
-//! input, queue `Write`/`Shutdown` per socket, stop reading a paused side, release a flow
-//! after its `Close`, wake up for due timers) and checks after every event:
+//! A [`Scenario`] is a config and a sequence of driver events ([`Op`]). The config is the
+//! flat one of one listener and one pool, or (for a quarter of the seeds,
+//! [`ConfigSpec::routes_by_name`]) two listeners and two or three pools: a plain listener
+//! on pool 0, and one that routes TLS clients by the server name of their ClientHello
+//! (`sni` patterns from [`SNI_PATTERNS`], with or without a default pool), each with or
+//! without an `allow` list. Clients of the second kind send a ClientHello first, written
+//! by the harness ([`hello`]): naming a server or not, whole or cut short, in one record or
+//! many, read in pieces of any size; or something else. [`run`] performs it with a model
+//! driver that follows the driver contract (drain every output after every input, queue
+//! `Write`/`Shutdown` per socket, stop reading a paused side, route a flow when it asks,
+//! release a flow after its `Close`, wake up for due timers) against the
+//! [`lb_sans_io::Balancer`] (listeners and pools) and the flows, and checks after every
+//! event:
 //!
 //! - bytes written to a side are, in order, the bytes read from the other side
 //!   ([`Rule::ByteOrder`]); no write after a side's shutdown, a shutdown only after the
 //!   other side's FIN and all bytes before it, nothing to the backend before it connected;
-//! - no action after a flow's `Close`, none for an event about a closed flow, and pool calls
-//!   for unknown flows change nothing ([`Rule::ActionAfterClose`], [`Rule::UnknownFlow`]);
+//! - no action after a flow's `Close`, none for an event about a closed flow, and balancer
+//!   calls for unknown flows change nothing ([`Rule::ActionAfterClose`],
+//!   [`Rule::UnknownFlow`]);
+//! - a flow goes to the pool its route names, by the harness's own model of routing: a
+//!   plain listener's pool at accept; on an `sni` listener, once its whole ClientHello is
+//!   read (not before, and at once), or at the client's FIN or `timeouts.client_hello`,
+//!   the pool of the exact server name, else of the longest matching `*.suffix`, else the
+//!   listener's pool, else it is refused with `no_route`; the name it read is the one the
+//!   harness wrote (lower case, no trailing dot, none when it is not a host name), however
+//!   the bytes were split; and every `Connect` goes to a backend of that pool
+//!   ([`Rule::Route`]);
+//! - clients are refused exactly when the listener's `allow` list leaves them out, its
+//!   `max_connections` are open, or their address has `per_client.max_connections` open on
+//!   it, in that order ([`Rule::ConnectionLimit`]);
 //! - a `Connect` goes to a backend that is up, enabled (not draining or disabled, by the
 //!   driver's own record of the admin events it gave), under its connection limit, eligible
 //!   when the event came, not tried yet by this flow, within `retries`
 //!   ([`Rule::ConnectTarget`]), and a flow is refused or given up only when no eligible
 //!   untried backend was left ([`Rule::MissedAlternative`]);
-//! - admin changes ([`Op::Admin`]): the pool accepts exactly the configured backends and an
-//!   unknown id changes nothing; each backend's admin state is the last one the driver set,
+//! - admin changes ([`Op::Admin`]): the balancer accepts exactly the configured backends
+//!   of its pools, and an unknown pool or backend id changes nothing; each backend's admin state is the last one the driver set,
 //!   its state is `draining` / `disabled` accordingly and its health otherwise, and its
 //!   eligibility is healthy ∧ enabled ∧ under its limit; a disabled backend gets no new
 //!   probe, one that leaves `disabled` is probed at once unless a probe of it is still
@@ -41,18 +62,20 @@
 //!   backend's fault (passive health), under `rise`, `fall` and `start_up`: a backend not
 //!   checked yet goes up on its first pass, one leaving `disabled` is unchecked again
 //!   ([`Rule::Health`]);
-//! - each backend's active count equals the open flows holding it, and the pool's open flows
-//!   the driver's ([`Rule::ActiveCount`], plus [`lb_sans_io::Pool::check_invariants`]);
+//! - each backend's active count equals the open flows holding it, each pool's open flows
+//!   the flows routed to it, each listener's the flows it admitted
+//!   ([`Rule::ActiveCount`], plus [`lb_sans_io::Balancer::check_invariants`]);
 //! - the backlog equals bytes read and not yet written, a side is paused exactly when the
 //!   actions said so, a side is not left paused at or below the low watermark, and the
 //!   backlog never exceeds the high watermark by more than one read ([`Rule::Backpressure`],
-//!   [`Rule::Watermark`]);
+//!   [`Rule::Watermark`]); a client is never paused while its ClientHello is read (the
+//!   reader answers within 16 KiB, so its backlog is bounded by that plus one read);
 //! - `poll_timeout` is never before the last `now`, is later than `now` once a due timeout
 //!   fired, is absent only when every backend is disabled and no probe is running, and early
 //!   timeouts change nothing ([`Rule::Timer`]);
 //! - a flow whose both sides sent FIN and whose bytes are all written has closed, an open
-//!   flow is always connecting or connected, and at the end, once the peers finish and time
-//!   runs, every flow closes ([`Rule::Liveness`]);
+//!   flow is always reading its ClientHello, connecting or connected, and at the end, once
+//!   the peers finish and time runs, every flow closes ([`Rule::Liveness`]);
 //! - bounded output per input ([`Rule::Unbounded`]), bounded sizes everywhere (at most
 //!   [`MAX_OPS`] events, [`MAX_FLOWS`] flows, reads under 64 KiB);
 //! - close reasons fit the event ([`Rule::CloseReason`]); pool events report every state
@@ -66,6 +89,10 @@
 //! connected, over-reported writes. The machines must survive those; the quantitative
 //! checks they void (backlog equality, the watermark bound) are then skipped for that flow.
 //!
+//! The `client_hello` target ([`check_client_hello_bytes`]) checks the ClientHello reader
+//! alone on arbitrary bytes (no panic, `Incomplete` only under 16 KiB, no answer taken
+//! back by more bytes) and a flow reading the same bytes in three pieces against it.
+//!
 //! Hash configs run Maglev with a small table (the smallest prime of at least 257 in which
 //! every backend owns a slot) instead of 65,537 slots: the same algorithm, built in
 //! microseconds instead of milliseconds, which was most of a fuzz run's time.
@@ -73,19 +100,26 @@
 #![warn(missing_docs)]
 
 mod admin_check;
+mod client_hello_check;
 mod config_check;
 mod driver;
 mod health_model;
+pub mod hello;
 mod scenario;
 
 pub use admin_check::{
     admin_outcome, check_admin_bytes, check_admin_bytes_with, AdminMutation, AdminOutcome,
 };
+pub use client_hello_check::{
+    check_client_hello_bytes, check_client_hello_bytes_with, client_hello_outcome,
+    ClientHelloMutation,
+};
 pub use config_check::{check_config_bytes, check_config_bytes_with, ConfigMutation};
 pub use scenario::{
-    available_algorithms, backend_addr, client_addr, AdminSel, Advance, Amount, AttemptSel,
-    BackendSel, BackendSpec, ConfigSpec, Op, ProbeSel, Scenario, SideSel, StrayCall, MAX_BACKENDS,
-    MAX_FLOWS, MAX_HIGH_WATERMARK, MAX_OPS, MAX_READ,
+    available_algorithms, backend_addr, client_addr, pool_backend_addr, AdminSel, Advance, Amount,
+    AttemptSel, BackendSel, BackendSpec, Built, ConfigSpec, ListenerModel, Op, ProbeSel, Scenario,
+    SideSel, StrayCall, Topology, MAX_BACKENDS, MAX_FLOWS, MAX_HIGH_WATERMARK, MAX_OPS, MAX_READ,
+    SNI_PATTERNS,
 };
 
 use lb_sans_io::select::Selector;
@@ -144,6 +178,14 @@ pub enum Rule {
     /// `fall`, `start_up`; probe timeouts fail, probes that could not run count for
     /// nothing).
     Health,
+    /// A flow was routed to another pool than its route names (the exact server name, else
+    /// the longest `*.suffix`, else the listener's pool, else refused with `no_route`), or
+    /// connected to a backend of another pool; or it asked to be routed before its whole
+    /// ClientHello was read, or not once it was (or once the client's FIN or
+    /// `timeouts.client_hello` ended it); or a ClientHello read in pieces named another
+    /// server than read whole; or [`check_client_hello_bytes`] found the reader
+    /// inconsistent.
+    Route,
 }
 
 /// A broken invariant: which rule, at which event, and what was seen.
@@ -234,13 +276,25 @@ pub enum Mutation {
     /// The health model needs `fall + 1` failures: a stand-in for a pool that takes a
     /// backend down one failed check early.
     FallOffByOne,
+    /// The balancer routes every client as if its ClientHello named no server (a listener
+    /// that ignores `sni`): to the listener's pool, or refused.
+    SniIgnored,
+    /// The balancer is given the server name the client's first read alone names (none
+    /// when that read is not a whole ClientHello): a stand-in for a flow that judges the
+    /// first TCP segment instead of everything read so far.
+    FirstSegmentOnly,
+    /// Every `Connect` names the address of the backend of the same index in the next pool
+    /// (a driver that looks backends up in the wrong pool).
+    ConnectOtherPool,
+    /// The listeners' `allow` lists are not enforced (`Defect::AllowIgnored`).
+    AllowIgnored,
 }
 
 /// How [`run_with`] sets the machines up.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Options {
-    /// Replaces the configured algorithm (given the backend count), via
-    /// [`lb_sans_io::Pool::new_with_selector`].
+    /// Replaces the configured algorithm of every pool (given its backend count), via
+    /// [`lb_sans_io::Balancer::new_with_selectors`].
     pub selector: Option<fn(usize) -> Box<dyn Selector>>,
     /// A fault to inject between the machines and the checks.
     pub mutation: Option<Mutation>,
@@ -286,6 +340,16 @@ pub struct Stats {
     pub backend_down_closes: usize,
     /// Resets passed on after the bytes before them were delivered.
     pub delivered_resets: usize,
+    /// Flows routed by an `sni` pattern matching their ClientHello's server name.
+    pub routed_by_name: usize,
+    /// Flows of an `sni` listener routed to its pool (no name, or none matched).
+    pub routed_to_default: usize,
+    /// Flows of an `sni` listener routed when `timeouts.client_hello` passed.
+    pub client_hello_timeouts: usize,
+    /// Flows refused with `no_route`.
+    pub no_route: usize,
+    /// Clients refused by a listener's `allow`.
+    pub not_allowed: usize,
 }
 
 impl std::ops::AddAssign for Stats {
@@ -308,6 +372,11 @@ impl std::ops::AddAssign for Stats {
         self.per_client_rejections += o.per_client_rejections;
         self.backend_down_closes += o.backend_down_closes;
         self.delivered_resets += o.delivered_resets;
+        self.routed_by_name += o.routed_by_name;
+        self.routed_to_default += o.routed_to_default;
+        self.client_hello_timeouts += o.client_hello_timeouts;
+        self.no_route += o.no_route;
+        self.not_allowed += o.not_allowed;
     }
 }
 
@@ -355,6 +424,13 @@ pub fn fuzz_config(data: &[u8]) {
 /// The `admin` fuzz target: panics with the violation, so libFuzzer records a crash.
 pub fn fuzz_admin(data: &[u8]) {
     if let Err(v) = check_admin_bytes(data) {
+        panic!("{v}");
+    }
+}
+
+/// The `client_hello` target: panics with the violation, so libFuzzer records a crash.
+pub fn fuzz_client_hello(data: &[u8]) {
+    if let Err(v) = check_client_hello_bytes(data) {
         panic!("{v}");
     }
 }

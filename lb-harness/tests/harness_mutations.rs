@@ -3,9 +3,10 @@
 //! harness that checked nothing would pass every fuzz run.
 
 use lb_harness::{
-    check_admin_bytes, check_admin_bytes_with, check_config_bytes, check_config_bytes_with, run,
-    run_with, AdminMutation, AdminSel, Advance, AttemptSel, BackendSel, ConfigMutation, ConfigSpec,
-    Mutation, Op, Options, ProbeSel, Rule, Scenario, SideSel, StrayCall,
+    check_admin_bytes, check_admin_bytes_with, check_client_hello_bytes,
+    check_client_hello_bytes_with, check_config_bytes, check_config_bytes_with, run, run_with,
+    AdminMutation, AdminSel, Advance, AttemptSel, BackendSel, ClientHelloMutation, ConfigMutation,
+    ConfigSpec, Mutation, Op, Options, ProbeSel, Rule, Scenario, SideSel, StrayCall,
 };
 use lb_sans_io::select::{SelectCtx, Selector};
 use lb_sans_io::BackendId;
@@ -657,6 +658,44 @@ fn a_config_renderer_that_drops_a_field_is_caught() {
     );
 }
 
+/// Named-form configs (listeners and pools) read and render in their own form: the shape
+/// rule compares the rendered config with the text, so they must pass it, and the
+/// renderer's fault is found in a pool's field too.
+#[test]
+fn named_configs_pass_the_config_check_and_a_dropped_pool_field_is_caught() {
+    use lb_sans_io::config::{Config, Form};
+    let named: [&[u8]; 3] = [
+        include_bytes!("../../fuzz/corpus/config/named-two-listeners-sni"),
+        include_bytes!("../../fuzz/corpus/config/named-sni-only"),
+        include_bytes!("../../fuzz/corpus/config/named-keepalive-three-pools"),
+    ];
+    for data in named {
+        let text = std::str::from_utf8(data).unwrap();
+        let config = Config::from_json(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(config.form, Form::Named);
+        assert!(config.to_json().contains("\"listeners\""));
+        check_config_bytes(data).unwrap();
+    }
+    // A pool with `retries` other than the default (1 and 7 here).
+    for data in [named[0], named[2]] {
+        assert_eq!(
+            config_rule(data, ConfigMutation::RendererDropsRetries),
+            Rule::ConfigRoundTrip
+        );
+    }
+    // Other shapes of a named config are refused, by the real parser and the derived
+    // reader alike (it reads only the top level without the shape rule).
+    for data in [
+        &include_bytes!("../../fuzz/corpus/config/named-pool-as-array")[..],
+        include_bytes!("../../fuzz/corpus/config/named-mixed-with-flat"),
+    ] {
+        let text = std::str::from_utf8(data).unwrap();
+        assert!(Config::from_json(text).is_err());
+        assert!(Config::from_json_any_shape(text).is_err());
+        check_config_bytes_with(data, Some(ConfigMutation::ReadsArrays)).unwrap();
+    }
+}
+
 fn admin_rule(request: &[u8], mutation: AdminMutation) -> Rule {
     // The first byte is where the connection's bytes split: after the whole head.
     let mut data = vec![255];
@@ -697,6 +736,166 @@ fn an_action_answered_to_get_is_caught() {
     );
 }
 
+/// A client of the `sni` listener (odd clients) whose first bytes are stream kind `kind`
+/// of `lb_harness::hello::client_stream` (0: a ClientHello naming `api.example.com`, 2:
+/// `www.example.com`, 3: `db.internal.example.com`, 7: `other.net`, 13: one without
+/// `server_name`, 14: a ClientHello cut short, 15: an HTTP request).
+fn tls_client(kind: u8) -> Op {
+    Op::Accept {
+        client: 2 * kind + 1,
+    }
+}
+
+fn read_flow(flow: u8, side: SideSel, len: u16) -> Op {
+    Op::Read {
+        flow,
+        side,
+        len,
+        force: false,
+    }
+}
+
+/// Two listeners; pools: 0 (the plain listener's), 1 and 2; the `sni` listener routes
+/// `api.example.com` to 1, `*.example.com` to 2, `*.internal.example.com` to 1 and has no
+/// default pool (`API2.Example.COM` and `*.org` left out). Watermarks high enough for a
+/// whole ClientHello.
+fn routed_config() -> ConfigSpec {
+    let mut config =
+        ConfigSpec::simple(6).with_routes(3, None, [Some(1), Some(2), Some(1), None, None]);
+    config.high_watermark = 20_000;
+    config.low_watermark = 5_000;
+    config
+}
+
+#[test]
+fn routing_by_server_name_passes() {
+    let built = routed_config().build();
+    let tls = &built.config.listeners[1];
+    assert!(tls.pool.is_none(), "{tls:?}");
+    assert_eq!(built.config.pools.len(), 3);
+    let mut ops = Vec::new();
+    // Flow 0: a plain client; flows 1..: ClientHellos read whole, in pieces, stalled,
+    // without a name, garbage.
+    ops.push(Op::Accept { client: 2 });
+    for kind in [0, 2, 3, 7, 13, 14, 15, 0, 3] {
+        ops.push(tls_client(kind));
+    }
+    for flow in 0..10u8 {
+        // Pieces of 1, 7 and 60 bytes, then the rest (a ClientHello in 1-byte records,
+        // padded, is about 4 KB).
+        for len in [1, 7, 60, 10_000] {
+            ops.push(read_flow(flow, SideSel::Client, len));
+        }
+        ops.push(Op::Connected {
+            flow,
+            attempt: AttemptSel::Current,
+        });
+        ops.push(read_flow(flow, SideSel::Backend, 30));
+    }
+    // The stalled client is routed by timeouts.client_hello.
+    ops.push(Op::Advance(Advance::Secs(5)));
+    let stats = run(&Scenario {
+        config: routed_config(),
+        ops,
+    })
+    .unwrap();
+    eprintln!("{stats:?}");
+    // Names: api, www, db (twice with the second api); other.net, no name, garbage and the
+    // stalled one have no route (no default pool).
+    assert_eq!(stats.routed_by_name, 5, "{stats:?}");
+    assert_eq!(stats.no_route, 4, "{stats:?}");
+    assert_eq!(stats.client_hello_timeouts, 1, "{stats:?}");
+}
+
+#[test]
+fn a_balancer_that_ignores_sni_is_caught() {
+    // `api.example.com` routes to pool 1; ignoring the name leaves no route.
+    let ops = vec![
+        tls_client(0),
+        read_flow(0, SideSel::Client, 2_000),
+        CONNECTED,
+    ];
+    assert_eq!(
+        mutated(Mutation::SniIgnored, routed_config(), ops),
+        Rule::Route
+    );
+    // With a default pool, the flow lands there instead of on its name's pool.
+    let with_default = ConfigSpec::simple(6).with_routes(2, Some(0), [Some(1); 5]);
+    let ops = vec![tls_client(2), read_flow(0, SideSel::Client, 2_000)];
+    let mut config = with_default;
+    config.high_watermark = 20_000;
+    assert_eq!(mutated(Mutation::SniIgnored, config, ops), Rule::Route);
+}
+
+#[test]
+fn a_client_hello_judged_by_its_first_segment_is_caught() {
+    // Read whole, the first segment names the server: fine even with the mutation.
+    let whole = Scenario {
+        config: routed_config(),
+        ops: vec![tls_client(0), read_flow(0, SideSel::Client, 2_000)],
+    };
+    let options = Options {
+        selector: None,
+        mutation: Some(Mutation::FirstSegmentOnly),
+    };
+    run_with(&whole, options).unwrap();
+    // Split anywhere, it must route the same.
+    for first in [1, 5, 6, 50] {
+        let ops = vec![
+            tls_client(0),
+            read_flow(0, SideSel::Client, first),
+            read_flow(0, SideSel::Client, 2_000),
+        ];
+        assert_eq!(
+            mutated(Mutation::FirstSegmentOnly, routed_config(), ops),
+            Rule::Route
+        );
+    }
+}
+
+#[test]
+fn a_connect_to_another_pools_backend_is_caught() {
+    let ops = vec![Op::Accept { client: 0 }];
+    assert_eq!(
+        mutated(Mutation::ConnectOtherPool, routed_config(), ops),
+        Rule::Route
+    );
+    let ops = vec![tls_client(3), read_flow(0, SideSel::Client, 2_000)];
+    assert_eq!(
+        mutated(Mutation::ConnectOtherPool, routed_config(), ops),
+        Rule::Route
+    );
+}
+
+#[test]
+fn an_allow_list_ignored_is_caught() {
+    // The plain listener allows 192.168.0.0/21 (clients 0 to 7 modulo 16): client 8 is
+    // refused.
+    let mut config = routed_config();
+    config.seed |= 1 << 17;
+    let ops = vec![Op::Accept { client: 0 }, Op::Accept { client: 8 }];
+    let scenario = Scenario {
+        config: config.clone(),
+        ops: ops.clone(),
+    };
+    assert_eq!(run(&scenario).unwrap().not_allowed, 1);
+    assert_eq!(
+        mutated(Mutation::AllowIgnored, config, ops),
+        Rule::ConnectionLimit
+    );
+}
+
+#[test]
+fn a_reader_that_does_not_reassemble_records_is_caught() {
+    // A ClientHello in records of 100 bytes (from the fuzz corpus), read in three pieces.
+    let hello = include_bytes!("../../fuzz/corpus/client_hello/tls13-sni-records-100");
+    check_client_hello_bytes(hello).unwrap();
+    let v = check_client_hello_bytes_with(hello, Some(ClientHelloMutation::FirstRecordOnly))
+        .expect_err("the reader's fault is found");
+    eprintln!("reported as expected: {v}");
+    assert_eq!(v.rule, Rule::Route);
+}
+
 /// The test that makes each rule fire. The match is exhaustive: a new rule does not compile
 /// until it is listed here, and `every_rule_is_shown_to_fire` fails until the test named
 /// exists and asserts that rule.
@@ -722,12 +921,13 @@ fn test_for(rule: Rule) -> &'static str {
         Rule::LocalFailure => "local_connect_failures_blamed_on_the_backend_are_caught",
         Rule::AdminHttp => "a_wrong_content_length_is_caught",
         Rule::Health => "a_pool_that_ignores_probe_results_is_caught",
+        Rule::Route => "a_balancer_that_ignores_sni_is_caught",
     }
 }
 
 #[test]
 fn every_rule_is_shown_to_fire() {
-    const ALL: [Rule; 20] = [
+    const ALL: [Rule; 21] = [
         Rule::ByteOrder,
         Rule::ActionAfterClose,
         Rule::UnknownFlow,
@@ -748,6 +948,7 @@ fn every_rule_is_shown_to_fire() {
         Rule::LocalFailure,
         Rule::AdminHttp,
         Rule::Health,
+        Rule::Route,
     ];
     let source = include_str!("harness_mutations.rs");
     for rule in ALL {

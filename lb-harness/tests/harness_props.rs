@@ -69,16 +69,22 @@ fn admin() -> impl Strategy<Value = Op> {
         .prop_map(|(backend, state)| Op::Admin { backend, state })
 }
 
-/// Reads mostly small, sometimes up to the 64 KiB cap.
+/// Reads mostly small, some the size of a ClientHello, sometimes up to the 64 KiB cap.
 fn len() -> impl Strategy<Value = u16> {
-    prop_oneof![4 => 0u16..200, 1 => any::<u16>()]
+    prop_oneof![4 => 0u16..200, 1 => 200u16..2_000, 1 => any::<u16>()]
+}
+
+/// Any client, or one of a few (so that clients come back: per-client limits, and the
+/// same first bytes again).
+fn client() -> impl Strategy<Value = u8> {
+    prop_oneof![any::<u8>(), 0u8..8]
 }
 
 /// Events weighted towards a working flow life: accept, connect, data, drain, FIN.
 fn op() -> impl Strategy<Value = Op> {
     let flow = any::<u8>();
     prop_oneof![
-        3 => any::<u8>().prop_map(|client| Op::Accept { client }),
+        3 => client().prop_map(|client| Op::Accept { client }),
         3 => (flow, attempt()).prop_map(|(flow, attempt)| Op::Connected { flow, attempt }),
         1 => (flow, attempt(), prop::bool::weighted(0.3))
             .prop_map(|(flow, attempt, local)| Op::ConnectFailed { flow, attempt, local }),
@@ -134,6 +140,7 @@ fn config() -> impl Strategy<Value = ConfigSpec> {
             prop_oneof![1u32..300, 1u32..300_000],
             any::<u32>(),
             any::<u64>(),
+            (any::<bool>(), any::<bool>()),
         ),
     )
         .prop_map(
@@ -147,7 +154,7 @@ fn config() -> impl Strategy<Value = ConfigSpec> {
                     half_close_timeout_ms,
                 ),
                 (retries, slow_start_ms, max_connections),
-                (high_watermark, low_watermark, seed),
+                (high_watermark, low_watermark, seed, (routes, per_client)),
             )| ConfigSpec {
                 backends,
                 algorithm,
@@ -164,7 +171,21 @@ fn config() -> impl Strategy<Value = ConfigSpec> {
                 max_connections,
                 high_watermark,
                 low_watermark,
-                seed,
+                // Half of the scenarios have two listeners, one routing by server name
+                // (`ConfigSpec::routes_by_name`: seed bits 12 and 13), and half a
+                // per-client limit (`ConfigSpec::per_client_max`: bits 4 and 5 = 1).
+                seed: {
+                    let seed = if routes {
+                        seed | 3 << 12
+                    } else {
+                        seed & !(1 << 12)
+                    };
+                    if per_client {
+                        seed & !(3 << 4) | 1 << 4
+                    } else {
+                        seed
+                    }
+                },
             },
         )
 }
@@ -219,6 +240,14 @@ fn the_generators_reach_every_outcome() {
         ("per-client rejections", total.per_client_rejections),
         ("closes for a backend down", total.backend_down_closes),
         ("resets passed on after delivery", total.delivered_resets),
+        ("flows routed by server name", total.routed_by_name),
+        (
+            "flows routed to an sni listener's pool",
+            total.routed_to_default,
+        ),
+        ("ClientHello timeouts", total.client_hello_timeouts),
+        ("no_route refusals", total.no_route),
+        ("not_allowed refusals", total.not_allowed),
     ];
     for (what, n) in counts {
         assert!(n > 0, "no {what} in 128 scenarios: {total:?}");
@@ -236,6 +265,12 @@ fn admin_bytes() -> impl Strategy<Value = Vec<u8>> {
         "/backends/a/drain",
         "/backends/b%20c/disable",
         "/backends/a/enable",
+        "/backends/d/disable",
+        "/pools/web/backends/b%20c/drain",
+        "/pools/api/backends/d/enable",
+        "/pools/api/backends/a/drain",
+        "/pools/nope/backends/a/drain",
+        "/pools/web/a/drain",
         "/backends/zz/drain",
         "/backends/a",
         "/backends//drain",
@@ -309,4 +344,69 @@ fn the_admin_generator_reaches_routed_requests() {
     assert!(routed * 10 >= cases, "{routed} of {cases} routed");
     assert!(ok * 50 >= cases, "{ok} of {cases} answered 200");
     assert!(refused > 0, "no input refused");
+}
+
+/// A client's first bytes for the `client_hello` check: a ClientHello of the harness's
+/// (any name, layout and record size), cut anywhere or followed by other bytes, or junk.
+fn client_hello_bytes() -> impl Strategy<Value = Vec<u8>> {
+    let hello = (any::<u8>(), any::<u64>(), any::<u16>(), any::<bool>()).prop_map(
+        |(sel, flow, cut, whole)| {
+            let prefix = lb_harness::hello::client_stream(sel, flow).prefix;
+            let cut = if whole {
+                prefix.len()
+            } else {
+                usize::from(cut) % (prefix.len() + 1)
+            };
+            prefix[..cut].to_vec()
+        },
+    );
+    (
+        any::<[u8; 4]>(),
+        prop_oneof![3 => hello, 1 => prop::collection::vec(any::<u8>(), 0..300)],
+        prop::collection::vec(any::<u8>(), 0..40),
+    )
+        .prop_map(|(splits, mut bytes, tail)| {
+            bytes.extend_from_slice(&tail);
+            let mut out = splits.to_vec();
+            out.extend_from_slice(&bytes);
+            out
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn client_hellos_read_in_pieces_route_as_read_whole(data in client_hello_bytes()) {
+        if let Err(v) = lb_harness::check_client_hello_bytes(&data) {
+            prop_assert!(false, "{}", v);
+        }
+    }
+}
+
+/// The `client_hello` generator is not vacuous: it reaches server names, hellos without
+/// one and incomplete ones.
+#[test]
+fn the_client_hello_generator_reaches_every_answer() {
+    use lb_sans_io::sni::ClientHello;
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::{Config, TestRng, TestRunner};
+    let mut runner = TestRunner::new_with_rng(
+        Config::default(),
+        TestRng::deterministic_rng(proptest::test_runner::RngAlgorithm::ChaCha),
+    );
+    let (mut named, mut none, mut incomplete) = (0, 0, 0);
+    for _ in 0..256 {
+        let data = client_hello_bytes()
+            .new_tree(&mut runner)
+            .unwrap()
+            .current();
+        match lb_harness::client_hello_outcome(&data).unwrap_or_else(|v| panic!("{v}")) {
+            ClientHello::ServerName(_) => named += 1,
+            ClientHello::NoServerName => none += 1,
+            ClientHello::Incomplete => incomplete += 1,
+        }
+    }
+    eprintln!("{named} named, {none} without a name, {incomplete} incomplete");
+    assert!(named * 10 >= 256 && none > 0 && incomplete > 0);
 }

@@ -2,7 +2,9 @@
 //! and every crash the fuzzers ever found (`fuzz/regressions/<target>/`), through the same
 //! harness the fuzz targets call.
 
-use lb_harness::{check_admin_bytes, check_config_bytes, check_events_bytes, Violation};
+use lb_harness::{
+    check_admin_bytes, check_client_hello_bytes, check_config_bytes, check_events_bytes, Violation,
+};
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -22,6 +24,7 @@ fn checker(target: &str) -> fn(&[u8]) -> Result<(), Violation> {
         "events" => check_events_bytes,
         "config" => check_config_bytes,
         "admin" => check_admin_bytes,
+        "client_hello" => check_client_hello_bytes,
         other => panic!("no harness check for fuzz target {other:?}: add it to harness_replay.rs"),
     }
 }
@@ -117,4 +120,32 @@ fn every_crash_ever_found_stays_fixed() {
         "no regression inputs found under {}",
         fuzz_dir().display()
     );
+}
+
+/// The `client_hello` corpus holds real ClientHellos (rustls's, written by
+/// `fuzz/examples/client_hellos.rs`) that the reader judges as their names say.
+#[test]
+fn the_client_hello_corpus_is_read_as_written() {
+    use lb_sans_io::sni::ClientHello;
+    let dir = fuzz_dir().join("corpus/client_hello");
+    let outcome = |name: &str| {
+        let data = fs::read(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        lb_harness::client_hello_outcome(&data).unwrap_or_else(|v| panic!("{name}: {v}"))
+    };
+    let named = |n: &str| ClientHello::ServerName(n.to_string());
+    for (file, expected) in [
+        ("tls13-sni", named("api.example.com")),
+        ("tls12-sni", named("www.example.com")),
+        ("tls13-tls12-sni", named("a.b.example.com")),
+        ("tls13-sni-upper-case", named("api.example.com")),
+        ("tls13-sni-records-100", named("api.example.com")),
+        ("tls13-sni-records-1", named("api.example.com")),
+        ("tls13-sni-then-data", named("www.example.org")),
+        ("tls13-no-sni", ClientHello::NoServerName),
+        ("tls12-no-sni", ClientHello::NoServerName),
+        ("http-request", ClientHello::NoServerName),
+        ("tls13-sni-cut", ClientHello::Incomplete),
+    ] {
+        assert_eq!(outcome(file), expected, "{file}");
+    }
 }
