@@ -155,9 +155,32 @@ mod tests {
             (0x21, 0x21, 36)
         );
         assert_eq!(h.len(), 16 + 36);
+        let mut addrs = "2001:db8::1"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets()
+            .to_vec();
+        addrs.extend_from_slice(&std::net::Ipv6Addr::LOCALHOST.octets());
+        addrs.extend_from_slice(&[0, 5, 0, 80]);
+        assert_eq!(&h[16..], &addrs[..], "source, destination, ports");
         let unknown = header(ProxyProtocol::V2, sa("10.0.0.9:7"), None);
         assert_eq!(&unknown[12..], &[0x21, 0x00, 0, 0]);
         assert_eq!(&probe_header(ProxyProtocol::V2)[12..], &[0x20, 0x00, 0, 0]);
         assert_eq!(probe_header(ProxyProtocol::V1), b"PROXY UNKNOWN\r\n");
+    }
+
+    #[test]
+    fn ends_of_different_families_are_unknown() {
+        // An IPv4 client (not mapped) of an IPv6 local address, and the other way round: a
+        // version 1 line may not mix TCP4 and TCP6 addresses, so the header names neither.
+        for (client, local) in [
+            ("10.0.0.9:7", "[2001:db8::1]:80"),
+            ("[2001:db8::9]:7", "192.0.2.1:80"),
+        ] {
+            let v1 = header(ProxyProtocol::V1, sa(client), Some(sa(local)));
+            assert_eq!(&v1[..], b"PROXY UNKNOWN\r\n", "{client} to {local}");
+            let v2 = header(ProxyProtocol::V2, sa(client), Some(sa(local)));
+            assert_eq!(&v2[12..], &[0x21, 0x00, 0, 0], "{client} to {local}");
+        }
     }
 }

@@ -165,6 +165,9 @@ fn drain_disable_and_enable_change_the_state_by_name() {
     assert_eq!(r.response.status, 200, "{}", r.response.body);
     let v: serde_json::Value = serde_json::from_str(&r.response.body).unwrap();
     assert_eq!(v["state"], "draining");
+    // The operator's decision and the checks' verdict are shown apart.
+    assert_eq!(v["admin"], "draining");
+    assert_eq!(v["health"], "up");
     assert_eq!(pool0(&p).backends()[1].state(), BackendState::Draining);
 
     assert_eq!(post(&mut p, "/backends/b/2/disable").response.status, 200);

@@ -962,3 +962,21 @@ fn on_backend_down_close_closes_connections_only_when_health_takes_a_backend_dow
         p.check_invariants();
     }
 }
+
+#[test]
+fn a_reload_applies_new_rise_and_fall_to_the_backends_it_keeps() {
+    let addrs = [SocketAddr::from(([127, 0, 0, 1], 5001))];
+    let c = config(1, r#","health_check":{"start_up":true,"rise":5,"fall":5}"#);
+    let mut p = Pool::new(&c.pools[0], &addrs, 7, Timestamp::ZERO);
+    let c2 = config(1, r#","health_check":{"start_up":true,"rise":2,"fall":1}"#);
+    p.reconfigure(&c2.pools[0], &addrs, at(1));
+    assert_eq!(states(&p), [BackendState::Up], "kept as it was");
+    // `fall: 1` now: one failed check takes it down (under the old 5 it would stay up).
+    assert_eq!(probe_round(&mut p, at(200), |_| false), 1);
+    assert_eq!(states(&p), [BackendState::Down]);
+    // `rise: 2` now: the second passing check brings it back (the old 5 would need five).
+    assert_eq!(probe_round(&mut p, at(1_200), |_| true), 1);
+    assert_eq!(states(&p), [BackendState::Down]);
+    assert_eq!(probe_round(&mut p, at(2_200), |_| true), 1);
+    assert_eq!(states(&p), [BackendState::Up]);
+}
