@@ -89,9 +89,7 @@ fn outcome_with(data: &[u8], mutation: Option<AdminMutation>) -> Result<AdminOut
     }
     let mut balancer = balancer();
     let before = states(&balancer);
-    let info = Info {
-        started: Timestamp::ZERO,
-    };
+    let info = Info::new(Timestamp::ZERO);
     let (reply, request) = match whole {
         Parsed::Incomplete => return Ok(AdminOutcome::Incomplete),
         Parsed::Bad(response) => (admin::reply_to_bad(response), None),

@@ -227,6 +227,8 @@ struct FlowModel {
     accepted_at: Timestamp,
     /// A `ReportLatency` was emitted.
     latency_reported: bool,
+    /// By source side: forwarded bytes the flow reported to the pool so far.
+    bytes_reported: [u64; 2],
     /// The first side the driver reported reset (its bytes must be delivered first).
     reset_from: Option<Side>,
     /// `AwaitDelivery` asked for this side's delivery and the driver has not reported it.
@@ -298,6 +300,8 @@ struct PoolTap<'a> {
     /// The client's first read, for [`Mutation::FirstSegmentOnly`].
     first_read: Option<Bytes>,
     samples: Vec<(BackendId, std::time::Duration)>,
+    /// Forwarded bytes reported: (to backend, to client).
+    forwarded: Vec<(u64, u64)>,
 }
 
 impl<'a> PoolTap<'a> {
@@ -307,6 +311,7 @@ impl<'a> PoolTap<'a> {
             mutation: options.mutation,
             first_read: None,
             samples: Vec::new(),
+            forwarded: Vec::new(),
         }
     }
 }
@@ -392,6 +397,10 @@ impl FlowPool for PoolTap<'_> {
         };
         self.samples.push((backend, sample));
         self.balancer.record_latency(flow, backend, sample, now)
+    }
+    fn forwarded(&mut self, flow: FlowId, to_backend: u64, to_client: u64, now: Timestamp) {
+        self.forwarded.push((to_backend, to_client));
+        self.balancer.forwarded(flow, to_backend, to_client, now)
     }
     fn close_flow(&mut self, flow: FlowId, to_backend: u64, to_client: u64, now: Timestamp) {
         if self.mutation == Some(Mutation::LeakFlow) {
@@ -1000,6 +1009,7 @@ impl Driver {
             last_now: self.now,
             accepted_at: self.now,
             latency_reported: false,
+            bytes_reported: [0; 2],
             reset_from: None,
             delivery: None,
             client,
@@ -1711,6 +1721,32 @@ impl Driver {
                 let mut tap = PoolTap::new(&mut self.balancer, self.options);
                 self.flows[i].flow.update_pool(&mut tap, self.now);
                 let samples = tap.samples;
+                let forwarded = tap.forwarded;
+                let m = &mut self.flows[i];
+                // Bytes: only what the flow wrote on, never more than once.
+                for (k, &(to_backend, to_client)) in forwarded.iter().enumerate() {
+                    if k > 0 || to_backend + to_client == 0 {
+                        return Err(self.fail(
+                            Rule::ByteOrder,
+                            format!("{id}: bytes report {k} of {to_backend}/{to_client}"),
+                        ));
+                    }
+                    m.bytes_reported[0] += to_backend;
+                    m.bytes_reported[1] += to_client;
+                }
+                for side in 0..2 {
+                    let written = m.bytes[side] - m.unreported[side] as u64;
+                    if m.bytes_reported[side] > written && !m.tainted_counts {
+                        let reported = m.bytes_reported[side];
+                        return Err(self.fail(
+                            Rule::ByteOrder,
+                            format!("{id}: reported {reported} bytes forwarded from side {side}, only {written} written"),
+                        ));
+                    }
+                }
+                if samples.is_empty() && !forwarded.is_empty() {
+                    return Ok(());
+                }
                 let m = &mut self.flows[i];
                 let report_latency = m.pool.is_some_and(|p| self.pools[p].report_latency);
                 let age = self.now.saturating_duration_since(m.accepted_at);
@@ -1738,6 +1774,7 @@ impl Driver {
                 if let Some(p) = problem {
                     return Err(self.fail(Rule::Latency, format!("{id}: latency report {p}")));
                 }
+                let m = &mut self.flows[i];
                 m.latency_reported = true;
                 self.stats.latency_reports += 1;
             }

@@ -129,7 +129,8 @@ use std::fmt;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Rule {
     /// Written bytes differ from, or run ahead of, the bytes read from the other side; or
-    /// a write or shutdown came at a time it must not.
+    /// a write or shutdown came at a time it must not; or the flow reported more bytes
+    /// forwarded to the pool than it wrote, or an empty report.
     ByteOrder,
     /// An action after `Close`, or for an event about a closed flow.
     ActionAfterClose,

@@ -52,6 +52,7 @@ pub async fn serve<N: Net>(
     listener: N::Listener,
     shared: Arc<Shared>,
     info: Info,
+    process_metrics: bool,
     stop: impl Future<Output = ()>,
 ) {
     let slots: SlotTable = Arc::new(Mutex::new(Slots::new(MAX_CONNECTIONS)));
@@ -91,7 +92,7 @@ pub async fn serve<N: Net>(
         };
         let shared = shared.clone();
         net.spawn(async move {
-            answer(stream, &shared, &info, &guard, evict_rx).await;
+            answer(stream, &shared, (&info, process_metrics), &guard, evict_rx).await;
             drop(guard);
         });
     })
@@ -103,7 +104,7 @@ pub async fn serve<N: Net>(
 async fn answer<S>(
     mut stream: S,
     shared: &Shared,
-    info: &Info,
+    (info, process_metrics): (&Info, bool),
     slot: &SlotGuard,
     mut evicted: oneshot::Receiver<()>,
 ) where
@@ -134,7 +135,15 @@ async fn answer<S>(
         Ok(None) => return,
         Ok(Some(Err(response))) => admin::reply_to_bad(response),
         Ok(Some(Ok(req))) => {
-            let reply = shared.with_balancer(|b, now| admin::handle(&req, b, info, now));
+            let info = Info {
+                process: if process_metrics && req.path == "/metrics" {
+                    crate::process::stats()
+                } else {
+                    None
+                },
+                ..*info
+            };
+            let reply = shared.with_balancer(|b, now| admin::handle(&req, b, &info, now));
             tracing::debug!(method = ?req.method, path = %req.path, status = reply.response.status, "admin request");
             reply
         }

@@ -28,8 +28,17 @@ pub mod logging;
 pub mod net;
 pub mod node;
 pub mod probes;
+pub mod process;
 pub mod shared;
 pub mod sys;
 
 pub use net::{Net, TokioNet};
+
+/// This build's version and commit, as `--version` and `lb_build_info` show them.
+pub fn build_info() -> lb_sans_io::admin::BuildInfo {
+    lb_sans_io::admin::BuildInfo {
+        version: env!("CARGO_PKG_VERSION"),
+        commit: env!("LB_COMMIT"),
+    }
+}
 pub use node::{Control, Node, NodeOptions, StartError, Stopped};

@@ -124,6 +124,9 @@ pub struct NodeOptions {
     /// Deliberate bugs of the balancer and the driver (the simulation's broken builds).
     #[cfg(feature = "seams")]
     pub defects: lb_sans_io::defect::Defects,
+    /// `/metrics` shows this process' `process_*` figures (the binary; not the
+    /// simulation, whose nodes share one test process).
+    pub process_metrics: bool,
 }
 
 impl NodeOptions {
@@ -136,6 +139,7 @@ impl NodeOptions {
             selector: None,
             #[cfg(feature = "seams")]
             defects: lb_sans_io::defect::Defects::NONE,
+            process_metrics: false,
         }
     }
 }
@@ -269,13 +273,15 @@ impl Node {
                 Err(e) => tracing::warn!("admin endpoint: {}", io_message(&e)),
             }
             let info = lb_sans_io::admin::Info {
-                started: shared.clock.now(),
+                build: crate::build_info(),
+                ..lb_sans_io::admin::Info::new(shared.clock.now())
             };
             net.spawn(admin::serve(
                 net.clone(),
                 admin_listener,
                 shared.clone(),
                 info,
+                options.process_metrics,
                 ended(),
             ));
         }

@@ -163,11 +163,10 @@ fn log_pool_event(balancer: &Balancer, pool_id: PoolId, event: &PoolEvent) {
                         .last_check
                         .as_ref()
                         .filter(|_| by_probe)
-                        .and_then(|c| c.result.as_ref().err())
-                        .map(ToString::to_string);
+                        .and_then(|c| Some((c.result.as_ref().err()?.to_string(), c.duration)));
                     match reason {
-                        Some(reason) => tracing::warn!(
-                            pool = pool_name, backend = %b.name, address = %b.addr, from = %from, to = %to, cause, reason, "{message}"
+                        Some((reason, took)) => tracing::warn!(
+                            pool = pool_name, backend = %b.name, address = %b.addr, from = %from, to = %to, cause, reason, check_ms = took.as_millis() as u64, "{message}"
                         ),
                         None => tracing::warn!(
                             pool = pool_name, backend = %b.name, address = %b.addr, from = %from, to = %to, cause, "{message}"

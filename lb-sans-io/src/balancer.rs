@@ -35,6 +35,8 @@ struct FlowEntry {
     client: IpAddr,
     /// `per_client` counted it on its listener.
     counted: bool,
+    /// When it was admitted.
+    opened: Timestamp,
 }
 
 /// What a reload changed, for the log.
@@ -301,6 +303,20 @@ impl Balancer {
         }
     }
 
+    /// Sets the weight of `backend` of `pool` until the next reload.
+    pub fn set_weight(
+        &mut self,
+        pool: PoolId,
+        backend: BackendId,
+        weight: u32,
+        now: Timestamp,
+    ) -> Result<(), UnknownBackend> {
+        match self.pools.get_mut(pool.index()) {
+            Some(p) => p.pool.set_weight(backend, weight, now),
+            None => Err(UnknownBackend(backend)),
+        }
+    }
+
     // ---- probes and events ---------------------------------------------------------
 
     /// The next health probe due, and its pool. Drain until `None`.
@@ -562,6 +578,7 @@ impl FlowPool for Balancer {
                 pool: None,
                 client,
                 counted,
+                opened: now,
             },
         );
         match (by_name, default) {
@@ -665,6 +682,12 @@ impl FlowPool for Balancer {
         }
     }
 
+    fn forwarded(&mut self, flow: FlowId, to_backend: u64, to_client: u64, now: Timestamp) {
+        if let Some(p) = self.flow_pool(flow) {
+            p.forwarded(flow, to_backend, to_client, now);
+        }
+    }
+
     fn close_flow(
         &mut self,
         flow: FlowId,
@@ -675,7 +698,11 @@ impl FlowPool for Balancer {
         let Some(entry) = self.flows.remove(&flow) else {
             return;
         };
-        self.listeners[entry.listener.index()].release(entry.client, entry.counted);
+        self.listeners[entry.listener.index()].release(
+            entry.client,
+            entry.counted,
+            now.saturating_duration_since(entry.opened),
+        );
         if let Some(p) = entry.pool {
             self.pools[p.index()]
                 .pool

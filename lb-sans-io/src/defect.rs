@@ -8,6 +8,8 @@
 pub enum Defect {
     /// An admin drain or disable is answered as done, but not applied.
     AdminIgnored,
+    /// An admin weight change is answered as done, but not applied.
+    WeightIgnored,
     /// A reload forgets the health of the backends it keeps: they start down again.
     ReloadForgetsHealth,
     /// A reload leaves the backends it removes in rotation.

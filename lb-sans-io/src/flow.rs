@@ -65,8 +65,12 @@ pub trait FlowPool {
         sample: Duration,
         now: Timestamp,
     );
-    /// The flow closed: free its seat and slot, add its bytes to its backend's counters.
-    /// Unknown or already closed flows are ignored.
+    /// The flow forwarded these bytes since its last report (or its start): count them for
+    /// its backend now.
+    fn forwarded(&mut self, flow: FlowId, to_backend: u64, to_client: u64, now: Timestamp);
+    /// The flow closed: free its seat and slot, add its bytes (those not reported by
+    /// [`FlowPool::forwarded`]) to its backend's counters. Unknown or already closed flows
+    /// are ignored.
     fn close_flow(
         &mut self,
         flow: FlowId,
@@ -451,8 +455,8 @@ pub enum FlowAction {
     /// balancer, which picks the flow's pool.
     Route,
     /// The flow has news for the pool (the backend's time to first byte, at most once per
-    /// flow and only with [`FlowLimits::report_latency`]): call [`Flow::update_pool`] with
-    /// the pool.
+    /// flow and only with [`FlowLimits::report_latency`]; bytes forwarded, every
+    /// [`REPORT_BYTES`] or [`REPORT_EVERY`]): call [`Flow::update_pool`] with the pool.
     UpdatePool,
     /// The flow is over: perform any queued shutdowns, then close both sockets, with a reset
     /// (RST) if `reset`. Then call [`Flow::release`]. No action follows.
@@ -577,7 +581,20 @@ pub struct Flow {
     actions: VecDeque<FlowAction>,
     reason: Option<CloseReason>,
     released: bool,
+    /// Bytes of each direction (indexed by the side read from) already reported to the
+    /// pool by [`FlowPool::forwarded`].
+    reported: [u64; 2],
+    /// When bytes were last reported (or the flow started).
+    last_report: Timestamp,
+    /// An `UpdatePool` for the bytes is queued and not yet acted on.
+    report_queued: bool,
 }
+
+/// Forwarded bytes are reported to the pool once this many are unreported...
+pub const REPORT_BYTES: u64 = 256 * 1024;
+/// ...or once this long has passed since the last report with any unreported, so a long
+/// connection's bytes show in `/metrics` as they flow, not only at its close.
+pub const REPORT_EVERY: Duration = Duration::from_secs(1);
 
 impl Flow {
     /// A client at `client` connected to `listener` at `local` (this load balancer's
@@ -623,6 +640,9 @@ impl Flow {
             actions: VecDeque::new(),
             reason: None,
             released: false,
+            reported: [0; 2],
+            last_report: now,
+            report_queued: false,
         };
         match pool.open_flow(id, listener, client.ip(), now) {
             Ok(Opened {
@@ -909,7 +929,30 @@ impl Flow {
             self.actions
                 .push_back(FlowAction::ResumeRead { side: from });
         }
+        self.maybe_report(now);
         self.maybe_complete();
+    }
+
+    /// Bytes written by each direction (indexed by the side read from) and not reported.
+    fn unreported(&self) -> [u64; 2] {
+        [0, 1].map(|i| {
+            let d = &self.dirs[i];
+            (d.bytes - d.backlog as u64).saturating_sub(self.reported[i])
+        })
+    }
+
+    /// Queues an `UpdatePool` when enough forwarded bytes are unreported.
+    fn maybe_report(&mut self, now: Timestamp) {
+        if self.report_queued {
+            return;
+        }
+        let [a, b] = self.unreported();
+        let due = a + b >= REPORT_BYTES
+            || (a + b > 0 && now.saturating_duration_since(self.last_report) >= REPORT_EVERY);
+        if due {
+            self.report_queued = true;
+            self.actions.push_back(FlowAction::UpdatePool);
+        }
     }
 
     /// `side` sent FIN: it will send no more. The FIN is passed on to the other side after
@@ -1082,6 +1125,14 @@ impl Flow {
         if let Some((backend, latency)) = self.latency_report.take() {
             pool.record_latency(self.id, backend, latency, now);
         }
+        let [up, down] = self.unreported();
+        if up + down > 0 {
+            pool.forwarded(self.id, up, down, now);
+            self.reported[0] += up;
+            self.reported[1] += down;
+            self.last_report = now;
+        }
+        self.report_queued = false;
     }
 
     /// After the `Close` action: gives the flow's seat and byte counts back to the pool.
@@ -1091,10 +1142,12 @@ impl Flow {
         if self.is_closed() && !self.released {
             self.released = true;
             self.update_pool(pool, now);
+            let c = Side::Client.index();
+            let b = Side::Backend.index();
             pool.close_flow(
                 self.id,
-                self.dirs[Side::Client.index()].bytes,
-                self.dirs[Side::Backend.index()].bytes,
+                self.dirs[c].bytes.saturating_sub(self.reported[c]),
+                self.dirs[b].bytes.saturating_sub(self.reported[b]),
                 now,
             );
         }

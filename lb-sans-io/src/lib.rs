@@ -33,6 +33,7 @@ pub mod defect;
 mod defect;
 pub mod flow;
 pub mod health;
+pub mod histogram;
 pub mod http;
 pub mod ids;
 pub mod listener;

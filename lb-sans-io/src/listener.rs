@@ -8,6 +8,7 @@ mod clients;
 use crate::config::{Cidr, ListenerConfig};
 use crate::defect::{Defect, Defects};
 use crate::flow::{FlowLimits, RejectReason};
+use crate::histogram::{Histogram, DURATION_BUCKETS};
 use crate::ids::PoolId;
 use crate::sni::SniRoutes;
 use crate::time::Timestamp;
@@ -15,6 +16,7 @@ use clients::ClientTable;
 pub use clients::MAX_TRACKED_CLIENTS;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 /// Where a listener sends its clients.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,6 +50,8 @@ pub struct Listener {
     rejected: BTreeMap<RejectReason, u64>,
     /// A reload removed it: its socket is closed, its connections drain.
     pub removed: bool,
+    /// The lives of its closed client connections, from accept to close.
+    pub durations: Histogram,
     defects: Defects,
 }
 
@@ -68,6 +72,7 @@ impl Listener {
             total: 0,
             rejected: BTreeMap::new(),
             removed: false,
+            durations: Histogram::new(DURATION_BUCKETS),
             defects: Defects::NONE,
         }
     }
@@ -173,8 +178,9 @@ impl Listener {
     }
 
     /// A client it admitted closed.
-    pub(crate) fn release(&mut self, client: IpAddr, counted: bool) {
+    pub(crate) fn release(&mut self, client: IpAddr, counted: bool, lived: Duration) {
         self.open = self.open.saturating_sub(1);
+        self.durations.record(lived);
         if let (true, Some(clients)) = (counted, self.clients.as_mut()) {
             clients.release(client);
         }

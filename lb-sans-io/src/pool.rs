@@ -9,10 +9,14 @@ use crate::config::{BackendConfig, HealthCheckConfig, OnBackendDown, PoolConfig,
 use crate::defect::{Defect, Defects};
 use crate::flow::{ConnectFailure, PoolLimits};
 use crate::health::{Health, HealthCounter};
+use crate::histogram::{Histogram, CONNECT_BUCKETS};
 use crate::ids::{BackendId, FlowId, ProbeId};
 use crate::probe::{CheckFailure, ProbeOutcome};
 use crate::rng::LbRng;
-use crate::select::{selector_for, BackendView, SelectCtx, Selector, SelectorSpec, WEIGHT_SCALE};
+use crate::select::{
+    selector_for, BackendView, PeakEwma, SelectCtx, Selector, SelectorSpec, DEFAULT_DECAY,
+    WEIGHT_SCALE,
+};
 use crate::time::Timestamp;
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
@@ -226,6 +230,31 @@ pub struct Backend {
     /// A reloaded config no longer has it: it keeps its open connections and gets nothing
     /// new (see [`Pool::reconfigure`]).
     removed: bool,
+    /// Its last change of [`Backend::state`], if it ever changed.
+    pub last_change: Option<StateChange>,
+    /// How many times its state changed.
+    pub state_changes: u64,
+    /// The most connections it held at once.
+    pub peak_active: u32,
+    /// Since when it is `Down`, while it is.
+    down_since: Option<Timestamp>,
+    /// Time spent `Down` in earlier periods.
+    downtime_before: Duration,
+    /// Peak-EWMA of its connect times and times to first byte (whatever the algorithm).
+    response_time: Option<PeakEwma>,
+    /// Its successful connect times.
+    pub connect_times: Histogram,
+}
+
+/// A change of a backend's [`BackendState`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StateChange {
+    /// When.
+    pub at: Timestamp,
+    /// The state before.
+    pub from: BackendState,
+    /// The state after.
+    pub to: BackendState,
 }
 
 impl Backend {
@@ -234,6 +263,7 @@ impl Backend {
         b: &BackendConfig,
         addr: SocketAddr,
         hc: &HealthCheckConfig,
+        now: Timestamp,
         first_probe: Timestamp,
     ) -> Backend {
         Backend {
@@ -255,7 +285,44 @@ impl Backend {
             probe_in_flight: None,
             ramp_since: None,
             removed: false,
+            last_change: None,
+            state_changes: 0,
+            peak_active: 0,
+            down_since: (!hc.start_up).then_some(now),
+            downtime_before: Duration::ZERO,
+            response_time: None,
+            connect_times: Histogram::new(CONNECT_BUCKETS),
         }
+    }
+
+    /// Its state went from `from` to `to` at `now`: remembered for `/status`, and the
+    /// downtime clock starts or stops.
+    fn note_change(&mut self, from: BackendState, to: BackendState, now: Timestamp) {
+        if from == to {
+            return;
+        }
+        self.last_change = Some(StateChange { at: now, from, to });
+        self.state_changes += 1;
+        if to == BackendState::Down {
+            self.down_since.get_or_insert(now);
+        } else if let Some(since) = self.down_since.take() {
+            self.downtime_before += now.saturating_duration_since(since);
+        }
+    }
+
+    /// The time it has spent `Down` (its checks failing while enabled) up to `now`.
+    pub fn downtime(&self, now: Timestamp) -> Duration {
+        self.downtime_before
+            + self
+                .down_since
+                .map_or(Duration::ZERO, |s| now.saturating_duration_since(s))
+    }
+
+    /// Its response time as seen at `now`: the peak-EWMA of its connect times and times to
+    /// first byte (the estimate `least_response_time` uses); `None` before any sample.
+    pub fn response_time(&self, now: Timestamp) -> Option<Duration> {
+        self.response_time
+            .map(|e| Duration::from_nanos(e.value_at(now, DEFAULT_DECAY) as u64))
     }
 
     /// The state users see: `Draining` / `Disabled` when an operator said so, else `Up` /
@@ -331,6 +398,8 @@ struct CheckSettings {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct FlowSlot {
     backend: Option<BackendId>,
+    /// When its backend was chosen (the connect's start).
+    since: Timestamp,
 }
 
 /// The shared pool machine. See the module docs.
@@ -349,6 +418,8 @@ pub struct Pool {
     limits: PoolLimits,
     flows: BTreeMap<FlowId, FlowSlot>,
     rejected: BTreeMap<RejectReason, u64>,
+    /// Connects tried on another backend after one failed.
+    retries: u64,
     events: VecDeque<PoolEvent>,
     next_probe_id: u64,
     /// Something made a probe due earlier than [`Pool::poll_timeout`] said before.
@@ -416,7 +487,9 @@ impl Pool {
             .iter()
             .zip(addrs)
             // First probes go out at once, spread over a tenth of the interval.
-            .map(|(b, &addr)| Backend::new(b, addr, hc, now + rng.duration_below(interval / 10)))
+            .map(|(b, &addr)| {
+                Backend::new(b, addr, hc, now, now + rng.duration_below(interval / 10))
+            })
             .collect::<Vec<_>>();
         let mut pool = Pool {
             algorithm: config.algorithm,
@@ -436,6 +509,7 @@ impl Pool {
             limits: PoolLimits::from_pool(config),
             flows: BTreeMap::new(),
             rejected: BTreeMap::new(),
+            retries: 0,
             events: VecDeque::new(),
             next_probe_id: 0,
             timeout_moved: true,
@@ -530,6 +604,11 @@ impl Pool {
         self.limits
     }
 
+    /// Connects tried on another backend after one failed (retries), since start.
+    pub fn retries(&self) -> u64 {
+        self.retries
+    }
+
     /// Client connections routed to this pool and open now.
     pub fn open_flows(&self) -> usize {
         self.flows.len()
@@ -600,6 +679,32 @@ impl Pool {
         }
         b.admin = admin;
         self.push_change(backend, before, StateCause::Admin);
+        Ok(())
+    }
+
+    /// Sets `backend`'s weight (1..=1000; the caller checks the range) until the next
+    /// reload, which sets the configured one again.
+    pub fn set_weight(
+        &mut self,
+        backend: BackendId,
+        weight: u32,
+        now: Timestamp,
+    ) -> Result<(), UnknownBackend> {
+        self.observe(now);
+        let i = backend.index();
+        let Some(b) = self.backends.get_mut(i) else {
+            return Err(UnknownBackend(backend));
+        };
+        if b.weight == weight || self.defects.has(Defect::WeightIgnored) {
+            return Ok(());
+        }
+        b.weight = weight;
+        if self.algorithm == Algorithm::Hash {
+            // Maglev's table is built from the weights; the other selectors read them from
+            // the views at each pick.
+            self.selector = reload::build_selector(self.algorithm, &self.backends);
+        }
+        self.refresh(i);
         Ok(())
     }
 
@@ -720,6 +825,7 @@ impl Pool {
                 self.ramping.push(backend.index());
             }
         }
+        b.note_change(from, to, now);
         self.refresh(backend.index());
         if from != to {
             self.events.push_back(PoolEvent::BackendStateChanged {
@@ -848,7 +954,10 @@ impl Pool {
     /// seated is not seated twice.
     pub fn open_flow(&mut self, flow: FlowId, now: Timestamp) {
         self.observe(now);
-        self.flows.entry(flow).or_insert(FlowSlot { backend: None });
+        self.flows.entry(flow).or_insert(FlowSlot {
+            backend: None,
+            since: now,
+        });
     }
 
     /// Chooses a backend for a seated flow among those up, under their connection limit
@@ -882,18 +991,26 @@ impl Pool {
             }
             return None;
         };
-        self.backends[id.index()].active += 1;
+        if !exclude.is_empty() {
+            self.retries += 1;
+        }
+        let b = &mut self.backends[id.index()];
+        b.active += 1;
+        b.peak_active = b.peak_active.max(b.active);
         self.refresh(id.index());
         if let Some(s) = self.flows.get_mut(&flow) {
             s.backend = Some(id);
+            s.since = now;
         }
         Some((id, self.backends[id.index()].addr))
     }
     /// The flow's connect to `backend` succeeded.
     pub fn connect_succeeded(&mut self, flow: FlowId, backend: BackendId, now: Timestamp) {
-        self.observe(now);
+        let now = self.observe(now);
         if self.flow_backend(flow) == Some(backend) {
+            let since = self.flows.get(&flow).map_or(now, |s| s.since);
             let b = &mut self.backends[backend.index()];
+            b.connect_times.record(now.saturating_duration_since(since));
             b.connections_total += 1;
             if b.connections_total == 1 && self.defects.has(Defect::CountersOffByOne) {
                 b.connections_total += 1;
@@ -931,10 +1048,25 @@ impl Pool {
     /// `least_response_time` algorithm.
     pub fn record_latency(&mut self, backend: BackendId, sample: Duration, now: Timestamp) {
         let now = self.observe(now);
-        if backend.index() < self.backends.len() {
+        if let Some(b) = self.backends.get_mut(backend.index()) {
+            match &mut b.response_time {
+                Some(e) => e.observe(sample, now, DEFAULT_DECAY),
+                None => b.response_time = Some(PeakEwma::new(sample, now)),
+            }
             self.selector.observe_latency(backend, sample, now);
         }
     }
+    /// The flow forwarded these bytes since its last report: they count for its backend
+    /// now, not only when it closes.
+    pub fn forwarded(&mut self, flow: FlowId, to_backend: u64, to_client: u64, now: Timestamp) {
+        self.observe(now);
+        if let Some(id) = self.flow_backend(flow) {
+            let b = &mut self.backends[id.index()];
+            b.bytes_to_backend += to_backend;
+            b.bytes_to_client += to_client;
+        }
+    }
+
     /// The flow closed: frees its seat and its backend slot and adds its bytes to the
     /// backend's counters. Unknown or already closed flows are ignored.
     pub fn close_flow(

@@ -1,4 +1,5 @@
-//! The operator: a host that sends the plan's admin requests (drain, disable, enable) to
+//! The operator: a host that sends the plan's admin requests (drain, disable, enable,
+//! weight) to
 //! the load balancers' real admin endpoints over the simulated network (by pool, as
 //! `/pools/POOL/backends/NAME/...`, in a `services` plan), and records when
 //! each was sent, when its answer came and what status it had. (Reloads and the stop are
@@ -60,7 +61,11 @@ pub async fn run(
             ),
             None => format!("/backends/b{backend}/{}", what.name()),
         };
-        let status = tokio::time::timeout(REQUEST_TIMEOUT, post(lb, &path))
+        let body = match what {
+            crate::scenario::AdminAction::Weight(w) => format!("{{\"weight\": {w}}}"),
+            _ => String::new(),
+        };
+        let status = tokio::time::timeout(REQUEST_TIMEOUT, post(lb, &path, &body))
             .await
             .ok()
             .flatten();
@@ -81,10 +86,13 @@ pub async fn run(
 }
 
 /// `POST path` to load balancer `lb`'s admin endpoint: the answer's status.
-async fn post(lb: usize, path: &str) -> Option<u16> {
+async fn post(lb: usize, path: &str, body: &str) -> Option<u16> {
     let ip = turmoil::lookup(format!("lb{lb}"));
     let mut stream = TcpStream::connect((ip, ADMIN_PORT)).await.ok()?;
-    let request = format!("POST {path} HTTP/1.1\r\nHost: sim\r\nContent-Length: 0\r\n\r\n");
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: sim\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
     stream.write_all(request.as_bytes()).await.ok()?;
     let mut answer = Vec::new();
     let mut buf = [0u8; 4096];

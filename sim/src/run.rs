@@ -55,6 +55,8 @@ pub struct BackendSnapshot {
     pub bytes_to_backend: u64,
     /// Bytes of closed flows, backend to client.
     pub bytes_to_client: u64,
+    /// Its weight now.
+    pub weight: u32,
 }
 
 /// How a load balancer's node returned after the planned stop.
@@ -396,6 +398,7 @@ fn snapshot(shared: &Shared, backend_addrs: &[SocketAddr]) -> PoolSnapshot {
                         connect_failures_total: b.connect_failures_total,
                         bytes_to_backend: b.bytes_to_backend,
                         bytes_to_client: b.bytes_to_client,
+                        weight: b.weight,
                     },
                     // Never configured in this run.
                     None => BackendSnapshot {
@@ -405,6 +408,7 @@ fn snapshot(shared: &Shared, backend_addrs: &[SocketAddr]) -> PoolSnapshot {
                         connect_failures_total: 0,
                         bytes_to_backend: 0,
                         bytes_to_client: 0,
+                        weight: 0,
                     },
                 })
                 .collect(),
@@ -822,9 +826,10 @@ fn rotation(plan: &Plan, ops: &[OpRecord], end: Duration) -> Vec<Vec<Vec<(Durati
                         out[lb][backend].push((from, to));
                     }
                 }
-                _ => {
+                crate::scenario::AdminAction::Drain | crate::scenario::AdminAction::Disable => {
                     admin_since[lb][backend].get_or_insert(op.sent);
                 }
+                crate::scenario::AdminAction::Weight(_) => {}
             },
             OpAction::Reload(ReloadChange::Remove(b)) if op.valid => {
                 removed_since[b].get_or_insert(op.sent);

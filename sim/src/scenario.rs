@@ -134,6 +134,8 @@ pub enum AdminAction {
     Disable,
     /// `POST /backends/NAME/enable`.
     Enable,
+    /// `POST /backends/NAME/weight` with `{"weight": N}`.
+    Weight(u32),
 }
 
 impl AdminAction {
@@ -143,6 +145,7 @@ impl AdminAction {
             AdminAction::Drain => "drain",
             AdminAction::Disable => "disable",
             AdminAction::Enable => "enable",
+            AdminAction::Weight(_) => "weight",
         }
     }
 }
@@ -185,7 +188,10 @@ impl fmt::Display for OpAction {
                 lb,
                 backend,
                 action,
-            } => write!(f, "admin lb{lb}: {} b{backend}", action.name()),
+            } => match action {
+                AdminAction::Weight(w) => write!(f, "admin lb{lb}: b{backend} weight {w}"),
+                _ => write!(f, "admin lb{lb}: {} b{backend}", action.name()),
+            },
             OpAction::Reload(ReloadChange::Remove(b)) => write!(f, "reload: remove b{b}"),
             OpAction::Reload(ReloadChange::Add(b)) => write!(f, "reload: add b{b}"),
             OpAction::Reload(ReloadChange::Weight(b, w)) => {
@@ -962,10 +968,23 @@ fn draw_ops(plan: &Plan, rng: &mut SimRng) -> Vec<(Duration, OpAction)> {
                 }
                 v
             }
-            3 if !absent.contains(&b) => vec![(
-                t,
-                OpAction::Reload(ReloadChange::Weight(b, rng.gen_range(1..=4))),
-            )],
+            // A weight, by a reload or (until the next reload) through the admin endpoint.
+            3 if !absent.contains(&b) => {
+                let w = rng.gen_range(1..=4);
+                if rng.gen_bool(0.5) {
+                    vec![(t, OpAction::Reload(ReloadChange::Weight(b, w)))]
+                } else {
+                    let lb = rng.gen_range(0..plan.lbs);
+                    vec![(
+                        t,
+                        OpAction::Admin {
+                            lb,
+                            backend: b,
+                            action: AdminAction::Weight(w),
+                        },
+                    )]
+                }
+            }
             _ => match absent.pop() {
                 Some(new) => vec![(t, OpAction::Reload(ReloadChange::Add(new)))],
                 None => Vec::new(),

@@ -81,6 +81,17 @@ fn broken_admin_that_does_nothing_is_caught() {
     );
 }
 
+/// An admin weight change answered 200 and not applied.
+#[test]
+fn broken_weight_change_that_does_nothing_is_caught() {
+    assert_caught(
+        Scenario::Operate,
+        Mutation::Defect(Defect::WeightIgnored),
+        20,
+        &["admin"],
+    );
+}
+
 /// A reload that forgets the health of the backends it keeps takes them out of rotation.
 #[test]
 fn broken_reload_forgetting_health_is_caught() {

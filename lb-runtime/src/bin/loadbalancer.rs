@@ -129,7 +129,11 @@ async fn run(cli: Cli, loaded: Loaded) -> ExitCode {
     }
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let seed = cli.seed.unwrap_or_else(random_seed);
-    let node = Node::new(loaded, NodeOptions::new(workers, seed));
+    let options = NodeOptions {
+        process_metrics: true,
+        ..NodeOptions::new(workers, seed)
+    };
+    let node = Node::new(loaded, options);
     let (control, control_rx) = mpsc::unbounded_channel();
     TokioNet.spawn(signals.forward(cli, control));
     match node.run(TokioNet, control_rx).await {

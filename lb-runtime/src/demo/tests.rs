@@ -475,10 +475,9 @@ async fn the_admin_endpoint_and_the_demo_agree_on_request_heads() {
     assert_eq!(admin_verdict(&endless[..admin_limit]), Refused);
     assert_eq!(demo_verdict(&endless[..MAX_HEAD - 1]).await, Waiting);
     assert_eq!(demo_verdict(&endless[..MAX_HEAD]).await, Refused);
-    // The one difference on purpose: the admin endpoint reads no body, so it ignores
-    // Transfer-Encoding; the demo reads bodies and only knows Content-Length.
+    // Both read bodies by Content-Length only, and refuse Transfer-Encoding.
     let chunked = b"POST /status HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
-    assert_eq!(admin_verdict(chunked), Served);
+    assert_eq!(admin_verdict(chunked), Refused);
     assert_eq!(demo_verdict(chunked).await, Refused);
 }
 

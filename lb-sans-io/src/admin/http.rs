@@ -9,6 +9,9 @@ use std::fmt::Write as _;
 /// The longest request head (request line and headers) accepted; longer ones get `431`.
 pub const MAX_HEAD: usize = 8 * 1024;
 
+/// The longest request body accepted (`Content-Length`); longer ones get `413`.
+pub const MAX_BODY: usize = 1024;
+
 /// A request method the endpoint tells apart.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Method {
@@ -29,6 +32,8 @@ pub struct Request {
     pub method: Method,
     /// The path, percent-decoded, without the query string.
     pub path: String,
+    /// The body (`Content-Length` bytes after the head; at most [`MAX_BODY`]).
+    pub body: Vec<u8>,
 }
 
 /// What [`parse_request`] made of the bytes read so far.
@@ -48,7 +53,8 @@ pub enum Parsed {
 /// bare LF line endings, empty lines before the request line skipped, `431` for a head too
 /// large or with too many headers, `505` for a version other than HTTP/1.0 or 1.1, `400` for
 /// any other syntax error (including conflicting `Content-Length`s, or `Transfer-Encoding`
-/// with `Content-Length`). Bodies are not read, so `Transfer-Encoding` alone is ignored.
+/// with `Content-Length`). A body is read by its `Content-Length` (up to [`MAX_BODY`],
+/// `413` beyond); `Transfer-Encoding` alone is refused with `411`.
 /// On top of that the endpoint wants a method of letters only and a target that is a path
 /// (`/...`) with valid percent-encoding of UTF-8; the query string and fragment are
 /// dropped.
@@ -72,13 +78,30 @@ pub fn parse_request(buf: &[u8]) -> Parsed {
             "malformed percent-encoding in the path\n",
         ));
     };
+    if head.transfer_encoding {
+        return Parsed::Bad(Response::text(
+            411,
+            "send the body with a Content-Length, not Transfer-Encoding\n",
+        ));
+    }
+    let body_len = head.content_length.unwrap_or(0);
+    if body_len > MAX_BODY as u64 {
+        return Parsed::Bad(Response::text(
+            413,
+            format!("request body over {MAX_BODY} bytes\n"),
+        ));
+    }
+    let Some(body) = buf.get(head.len..head.len + body_len as usize) else {
+        return Parsed::Incomplete;
+    };
+    let body = body.to_vec();
     let method = match method {
         "GET" => Method::Get,
         "HEAD" => Method::Head,
         "POST" => Method::Post,
         other => Method::Other(other.to_string()),
     };
-    Parsed::Request(Request { method, path })
+    Parsed::Request(Request { method, path, body })
 }
 
 /// The answer to a head [`crate::http::parse_head`] refused.
@@ -192,6 +215,7 @@ mod tests {
         Parsed::Request(Request {
             method,
             path: path.to_string(),
+            body: Vec::new(),
         })
     }
 
@@ -266,7 +290,7 @@ mod tests {
         }
         many.extend_from_slice(b"\r\n");
         assert_eq!(status(&many), 431);
-        // Bodies are not read, but their framing must make sense.
+        // Bodies are read by their length, and their framing must make sense.
         assert_eq!(
             status(b"POST /status HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"),
             400
@@ -282,9 +306,37 @@ mod tests {
             400
         );
         assert_eq!(
-            parse_request(b"POST /status HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"),
-            request(Method::Post, "/status")
+            status(b"POST /status HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            411
         );
+    }
+
+    #[test]
+    fn a_body_is_read_by_its_length_and_bounded() {
+        let whole =
+            b"POST /backends/a/weight HTTP/1.1\r\nContent-Length: 13\r\n\r\n{\"weight\": 5}";
+        // Not complete until the last byte of the body.
+        for cut in 0..whole.len() {
+            assert_eq!(parse_request(&whole[..cut]), Parsed::Incomplete, "{cut}");
+        }
+        assert_eq!(
+            parse_request(whole),
+            Parsed::Request(Request {
+                method: Method::Post,
+                path: "/backends/a/weight".to_string(),
+                body: b"{\"weight\": 5}".to_vec(),
+            })
+        );
+        let at_limit = format!("POST / HTTP/1.1\r\nContent-Length: {MAX_BODY}\r\n\r\n");
+        assert_eq!(parse_request(at_limit.as_bytes()), Parsed::Incomplete);
+        let over = format!(
+            "POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+            MAX_BODY + 1
+        );
+        match parse_request(over.as_bytes()) {
+            Parsed::Bad(r) => assert_eq!(r.status, 413),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

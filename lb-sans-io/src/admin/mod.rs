@@ -7,7 +7,8 @@
 //! - `GET /status`: JSON.
 //! - `GET /`: an HTML page of the same, reloading itself.
 //! - `POST /pools/POOL/backends/NAME/drain`, `/disable`, `/enable` (names percent-encoded
-//!   as needed); `POST /backends/NAME/...` when NAME is the name of a backend in one pool
+//!   as needed), and `/weight` with a body `{"weight": N}` (1..=1000, until the next
+//!   reload); `POST /backends/NAME/...` when NAME is the name of a backend in one pool
 //!   only (`409 Conflict` when several pools have one).
 //!
 //! Which connections it serves when more arrive than it has room for is [`slots`]'s
@@ -17,7 +18,7 @@ mod http;
 mod render;
 pub mod slots;
 
-pub use http::{parse_request, Method, Parsed, Request, Response, MAX_HEAD};
+pub use http::{parse_request, Method, Parsed, Request, Response, MAX_BODY, MAX_HEAD};
 
 use crate::balancer::Balancer;
 use crate::ids::{BackendId, PoolId};
@@ -31,6 +32,49 @@ use serde_json::json;
 pub struct Info {
     /// When the load balancer started (for the uptime).
     pub started: Timestamp,
+    /// Its version and commit (`lb_build_info`).
+    pub build: BuildInfo,
+    /// The process' own figures, read by the driver for this request (`process_*`
+    /// metrics); `None` where there is no process to read (the simulation).
+    pub process: Option<ProcessStats>,
+}
+
+impl Info {
+    /// Started at `started`, with no build or process figures.
+    pub fn new(started: Timestamp) -> Info {
+        Info {
+            started,
+            build: BuildInfo {
+                version: "unknown",
+                commit: "unknown",
+            },
+            process: None,
+        }
+    }
+}
+
+/// The build, as `lb_build_info` labels it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BuildInfo {
+    /// The package version.
+    pub version: &'static str,
+    /// The git commit it was built from.
+    pub commit: &'static str,
+}
+
+/// A process' figures, as the standard `process_*` metrics name them.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ProcessStats {
+    /// Start time, seconds since the Unix epoch.
+    pub start_time_seconds: f64,
+    /// User and system CPU time spent, in seconds.
+    pub cpu_seconds: f64,
+    /// Open file descriptors.
+    pub open_fds: u64,
+    /// The limit of open file descriptors.
+    pub max_fds: u64,
+    /// Resident memory, in bytes.
+    pub resident_memory_bytes: u64,
 }
 
 /// The answer to one request.
@@ -146,20 +190,24 @@ fn backend_action(
             "expected /backends/NAME/drain, /disable or /enable".to_string(),
         );
     };
-    let admin = match action {
-        "drain" => AdminState::Draining,
-        "disable" => AdminState::Disabled,
-        "enable" => AdminState::Enabled,
-        other => {
-            return error(
-                404,
-                format!("unknown action {other:?}: expected drain, disable or enable"),
-            )
-        }
-    };
+    if !["drain", "disable", "enable", "weight"].contains(&action) {
+        return error(
+            404,
+            format!("unknown action {action:?}: expected drain, disable, enable or weight"),
+        );
+    }
     if req.method != Method::Post {
         return Reply::new(method_not_allowed("POST"));
     }
+    let change = match action {
+        "drain" => Change::Admin(AdminState::Draining),
+        "disable" => Change::Admin(AdminState::Disabled),
+        "enable" => Change::Admin(AdminState::Enabled),
+        _ => match weight_of(&req.body) {
+            Ok(w) => Change::Weight(w),
+            Err(why) => return error(400, why),
+        },
+    };
     let (pool, id): (PoolId, BackendId) = match pool {
         Some(pool_name) => {
             let Some(pool) = balancer.pool_by_name(pool_name) else {
@@ -191,7 +239,11 @@ fn backend_action(
             }
         },
     };
-    if balancer.set_admin(pool, id, admin, now).is_err() {
+    let done = match change {
+        Change::Admin(admin) => balancer.set_admin(pool, id, admin, now),
+        Change::Weight(w) => balancer.set_weight(pool, id, w, now),
+    };
+    if done.is_err() {
         return error(404, format!("no backend named {name:?}"));
     }
     let body = balancer
@@ -207,6 +259,30 @@ fn backend_action(
         response: Response::json(200, format!("{body}\n")),
         send_body: true,
     }
+}
+
+/// What a `POST` on a backend asks for.
+enum Change {
+    Admin(AdminState),
+    Weight(u32),
+}
+
+/// The weight in a `/weight` body: `{"weight": N}`, N in 1..=1000.
+fn weight_of(body: &[u8]) -> Result<u32, String> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Body {
+        weight: u64,
+    }
+    let b: Body = serde_json::from_slice(body)
+        .map_err(|e| format!("the body must be {{\"weight\": N}} with N from 1 to 1000: {e}"))?;
+    if !(1..=1000).contains(&b.weight) {
+        return Err(format!(
+            "weight {} is out of range: it must be from 1 to 1000",
+            b.weight
+        ));
+    }
+    Ok(b.weight as u32)
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 
 use super::Info;
 use crate::balancer::Balancer;
+use crate::histogram::Histogram;
 use crate::ids::PoolId;
 use crate::listener::Listener;
 use crate::pool::{Backend, BackendState, Pool, RejectReason};
@@ -93,7 +94,7 @@ pub fn metrics(balancer: &Balancer, info: &Info, now: Timestamp) -> String {
     family(
         "lb_bytes_total",
         "counter",
-        "Bytes forwarded by closed connections, client to backend (to_backend) and back (to_client).",
+        "Bytes forwarded, client to backend (to_backend) and back (to_client), counted as they flow (at least every 256 KiB or 1 s of each connection).",
         per_backend2(
             "direction",
             [("to_backend", &|b| b.bytes_to_backend), ("to_client", &|b| b.bytes_to_client)],
@@ -167,12 +168,134 @@ pub fn metrics(balancer: &Balancer, info: &Info, now: Timestamp) -> String {
             })
             .collect(),
     );
+    family(
+        "lb_pool_retries_total",
+        "counter",
+        "Connects tried on another backend of the pool after one failed.",
+        listed_pools(balancer)
+            .map(|(_, name, p)| (format!("{{pool=\"{}\"}}", label(name)), p.retries()))
+            .collect(),
+    );
+    family(
+        "lb_backend_peak_connections",
+        "gauge",
+        "The most connections the backend held at once since start.",
+        per_backend(&|b| u64::from(b.peak_active)),
+    );
+    family(
+        "lb_backend_state_changes_total",
+        "counter",
+        "Changes of the backend's state (up, down, draining, disabled).",
+        per_backend(&|b| b.state_changes),
+    );
+    let _ = writeln!(
+        out,
+        "# HELP lb_backend_downtime_seconds_total Time the backend spent down (enabled and failing its checks).\n# TYPE lb_backend_downtime_seconds_total counter"
+    );
+    for (pool, b) in &backends {
+        let _ = writeln!(
+            out,
+            "lb_backend_downtime_seconds_total{{pool=\"{}\",backend=\"{}\"}} {:.3}",
+            label(pool),
+            label(&b.name),
+            b.downtime(now).as_secs_f64()
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP lb_backend_response_time_seconds The backend's response time: peak-EWMA of connect times and times to first byte (what least_response_time compares), once measured.\n# TYPE lb_backend_response_time_seconds gauge"
+    );
+    for (pool, b) in &backends {
+        if let Some(rt) = b.response_time(now) {
+            let _ = writeln!(
+                out,
+                "lb_backend_response_time_seconds{{pool=\"{}\",backend=\"{}\"}} {}",
+                label(pool),
+                label(&b.name),
+                rt.as_secs_f64()
+            );
+        }
+    }
+    histogram_family(
+        &mut out,
+        "lb_backend_connect_seconds",
+        "Time to connect to the backend, for connects that succeeded.",
+        backends.iter().map(|(pool, b)| {
+            (
+                format!("pool=\"{}\",backend=\"{}\"", label(pool), label(&b.name)),
+                &b.connect_times,
+            )
+        }),
+    );
+    histogram_family(
+        &mut out,
+        "lb_connection_duration_seconds",
+        "Life of a client connection, from accept to close, by listener.",
+        listeners
+            .iter()
+            .map(|l| (format!("listener=\"{}\"", label(&l.name)), &l.durations)),
+    );
+    let _ = writeln!(
+        out,
+        "# HELP lb_build_info The version and commit of this build.\n# TYPE lb_build_info gauge\nlb_build_info{{version=\"{}\",commit=\"{}\"}} 1",
+        label(info.build.version),
+        label(info.build.commit)
+    );
+    if let Some(p) = info.process {
+        let _ = writeln!(
+            out,
+            "# HELP process_start_time_seconds Start time of the process since unix epoch in seconds.\n# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds {:.2}",
+            p.start_time_seconds
+        );
+        let _ = writeln!(
+            out,
+            "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.\n# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total {:.2}",
+            p.cpu_seconds
+        );
+        let _ = writeln!(
+            out,
+            "# HELP process_open_fds Number of open file descriptors.\n# TYPE process_open_fds gauge\nprocess_open_fds {}",
+            p.open_fds
+        );
+        let _ = writeln!(
+            out,
+            "# HELP process_max_fds Maximum number of open file descriptors.\n# TYPE process_max_fds gauge\nprocess_max_fds {}",
+            p.max_fds
+        );
+        let _ = writeln!(
+            out,
+            "# HELP process_resident_memory_bytes Resident memory size in bytes.\n# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {}",
+            p.resident_memory_bytes
+        );
+    }
     let _ = writeln!(
         out,
         "# HELP lb_uptime_seconds Seconds since the load balancer started.\n# TYPE lb_uptime_seconds gauge\nlb_uptime_seconds {:.3}",
         now.saturating_duration_since(info.started).as_secs_f64()
     );
     out
+}
+
+/// One histogram family: `_bucket{le=...}` (cumulative, ending with `+Inf`), `_sum` and
+/// `_count` per labelled histogram.
+fn histogram_family<'a>(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    series: impl Iterator<Item = (String, &'a Histogram)>,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+    for (labels, h) in series {
+        for (le, n) in h.cumulative() {
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {n}");
+        }
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels},le=\"+Inf\"}} {count}\n{name}_sum{{{labels}}} {sum}\n{name}_count{{{labels}}} {count}",
+            count = h.count(),
+            sum = h.sum().as_secs_f64()
+        );
+    }
 }
 
 /// A Prometheus label value, escaped.
@@ -198,6 +321,15 @@ pub fn backend_json(b: &Backend, now: Timestamp) -> Value {
         "connect_failures_total": b.connect_failures_total,
         "bytes_to_backend": b.bytes_to_backend,
         "bytes_to_client": b.bytes_to_client,
+        "peak_connections": b.peak_active,
+        "response_time_ms": b.response_time(now).map(|d| d.as_secs_f64() * 1e3),
+        "state_changes": b.state_changes,
+        "last_change": b.last_change.map(|c| json!({
+            "from": c.from.label(),
+            "to": c.to.label(),
+            "ms_ago": now.saturating_duration_since(c.at).as_millis() as u64,
+        })),
+        "downtime_ms": b.downtime(now).as_millis() as u64,
         "checks_passed": b.checks_passed,
         "checks_failed": b.checks_failed,
         "last_check": b.last_check.as_ref().map(|c| json!({
@@ -251,6 +383,7 @@ pub fn status(balancer: &Balancer, info: &Info, now: Timestamp) -> String {
                 "algorithm": p.algorithm().name(),
                 "removed": balancer.pool_removed(id),
                 "active_connections": p.open_flows(),
+                "retries_total": p.retries(),
                 "rejected": { "no_backend": p.rejected(RejectReason::NoBackend) },
                 "backends": p.backends().iter().filter(|b| b.listed())
                     .map(|b| backend_json(b, now)).collect::<Vec<_>>(),

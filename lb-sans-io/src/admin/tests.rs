@@ -26,9 +26,7 @@ fn pool0(b: &Balancer) -> &Pool {
 }
 
 fn info() -> Info {
-    Info {
-        started: Timestamp::ZERO,
-    }
+    Info::new(Timestamp::ZERO)
 }
 
 fn at(ms: u64) -> Timestamp {
@@ -39,6 +37,7 @@ fn get(b: &mut Balancer, path: &str) -> Reply {
     let req = Request {
         method: Method::Get,
         path: path.to_string(),
+        body: Vec::new(),
     };
     handle(&req, b, &info(), at(5_000))
 }
@@ -47,6 +46,7 @@ fn post(b: &mut Balancer, path: &str) -> Reply {
     let req = Request {
         method: Method::Post,
         path: path.to_string(),
+        body: Vec::new(),
     };
     handle(&req, b, &info(), at(5_000))
 }
@@ -213,6 +213,7 @@ fn wrong_methods_and_paths_are_refused_with_the_right_status() {
         &Request {
             method: Method::Head,
             path: "/status".into(),
+            body: Vec::new(),
         },
         &mut p,
         &info(),
@@ -560,4 +561,217 @@ fn a_removed_pool_and_listener_stay_listed_while_their_connections_drain() {
     let m = get(&mut b, "/metrics").response.body;
     assert!(!m.contains(r#"pool="api""#), "{m}");
     assert!(!m.contains(r#"listener="plain""#), "{m}");
+}
+
+fn post_body(b: &mut Balancer, path: &str, body: &str, now: Timestamp) -> Reply {
+    let req = Request {
+        method: Method::Post,
+        path: path.to_string(),
+        body: body.as_bytes().to_vec(),
+    };
+    handle(&req, b, &info(), now)
+}
+
+/// Fails every probe of backend `i` due by `now` with `why`; the probes answered.
+fn fail_probes(b: &mut Balancer, i: usize, now: Timestamp) -> usize {
+    let mut n = 0;
+    while let Some((pool, probe)) = b.poll_probe(now) {
+        let outcome = if probe.backend.index() == i {
+            crate::ProbeOutcome::Failed(crate::CheckFailure::Refused)
+        } else {
+            crate::ProbeOutcome::Passed
+        };
+        b.handle_probe_result(pool, probe.id, outcome, now);
+        n += 1;
+    }
+    n
+}
+
+#[test]
+fn a_down_backend_shows_why_since_when_and_for_how_long() {
+    let mut p = balancer();
+    // Two failed checks (fall 2) take backend 0 down at the second one.
+    let mut downed_at = None;
+    for k in 1..=4u64 {
+        let now = at(k * 1_000);
+        assert!(fail_probes(&mut p, 0, now) > 0, "probes due at {now:?}");
+        if downed_at.is_none() && pool0(&p).backends()[0].state() == BackendState::Down {
+            downed_at = Some(k * 1_000);
+        }
+    }
+    let downed_at = downed_at.expect("backend 0 went down");
+    let v: serde_json::Value = serde_json::from_str(&get(&mut p, "/status").response.body).unwrap();
+    let b = &v["backends"][0];
+    assert_eq!(b["state"], "down");
+    assert_eq!(b["last_check"]["reason"], "connection refused");
+    assert_eq!(b["last_change"]["from"], "up");
+    assert_eq!(b["last_change"]["to"], "down");
+    // `get` asks at 5 s.
+    assert_eq!(b["last_change"]["ms_ago"], 5_000 - downed_at);
+    assert_eq!(b["downtime_ms"], 5_000 - downed_at);
+    assert_eq!(b["state_changes"], 1);
+    // The other one never changed and was never down.
+    assert_eq!(v["backends"][1]["last_change"], serde_json::Value::Null);
+    assert_eq!(v["backends"][1]["downtime_ms"], 0);
+    let m = get(&mut p, "/metrics").response.body;
+    let downtime = format!(
+        r#"lb_backend_downtime_seconds_total{{pool="default",backend="web\\1 <a&b>"}} {:.3}"#,
+        (5_000 - downed_at) as f64 / 1e3
+    );
+    assert!(
+        m.lines().any(|l| l == downtime),
+        "missing {downtime} in\n{m}"
+    );
+    assert!(
+        m.lines()
+            .any(|l| l
+                == r#"lb_backend_state_changes_total{pool="default",backend="web\\1 <a&b>"} 1"#)
+    );
+}
+
+#[test]
+fn histograms_count_connect_times_and_connection_lives() {
+    let mut p = balancer();
+    // Selected at 1 ms, connected at 2 ms, closed at 3 ms (see `one_connection`).
+    one_connection(&mut p, 1, 0, 0);
+    one_connection(&mut p, 2, 0, 0);
+    let m = get(&mut p, "/metrics").response.body;
+    for line in [
+        "# TYPE lb_backend_connect_seconds histogram",
+        r#"lb_backend_connect_seconds_bucket{pool="default",backend="web\\1 <a&b>",le="0.0005"} 0"#,
+        r#"lb_backend_connect_seconds_bucket{pool="default",backend="web\\1 <a&b>",le="0.001"} 1"#,
+        r#"lb_backend_connect_seconds_bucket{pool="default",backend="web\\1 <a&b>",le="+Inf"} 1"#,
+        r#"lb_backend_connect_seconds_count{pool="default",backend="web\\1 <a&b>"} 1"#,
+        r#"lb_backend_connect_seconds_sum{pool="default",backend="web\\1 <a&b>"} 0.001"#,
+        r#"lb_backend_connect_seconds_count{pool="default",backend="b/2"} 1"#,
+        "# TYPE lb_connection_duration_seconds histogram",
+        r#"lb_connection_duration_seconds_bucket{listener="default",le="0.001"} 0"#,
+        r#"lb_connection_duration_seconds_bucket{listener="default",le="0.005"} 2"#,
+        r#"lb_connection_duration_seconds_count{listener="default"} 2"#,
+        r#"lb_connection_duration_seconds_sum{listener="default"} 0.004"#,
+        r#"lb_build_info{version="unknown",commit="unknown"} 1"#,
+        r#"lb_backend_peak_connections{pool="default",backend="b/2"} 1"#,
+        r#"lb_pool_retries_total{pool="default"} 0"#,
+    ] {
+        assert!(m.lines().any(|l| l == line), "missing {line:?} in\n{m}");
+    }
+    // No process figures unless the driver gives them.
+    assert!(!m.contains("process_"), "{m}");
+    let with_process = Info {
+        process: Some(ProcessStats {
+            start_time_seconds: 1_700_000_000.0,
+            cpu_seconds: 1.5,
+            open_fds: 12,
+            max_fds: 1024,
+            resident_memory_bytes: 4096,
+        }),
+        build: BuildInfo {
+            version: "1.2.3",
+            commit: "abc",
+        },
+        ..info()
+    };
+    let req = Request {
+        method: Method::Get,
+        path: "/metrics".into(),
+        body: Vec::new(),
+    };
+    let m = handle(&req, &mut p, &with_process, at(5_000)).response.body;
+    for line in [
+        "process_start_time_seconds 1700000000.00",
+        "process_cpu_seconds_total 1.50",
+        "process_open_fds 12",
+        "process_max_fds 1024",
+        "process_resident_memory_bytes 4096",
+        r#"lb_build_info{version="1.2.3",commit="abc"} 1"#,
+    ] {
+        assert!(m.lines().any(|l| l == line), "missing {line:?} in\n{m}");
+    }
+}
+
+#[test]
+fn the_response_time_average_is_shown_once_measured() {
+    let mut p = balancer();
+    let client = SocketAddr::from(([127, 0, 0, 1], 40000));
+    p.open_flow(FlowId(1), ListenerId(0), client.ip(), at(1))
+        .unwrap();
+    let (id, _) = p.select(FlowId(1), client, &[], at(1)).unwrap();
+    p.connect_succeeded(FlowId(1), id, at(2));
+    let v: serde_json::Value = serde_json::from_str(&get(&mut p, "/status").response.body).unwrap();
+    assert_eq!(
+        v["backends"][id.index()]["response_time_ms"],
+        serde_json::Value::Null
+    );
+    p.record_latency(
+        FlowId(1),
+        id,
+        std::time::Duration::from_millis(40),
+        at(5_000),
+    );
+    let v: serde_json::Value = serde_json::from_str(&get(&mut p, "/status").response.body).unwrap();
+    assert_eq!(v["backends"][id.index()]["response_time_ms"], 40.0);
+    assert_eq!(v["backends"][id.index()]["peak_connections"], 1);
+    let m = get(&mut p, "/metrics").response.body;
+    assert!(
+        m.contains(
+            r#"lb_backend_response_time_seconds{pool="default",backend="web\\1 <a&b>"} 0.04"#
+        ),
+        "{m}"
+    );
+}
+
+#[test]
+fn a_weight_changes_at_run_time_until_the_next_reload() {
+    let mut p = balancer();
+    let r = post_body(&mut p, "/backends/b/2/weight", r#"{"weight": 7}"#, at(10));
+    assert_eq!(r.response.status, 200, "{}", r.response.body);
+    assert_eq!(json(&r)["weight"], 7);
+    assert_eq!(pool0(&p).backends()[1].weight, 7);
+    // The long form too.
+    let r = post_body(
+        &mut p,
+        "/pools/default/backends/b/2/weight",
+        r#"{"weight":1000}"#,
+        at(10),
+    );
+    assert_eq!(r.response.status, 200, "{}", r.response.body);
+    assert_eq!(pool0(&p).backends()[1].weight, 1000);
+    // Refused, changing nothing: out of range, not a number, not the expected shape, GET.
+    for (body, why) in [
+        (r#"{"weight": 0}"#, "out of range"),
+        (r#"{"weight": 1001}"#, "out of range"),
+        (r#"{"weight": "5"}"#, "with N from 1 to 1000"),
+        (r#"{"weight": 5, "x": 1}"#, "with N from 1 to 1000"),
+        ("", "with N from 1 to 1000"),
+    ] {
+        let r = post_body(&mut p, "/backends/b/2/weight", body, at(10));
+        assert_eq!(r.response.status, 400, "{body}");
+        assert!(r.response.body.contains(why), "{body}: {}", r.response.body);
+    }
+    assert_eq!(pool0(&p).backends()[1].weight, 1000);
+    assert_eq!(get(&mut p, "/backends/b/2/weight").response.status, 405);
+    // Weighted selection follows it: with 1 and 1000, nearly everything goes to b/2.
+    let c = Config::from_json(
+        r#"{"algorithm":"weighted_round_robin","backends":[{"name":"a","address":"127.0.0.1:5001"},
+            {"name":"b","address":"127.0.0.1:5002"}],"health_check":{"start_up":true}}"#,
+    )
+    .unwrap();
+    let addrs = vec![
+        SocketAddr::from(([127, 0, 0, 1], 5001)),
+        SocketAddr::from(([127, 0, 0, 1], 5002)),
+    ];
+    let mut w = Balancer::new(&c, std::slice::from_ref(&addrs), 1, Timestamp::ZERO);
+    assert_eq!(
+        post_body(&mut w, "/backends/b/weight", r#"{"weight":9}"#, at(1))
+            .response
+            .status,
+        200
+    );
+    let to_b = (0..100)
+        .filter(|f| one_connection(&mut w, *f, 0, 0) == BackendId(1))
+        .count();
+    assert_eq!(to_b, 90, "9 of every 10 to b");
+    // A reload sets the configured weight again.
+    w.reconfigure(&c, &[addrs], at(2));
+    assert_eq!(w.pool(PoolId(0)).unwrap().backends()[1].weight, 1);
 }

@@ -229,6 +229,57 @@ fn backpressure_pauses_at_the_high_watermark_and_resumes_at_the_low() {
 }
 
 #[test]
+fn bytes_count_for_the_backend_as_they_are_forwarded_not_only_at_close() {
+    let mut r = Rig::new(1, "");
+    r.lb.set_watermarks(1 << 20, 1 << 19);
+    let mut f = r.established(1);
+    let sent = |r: &Rig| {
+        let b = &r.pool().backends()[0];
+        (b.bytes_to_backend, b.bytes_to_client)
+    };
+    // 200 KiB written on: under REPORT_BYTES, and under a second: nothing to report.
+    let chunk = Bytes::from(vec![1u8; 100 * 1024]);
+    for _ in 0..2 {
+        f.handle_read(Side::Client, chunk.clone(), at(1));
+        f.handle_written(Side::Backend, chunk.len(), at(1));
+    }
+    assert!(!drain(&mut f).contains(&FlowAction::UpdatePool));
+    // Another 100 KiB read, half written: 250 KiB forwarded, still under.
+    f.handle_read(Side::Client, chunk.clone(), at(2));
+    f.handle_written(Side::Backend, 50 * 1024, at(2));
+    assert!(!drain(&mut f).contains(&FlowAction::UpdatePool));
+    // The rest written: 300 KiB forwarded, over REPORT_BYTES: one report of all of it.
+    f.handle_written(Side::Backend, 50 * 1024, at(3));
+    let actions = drain(&mut f);
+    assert_eq!(actions, [FlowAction::UpdatePool]);
+    assert_eq!(
+        sent(&r),
+        (0, 0),
+        "counted when the flow reports, not before"
+    );
+    f.update_pool(&mut r.lb, at(3));
+    assert_eq!(sent(&r), (300 * 1024, 0));
+    // A few bytes each way a second later: reported then, though few.
+    f.handle_read(Side::Backend, b("hello"), at(500));
+    f.handle_written(Side::Client, 5, at(500));
+    assert!(!drain(&mut f).contains(&FlowAction::UpdatePool));
+    f.handle_read(Side::Backend, b("world"), at(1_003));
+    f.handle_written(Side::Client, 5, at(1_003));
+    assert_eq!(drain(&mut f).last(), Some(&FlowAction::UpdatePool));
+    f.update_pool(&mut r.lb, at(1_003));
+    assert_eq!(sent(&r), (300 * 1024, 10));
+    // At close, only the bytes not reported yet are added: no byte is counted twice.
+    f.handle_read(Side::Client, b("bye"), at(1_100));
+    f.handle_written(Side::Backend, 3, at(1_100));
+    f.handle_eof(Side::Client, at(1_100));
+    f.handle_eof(Side::Backend, at(1_100));
+    drain(&mut f);
+    assert!(f.is_closed());
+    f.release(&mut r.lb, at(1_100));
+    assert_eq!(sent(&r), (300 * 1024 + 3, 10));
+}
+
+#[test]
 fn the_backlog_before_connect_is_bounded_too() {
     let mut r = Rig::new(1, "");
     let mut f = r.accept(1, at(0));

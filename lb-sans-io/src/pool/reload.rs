@@ -82,8 +82,11 @@ impl Pool {
                         // It was not checked while removed: it starts again like a new
                         // backend (down until its first check, unless `start_up`), keeping
                         // its counters and its id.
+                        let before = old.state();
                         old.removed = false;
                         old.health = HealthCounter::new(hc.rise, hc.fall, hc.start_up);
+                        let after = old.state();
+                        old.note_change(before, after, now);
                         old.last_check = None;
                         old.next_probe_at = now;
                         summary.added.push(b.name.clone());
@@ -96,7 +99,8 @@ impl Pool {
                     configured.push(true);
                     summary.added.push(b.name.clone());
                     let first_probe = now + self.rng.duration_below(interval / 10);
-                    self.backends.push(Backend::new(b, addr, hc, first_probe));
+                    self.backends
+                        .push(Backend::new(b, addr, hc, now, first_probe));
                 }
             }
         }
@@ -168,7 +172,7 @@ impl Pool {
 /// The selector for `algorithm` over the pool's backends (indexed by id). Removed backends
 /// are never eligible, so most selectors need only the count; Maglev's table is built over
 /// the configured backends alone, so it is the table a fresh start with this config builds.
-fn build_selector(algorithm: Algorithm, backends: &[Backend]) -> Box<dyn Selector> {
+pub(super) fn build_selector(algorithm: Algorithm, backends: &[Backend]) -> Box<dyn Selector> {
     if algorithm == Algorithm::Hash {
         let live: Vec<&Backend> = backends.iter().filter(|b| !b.removed).collect();
         let ids: Vec<u32> = (0..backends.len() as u32)

@@ -3,12 +3,15 @@
 //! over time) sends a client to the same backend whenever their pools agree on who is up.
 //! The first attempt of each flow is compared; retries exclude backends already tried.
 //! A reload that changes the backends (or their weights) changes the table: choices are
-//! compared within one config only, and not in the tick a reload is applied.
+//! compared within one config only, and not in the tick a reload is applied. A weight set
+//! through one load balancer's admin endpoint changes that one's table until the next
+//! reload: choices are compared only between load balancers (and times) with the same
+//! such changes in force.
 
 use super::flows::Flows;
 use super::{secs, violation, violation_at, Violation};
 use crate::run::{mask_names, Observations};
-use crate::scenario::OpAction;
+use crate::scenario::{AdminAction, OpAction};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Duration;
@@ -35,8 +38,41 @@ pub fn check(obs: &Observations, flows: &Flows, out: &mut Vec<Violation>) {
         }
         Some(reloads.iter().filter(|&&r| r < t).count())
     };
-    // (client, up set of the pool, config) -> (backend, lb, when)
-    let mut seen: BTreeMap<(IpAddr, u64, usize), (usize, usize, Duration)> = BTreeMap::new();
+    // Admin weight changes answered: (lb, from, op index). From its sending (it may apply
+    // before the answer comes) until the next valid reload.
+    let weights: Vec<(usize, Duration, Duration, usize)> = obs
+        .ops
+        .iter()
+        .enumerate()
+        .filter_map(|(i, o)| match o.action {
+            OpAction::Admin {
+                lb,
+                action: AdminAction::Weight(_),
+                ..
+            } if o.status == Some(200) => Some((lb, o.sent, o.answered?, i)),
+            _ => None,
+        })
+        .collect();
+    // The weight changes in force on `lb` at `t`; `None` while one is being applied.
+    let overrides = |lb: usize, t: Duration| -> Option<Vec<usize>> {
+        let last_reload = reloads.iter().filter(|&&r| r < t).max().copied();
+        let mut on = Vec::new();
+        for &(l, sent, answered, i) in &weights {
+            if l != lb || last_reload.is_some_and(|r| sent < r) {
+                continue;
+            }
+            if t >= sent && t <= answered + plan.tick * 2 {
+                return None;
+            }
+            if sent < t {
+                on.push(i);
+            }
+        }
+        Some(on)
+    };
+    // (client, up set of the pool, config, weight changes) -> (backend, lb, when)
+    type Key = (IpAddr, u64, usize, Vec<usize>);
+    let mut seen: BTreeMap<Key, (usize, usize, Duration)> = BTreeMap::new();
     let mut across = 0usize;
     let mut reported = 0;
     for (lb, lb_flows) in flows.per_lb.iter().enumerate() {
@@ -46,14 +82,19 @@ pub fn check(obs: &Observations, flows: &Flows, out: &mut Vec<Violation>) {
                 continue;
             };
             let conn = &log.connects[c];
-            let Some(config) = epoch(conn.at) else {
+            let (Some(config), Some(changed)) = (epoch(conn.at), overrides(lb, conn.at)) else {
                 continue;
             };
             let pool = &pools[plan.pool_of(x)];
             if pool.algorithm != "hash" {
                 continue;
             }
-            let key = (f.peer.ip(), conn.up_mask.unwrap_or(0) & pool.mask(), config);
+            let key = (
+                f.peer.ip(),
+                conn.up_mask.unwrap_or(0) & pool.mask(),
+                config,
+                changed,
+            );
             match seen.get(&key) {
                 None => {
                     seen.insert(key, (x, lb, conn.at));

@@ -248,6 +248,34 @@ fn admin(obs: &Observations, flows: &Flows, out: &mut Vec<Violation>) {
             continue;
         };
         match action {
+            AdminAction::Weight(w) => {
+                // Kept until a later weight for it on this node, or a reload (which sets
+                // the configured weights again).
+                let overridden = obs.ops[i + 1..].iter().any(|o| match o.action {
+                    OpAction::Admin {
+                        lb: l,
+                        backend: x,
+                        action: AdminAction::Weight(_),
+                    } => l == lb && x == b,
+                    OpAction::Reload(_) => o.valid,
+                    _ => false,
+                });
+                let Some(Some(snap)) = obs.final_pools.get(lb) else {
+                    continue;
+                };
+                let now = snap.backends.get(b).map(|s| s.weight);
+                if !overridden && now != Some(w) {
+                    violation_at(
+                        out,
+                        "admin",
+                        answered,
+                        format!(
+                            "lb{lb} answered 200 to weight {w} for b{b} at {}, and has weight {now:?} at the end",
+                            secs(answered)
+                        ),
+                    );
+                }
+            }
             AdminAction::Enable => comes_back(obs, "admin", lb, b, answered, "enabled", out),
             AdminAction::Drain | AdminAction::Disable => {
                 let until = obs.ops[i + 1..]
