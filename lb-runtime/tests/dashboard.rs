@@ -486,15 +486,13 @@ fn the_dashboard_in_a_browser_shows_backends_and_drains_one() {
 
     // A refused action (weight 0 is out of range; before the weight endpoint existed, an
     // unknown action): the endpoint's JSON error, on the page.
-    let set_zero = format!(
-        r#"(() => {{
+    const SET_ZERO: &str = r#"(() => {
   const tr = [...document.querySelectorAll("tr.backend")].find((t) => t.dataset.backend === "alpha");
   tr.querySelector('input[type="number"]').value = "0";
   tr.querySelector('button[data-action="weight"]').click();
   return true;
-}})()"#
-    );
-    page.eval(&set_zero);
+})()"#;
+    page.eval(SET_ZERO);
     let failed = |v: &Value| v["messageClass"] == "error";
     let view = page.wait_for(VIEW, Duration::from_secs(5), failed);
     let message = view["message"].as_str().unwrap();
