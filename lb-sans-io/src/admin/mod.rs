@@ -5,7 +5,7 @@
 //!
 //! - `GET /metrics`: Prometheus text.
 //! - `GET /status`: JSON.
-//! - `GET /`: an HTML page of the same, reloading itself.
+//! - `GET /`: the dashboard, a static page whose script polls `/status` ([`dashboard`]).
 //! - `POST /pools/POOL/backends/NAME/drain`, `/disable`, `/enable` (names percent-encoded
 //!   as needed), and `/weight` with a body `{"weight": N}` (1..=1000, until the next
 //!   reload); `POST /backends/NAME/...` when NAME is the name of a backend in one pool
@@ -14,6 +14,7 @@
 //! Which connections it serves when more arrive than it has room for is [`slots`]'s
 //! decision.
 
+mod dashboard;
 mod http;
 mod render;
 pub mod slots;
@@ -136,10 +137,7 @@ pub fn handle(req: &Request, balancer: &mut Balancer, info: &Info, now: Timestam
     }
     let pool = balancer;
     let (body, content_type) = match path {
-        "/" => (
-            render::dashboard(pool, info, now),
-            "text/html; charset=utf-8",
-        ),
+        "/" => (dashboard::page(), "text/html; charset=utf-8"),
         "/metrics" => (
             render::metrics(pool, info, now),
             "text/plain; version=0.0.4; charset=utf-8",
