@@ -128,13 +128,19 @@ fn one_connection(tag: &str, args: &[&str], parse: fn(&str) -> Result<Fields, St
 
     let closed = wait_line(&lb, parse, "connection closed");
     lb.signal("TERM");
-    assert!(lb.wait_exit(Duration::from_secs(10)).is_some(), "did not exit");
+    assert!(
+        lb.wait_exit(Duration::from_secs(10)).is_some(),
+        "did not exit"
+    );
     // Every line of the whole run parses (the exit's lines included).
     let lines = parsed(&lb, parse);
     assert!(lines.len() >= 4, "{}", lb.log_text());
 
     let text = |k: &str| closed.get(k).map(String::as_str);
-    assert_eq!(text("level").map(str::to_lowercase).as_deref(), Some("info"));
+    assert_eq!(
+        text("level").map(str::to_lowercase).as_deref(),
+        Some("info")
+    );
     assert_eq!(text("listener"), Some("default"), "{closed:?}");
     assert_eq!(text("client"), Some(client.as_str()), "{closed:?}");
     assert_eq!(text("pool"), Some("default"), "{closed:?}");
