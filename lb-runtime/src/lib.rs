@@ -11,6 +11,7 @@
 //! - [`shared`]: the pool and clock all tasks share.
 //! - [`load`]: reading and resolving the config.
 //! - [`logging`]: buffered log output for the binaries.
+//! - [`cli`]: the binaries' command lines (clap definitions).
 //! - [`sys`]: the one `unsafe` call (how much a socket's peer has not acknowledged).
 //!
 //! Not part of the driver: [`demo`], the demo backend behind `server` and
@@ -19,6 +20,7 @@
 
 pub mod accept;
 pub mod admin;
+pub mod cli;
 pub mod clock;
 pub mod demo;
 pub mod failure_log;

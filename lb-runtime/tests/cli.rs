@@ -155,3 +155,26 @@ fn demo_mode_serves_with_no_other_process() {
     want.sort();
     assert_eq!(seen, want);
 }
+
+#[test]
+fn every_example_config_passes_check() {
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let mut files: Vec<_> = std::fs::read_dir(&examples)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 10, "examples/ has {} configs", files.len());
+    let dir = TempDir::new("examples");
+    for file in files {
+        let (code, out, err) = run(&["--check", "--config", file.to_str().unwrap()], &dir.0);
+        let name = file.file_name().unwrap().to_string_lossy();
+        assert_eq!(code, Some(0), "{name}: {out}{err}");
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(
+            !lines.is_empty() && lines.iter().all(|l| l.contains(": ok: ")),
+            "{name}: wanted one summary line per listener and no warning, got:\n{out}{err}"
+        );
+    }
+}

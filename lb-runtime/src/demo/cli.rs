@@ -12,7 +12,15 @@ use clap::Parser;
 
 /// The demo backend for the load balancer.
 #[derive(Debug, Parser)]
-#[command(name = "lb-demo-server", version, about)]
+#[command(
+    name = "lb-demo-server",
+    version,
+    about = "The demo backend for the load balancer",
+    long_about = "The demo backend for the load balancer: an HTTP/1.1 responder (keep-alive \
+aware) that answers every request, `GET /health` included, with `200 OK` and the body \
+`Hello from NAME`; with --echo, a raw TCP echo that honours half-close. Stops on SIGTERM or \
+SIGINT."
+)]
 struct Args {
     /// TCP port to listen on.
     port: u16,
@@ -31,11 +39,18 @@ struct Args {
     proxy_protocol: bool,
 }
 
+/// The demo backend's clap `Command`, named `name` in usage lines (`lb-demo-server`, or
+/// `server`).
+pub fn command(name: &'static str) -> clap::Command {
+    use clap::CommandFactory;
+    Args::command().name(name).bin_name(name)
+}
+
 /// The demo backend's `main`: parses the command line (`name` is the program's name in
 /// usage lines: `lb-demo-server`, or `server`), serves until SIGTERM or SIGINT.
 pub fn main(name: &'static str) -> std::process::ExitCode {
-    use clap::{CommandFactory, FromArgMatches};
-    let matches = Args::command().name(name).bin_name(name).get_matches();
+    use clap::FromArgMatches;
+    let matches = command(name).get_matches();
     let args = match Args::from_arg_matches(&matches) {
         Ok(args) => args,
         Err(e) => e.exit(),
