@@ -178,3 +178,50 @@ fn every_example_config_passes_check() {
         );
     }
 }
+
+#[test]
+fn foot_guns_are_warnings_that_say_what_to_do() {
+    let dir = TempDir::new("warnings");
+    // An admin endpoint outside loopback, and a check timeout longer than its interval:
+    // valid, but each gets a warning from --check (and in the log at start).
+    let p = dir.write(
+        "lb.json",
+        &config(
+            &[5001],
+            r#","admin":"0.0.0.0:9000","health_check":{"interval":"1s","timeout":"2s"}"#,
+        ),
+    );
+    let (code, out, _) = run(&["--check", "--config", p.to_str().unwrap()], &dir.0);
+    assert_eq!(code, Some(0), "{out}");
+    let warnings: Vec<&str> = out.lines().filter(|l| l.contains(": warning: ")).collect();
+    assert_eq!(warnings.len(), 2, "{out}");
+    assert!(
+        warnings[0].contains("admin: 0.0.0.0:9000 is not a loopback address")
+            && warnings[0].contains("no authentication"),
+        "{out}"
+    );
+    assert!(
+        warnings[1].contains("health_check.timeout: 2s is longer than the interval (1s)"),
+        "{out}"
+    );
+    // A clean config has none.
+    let p = dir.write("ok.json", &config(&[5001], ""));
+    let (_, out, _) = run(&["--check", "--config", p.to_str().unwrap()], &dir.0);
+    assert!(!out.contains(": warning: "), "{out}");
+
+    // No ./config.json and no --config, on a non-terminal (the test's pipe): the built-in
+    // demo config runs, and a warning says so and how to pass one.
+    let empty = TempDir::new("no-config");
+    let port = free_port().to_string();
+    let mut lb = Proc::spawn(LB, &[&port], &empty.0, "lb");
+    let said = lb.wait_log("using the built-in demo config", 1, Duration::from_secs(10));
+    let log = lb.log_text();
+    lb.kill();
+    assert!(said, "{log}");
+    let line = log
+        .lines()
+        .find(|l| l.contains("using the built-in demo config"))
+        .unwrap();
+    assert!(line.contains("level=warn"), "{line}");
+    assert!(line.contains("pass --config PATH"), "{line}");
+}
