@@ -1961,6 +1961,13 @@ impl Driver {
                     to,
                     cause,
                 } => (backend, from, to, cause),
+                // The harness configures no `discover`.
+                PoolEvent::Discovery(_) | PoolEvent::Discovered(_) => {
+                    return Err(self.fail(
+                        Rule::PoolEvents,
+                        format!("{event:?} from {pool:?}, which has no discover"),
+                    ));
+                }
                 PoolEvent::CloseConnections { backend } => {
                     // Only with `close`, only after health took it from up to down.
                     let pm = self.pools.get(p);

@@ -689,6 +689,7 @@ impl ConfigSpec {
                     connect: ms(self.connect_timeout_ms),
                 },
                 tcp_keepalive: None,
+                discover: None,
             });
             addrs.push(a);
         }

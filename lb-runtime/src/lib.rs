@@ -23,6 +23,7 @@ pub mod admin;
 pub mod cli;
 pub mod clock;
 pub mod demo;
+pub mod dns;
 pub mod failure_log;
 pub mod flow_task;
 pub mod load;

@@ -4,6 +4,7 @@
 
 use bytes::{Bytes, BytesMut};
 use lb_sans_io::{ConnectFailure, Keepalive};
+use lb_sans_io::{DnsAnswer, DnsError, DnsQuery};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::future::Future;
 use std::io;
@@ -65,6 +66,9 @@ pub trait Net: Clone + Send + Sync + 'static {
     /// Turns TCP keepalive on for `stream` with these settings (the flow decides which
     /// stream gets which: [`lb_sans_io::Flow::keepalive`]).
     fn set_keepalive(&self, stream: &Self::Stream, keepalive: Keepalive) -> io::Result<()>;
+
+    /// Asks DNS a pool's discovery question (within `query.timeout`).
+    fn resolve(&self, query: DnsQuery) -> BoxFuture<Result<DnsAnswer, DnsError>>;
 
     /// Reads up to `size` bytes into a fresh buffer: `Some(bytes)`, or `None` at end of
     /// stream. The buffer belongs to the returned `Bytes`, so a connection waiting for data
@@ -188,6 +192,10 @@ impl Net for TokioNet {
     fn unacked(&self, stream: &Self::Stream) -> io::Result<usize> {
         use std::os::fd::AsFd;
         crate::sys::unacked(stream.as_fd())
+    }
+
+    fn resolve(&self, query: DnsQuery) -> BoxFuture<Result<DnsAnswer, DnsError>> {
+        Box::pin(crate::dns::resolve(query))
     }
 
     fn set_keepalive(&self, stream: &Self::Stream, keepalive: Keepalive) -> io::Result<()> {

@@ -1,4 +1,5 @@
-//! The probe task: runs the health probes the pools ask for and reports their outcomes.
+//! The probe task: runs the health probes the pools ask for and reports their outcomes,
+//! and asks DNS the pools' discovery questions and reports the answers.
 //! When to probe, when a probe has taken too long and what an outcome means are the
 //! pools' decisions; this task connects, moves the probe's bytes, and stops a probe as
 //! soon as the pool no longer waits for it (it timed out, or its backend was removed).
@@ -22,6 +23,7 @@ pub async fn run<N: Net>(net: N, shared: Arc<Shared>, stop: impl Future<Output =
     // Dropping a probe's sender stops it.
     let mut running: BTreeMap<(PoolId, ProbeId), oneshot::Sender<()>> = BTreeMap::new();
     let mut local_failures = FailureRun::new("cannot probe backends", "probing again");
+    let (dns_tx, mut dns_rx) = mpsc::unbounded_channel();
     tokio::pin!(stop);
     loop {
         let next = shared.with_balancer(|b, now| {
@@ -31,6 +33,13 @@ pub async fn run<N: Net>(net: N, shared: Arc<Shared>, stop: impl Future<Output =
                 let (cancel_tx, cancel_rx) = oneshot::channel();
                 running.insert((pool, req.id), cancel_tx);
                 net.spawn(probe(net.clone(), pool, req, cancel_rx, tx.clone()));
+            }
+            while let Some((pool, query)) = b.poll_discovery(now) {
+                let (net, dns_tx) = (net.clone(), dns_tx.clone());
+                net.clone().spawn(async move {
+                    let answer = net.resolve(query).await;
+                    let _ = dns_tx.send((pool, answer));
+                });
             }
             b.poll_timeout()
         });
@@ -48,6 +57,9 @@ pub async fn run<N: Net>(net: N, shared: Arc<Shared>, stop: impl Future<Output =
                     tracing::warn!("{line}");
                 }
                 shared.with_balancer(|b, now| b.handle_probe_result(id.0, id.1, outcome, now));
+            }
+            Some((pool, answer)) = dns_rx.recv() => {
+                shared.with_balancer(|b, now| b.handle_discovery(pool, answer, now));
             }
             _ = sleep_until(deadline) => {}
             _ = shared.probes_woken() => {}

@@ -4,6 +4,7 @@
 //! place), and the clock.
 
 use crate::clock::Clock;
+use lb_sans_io::discovery::DiscoveryNews;
 use lb_sans_io::pool::StateCause;
 use lb_sans_io::{BackendId, BackendState, Balancer, PoolEvent, PoolId, Timestamp};
 use std::collections::BTreeMap;
@@ -125,6 +126,30 @@ fn log_pool_event(balancer: &Balancer, pool_id: PoolId, event: &PoolEvent) {
     };
     let pool_name = balancer.pool_name(pool_id);
     match event {
+        PoolEvent::Discovery(news) => {
+            let target = pool
+                .discovery()
+                .map(|d| d.target().to_string())
+                .unwrap_or_default();
+            match news {
+                DiscoveryNews::Resolving(n) => tracing::info!(
+                    pool = pool_name, discover = %target, backends = n,
+                    "pool {pool_name}: {target} resolves to {n} backend(s)"
+                ),
+                DiscoveryNews::Failing(why) => tracing::warn!(
+                    pool = pool_name, discover = %target, reason = %why,
+                    "pool {pool_name}: {target} failed ({why}): keeping the last known backends"
+                ),
+            }
+        }
+        PoolEvent::Discovered(summary) => {
+            let removed: Vec<&str> = summary.removed.iter().map(|(n, _)| n.as_str()).collect();
+            tracing::info!(
+                pool = pool_name, added = %summary.added.join(","), removed = %removed.join(","), kept = summary.kept,
+                "pool {pool_name}: DNS discovery added {} and removed {} backend(s)",
+                summary.added.len(), removed.len()
+            );
+        }
         PoolEvent::CloseConnections { backend } => {
             if let Some(b) = pool.backend(*backend) {
                 tracing::warn!(

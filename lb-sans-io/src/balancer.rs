@@ -7,6 +7,7 @@
 
 use crate::config::{Config, ListenerConfig};
 use crate::defect::{Defect, Defects};
+use crate::discovery::{DnsAnswer, DnsError, DnsQuery};
 use crate::flow::{ConnectFailure, FlowLimits, FlowPool, Opened, RejectReason, Routed};
 use crate::ids::{BackendId, FlowId, ListenerId, PoolId, ProbeId};
 use crate::listener::{Listener, Routes};
@@ -318,6 +319,28 @@ impl Balancer {
     }
 
     // ---- probes and events ---------------------------------------------------------
+
+    /// The next DNS question due (a pool with `discover`), and its pool. Drain until
+    /// `None`; report each answer with [`Balancer::handle_discovery`].
+    pub fn poll_discovery(&mut self, now: Timestamp) -> Option<(PoolId, DnsQuery)> {
+        self.pools
+            .iter_mut()
+            .enumerate()
+            .filter(|(_, p)| !p.removed)
+            .find_map(|(i, p)| Some((PoolId(i as u32), p.pool.poll_discovery(now)?)))
+    }
+
+    /// The answer to pool `pool`'s DNS question (see [`Pool::handle_discovery`]).
+    pub fn handle_discovery(
+        &mut self,
+        pool: PoolId,
+        result: Result<DnsAnswer, DnsError>,
+        now: Timestamp,
+    ) {
+        if let Some(p) = self.pools.get_mut(pool.index()) {
+            p.pool.handle_discovery(result, now);
+        }
+    }
 
     /// The next health probe due, and its pool. Drain until `None`.
     pub fn poll_probe(&mut self, now: Timestamp) -> Option<(PoolId, ProbeRequest)> {

@@ -31,6 +31,7 @@ pub mod defect;
 #[cfg(not(feature = "seams"))]
 #[allow(dead_code)]
 mod defect;
+pub mod discovery;
 pub mod flow;
 pub mod health;
 pub mod histogram;
@@ -47,6 +48,7 @@ pub mod time;
 
 pub use balancer::{Balancer, BalancerReload};
 pub use config::{Algorithm, Config, ConfigError};
+pub use discovery::{DnsAnswer, DnsError, DnsQuery, SrvRecord};
 pub use flow::{
     CloseReason, ConnectFailure, Flow, FlowAction, FlowLimits, FlowPool, FlowSummary, Keepalive,
     Opened, PoolLimits, RejectReason, Routed,

@@ -7,6 +7,7 @@
 use crate::config::Algorithm;
 use crate::config::{BackendConfig, HealthCheckConfig, OnBackendDown, PoolConfig, ProxyProtocol};
 use crate::defect::{Defect, Defects};
+use crate::discovery::{Discovered, Discovery, DiscoveryNews, DnsAnswer, DnsError, DnsQuery};
 use crate::flow::{ConnectFailure, PoolLimits};
 use crate::health::{Health, HealthCounter};
 use crate::histogram::{Histogram, CONNECT_BUCKETS};
@@ -149,6 +150,10 @@ pub enum PoolEvent {
         /// The backend.
         backend: BackendId,
     },
+    /// DNS discovery started working, or failing (said once per change of outcome).
+    Discovery(DiscoveryNews),
+    /// DNS discovery named a new set of backends, applied like a reload of the pool.
+    Discovered(ReloadSummary),
 }
 
 pub use crate::probe::ProbeKind;
@@ -427,6 +432,11 @@ pub struct Pool {
     /// Deliberate bugs (the simulation's broken builds); none in the binaries.
     defects: Defects,
     last_now: Timestamp,
+    /// The config as given (its static `backends`), and their addresses.
+    config: PoolConfig,
+    static_addrs: Vec<SocketAddr>,
+    /// `discover`, if configured.
+    discovery: Option<Discovery>,
 }
 
 impl Pool {
@@ -436,16 +446,7 @@ impl Pool {
     /// # Panics
     /// If `addrs` and `config.backends` differ in length (a driver bug).
     pub fn new(config: &PoolConfig, addrs: &[SocketAddr], seed: u64, now: Timestamp) -> Pool {
-        let names: Vec<String> = config.backends.iter().map(|b| b.name.clone()).collect();
-        let weights: Vec<u32> = config.backends.iter().map(|b| b.weight).collect();
-        let selector = selector_for(
-            config.algorithm,
-            &SelectorSpec {
-                names: &names,
-                weights: &weights,
-            },
-        );
-        Pool::with_selector(config, addrs, seed, now, selector)
+        Pool::with_selector(config, addrs, seed, now, Pool::selector_of(config))
     }
 
     /// [`Pool::new`] with a given selector instead of the configured algorithm's: for
@@ -515,12 +516,45 @@ impl Pool {
             timeout_moved: true,
             defects: Defects::NONE,
             last_now: now,
+            config: config.clone(),
+            static_addrs: addrs.to_vec(),
+            discovery: config
+                .discover
+                .as_ref()
+                .and_then(|d| Discovery::new(d, now)),
         };
         for i in 0..pool.backends.len() {
             let view = pool.view_of(i, now);
             pool.views.push(view);
         }
         pool
+    }
+
+    /// [`Pool::new`]'s selector: for `hash`, Maglev's table over the backends sorted by
+    /// name (see [`reload`]), so that the order they are listed in does not matter.
+    fn selector_of(config: &PoolConfig) -> Box<dyn Selector> {
+        let names: Vec<String> = config.backends.iter().map(|b| b.name.clone()).collect();
+        let weights: Vec<u32> = config.backends.iter().map(|b| b.weight).collect();
+        if config.algorithm == Algorithm::Hash {
+            let mut order: Vec<usize> = (0..names.len()).collect();
+            order.sort_by(|&a, &b| names[a].cmp(&names[b]));
+            let sorted: Vec<String> = order.iter().map(|&i| names[i].clone()).collect();
+            let w: Vec<u32> = order.iter().map(|&i| weights[i]).collect();
+            let ids: Vec<u32> = order.iter().map(|&i| i as u32).collect();
+            let table = crate::select::MaglevTable::build(
+                &sorted,
+                &w,
+                crate::select::MaglevTable::size_for(sorted.len()),
+            );
+            return Box::new(crate::select::Maglev::new(table.with_ids(&ids)));
+        }
+        selector_for(
+            config.algorithm,
+            &SelectorSpec {
+                names: &names,
+                weights: &weights,
+            },
+        )
     }
 
     /// Gives the pool deliberate bugs, for the simulation's broken builds.
@@ -879,8 +913,73 @@ impl Pool {
                 Some(p) => Some(p.deadline),
                 None => b.probed().then_some(b.next_probe_at),
             })
+            .chain(self.discovery.as_ref().and_then(Discovery::poll_timeout))
             .min()
             .map(|t| t.max(self.last_now))
+    }
+
+    // ---- DNS discovery ---------------------------------------------------------------
+
+    /// Its DNS discovery, if configured.
+    pub fn discovery(&self) -> Option<&Discovery> {
+        self.discovery.as_ref()
+    }
+
+    /// The DNS question to ask now, if `discover` is configured and one is due. Then
+    /// report the result with [`Pool::handle_discovery`]; none is asked meanwhile.
+    #[must_use]
+    pub fn poll_discovery(&mut self, now: Timestamp) -> Option<DnsQuery> {
+        let now = self.observe(now);
+        self.discovery.as_mut()?.poll_query(now)
+    }
+
+    /// The result of the question [`Pool::poll_discovery`] gave. A set of backends that
+    /// differs from the last one is applied like a reload of the pool: backends still
+    /// named keep their health, counters and connections; new ones start as at startup
+    /// (down until their first check passes, unless `start_up`); ones no longer named drain.
+    /// A failure or an empty answer keeps the last set. News for the log come as events.
+    pub fn handle_discovery(&mut self, result: Result<DnsAnswer, DnsError>, now: Timestamp) {
+        let now = self.observe(now);
+        let Some(d) = self.discovery.as_mut() else {
+            return;
+        };
+        let (apply, news) = d.handle_result(result, now);
+        self.timeout_moved = true;
+        if let Some(news) = news {
+            self.events.push_back(PoolEvent::Discovery(news));
+        }
+        if apply.is_some() {
+            let (config, addrs) = self.merged();
+            let summary = self.apply_config(&config, &addrs, now);
+            if !summary.added.is_empty() || !summary.removed.is_empty() {
+                self.events.push_back(PoolEvent::Discovered(summary));
+            }
+        }
+    }
+
+    /// The static config with the discovered backends added (named `IP:PORT`, after the
+    /// static ones; an address listed statically is not added twice), and every address.
+    fn merged(&self) -> (PoolConfig, Vec<SocketAddr>) {
+        let mut config = self.config.clone();
+        let mut addrs = self.static_addrs.clone();
+        for &(addr, weight) in self.discovery.iter().flat_map(|d| &d.current) {
+            if addrs.contains(&addr) {
+                continue;
+            }
+            config.backends.push(BackendConfig {
+                name: addr.to_string(),
+                address: crate::config::BackendAddress::Socket(addr),
+                weight,
+                max_connections: None,
+            });
+            addrs.push(addr);
+        }
+        (config, addrs)
+    }
+
+    /// The discovered backends now in force (`IP:PORT`, weight).
+    pub fn discovered(&self) -> &[Discovered] {
+        self.discovery.as_ref().map_or(&[], |d| &d.current)
     }
 
     /// Whether [`Pool::poll_timeout`] may have moved earlier since the last call (an

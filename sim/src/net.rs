@@ -379,6 +379,18 @@ impl Net for TurmoilNet {
         Ok(())
     }
 
+    fn resolve(
+        &self,
+        _query: lb_sans_io::DnsQuery,
+    ) -> lb_runtime::net::BoxFuture<Result<lb_sans_io::DnsAnswer, lb_sans_io::DnsError>> {
+        // No scenario configures `discover` yet.
+        Box::pin(async {
+            Err(lb_sans_io::DnsError::Other(
+                "no DNS in this simulation".to_string(),
+            ))
+        })
+    }
+
     fn spawn_worker(&self, _name: &str, task: WorkerTask) -> io::Result<()> {
         // One more task on this host: the accept loop; its flows are spawned (and
         // recorded) through `spawn`.

@@ -177,6 +177,31 @@ pub fn metrics(balancer: &Balancer, info: &Info, now: Timestamp) -> String {
             .collect(),
     );
     family(
+        "lb_discovery_errors_total",
+        "counter",
+        "DNS discovery failures and empty answers of the pool (the last known backends are kept).",
+        listed_pools(balancer)
+            .filter_map(|(_, name, p)| {
+                let d = p.discovery()?;
+                Some((format!("{{pool=\"{}\"}}", label(name)), d.errors_total))
+            })
+            .collect(),
+    );
+    family(
+        "lb_discovered_backends",
+        "gauge",
+        "Backends the pool's last successful DNS answer named.",
+        listed_pools(balancer)
+            .filter_map(|(_, name, p)| {
+                let d = p.discovery()?;
+                Some((
+                    format!("{{pool=\"{}\"}}", label(name)),
+                    d.current.len() as u64,
+                ))
+            })
+            .collect(),
+    );
+    family(
         "lb_backend_peak_connections",
         "gauge",
         "The most connections the backend held at once since start.",
@@ -384,6 +409,19 @@ pub fn status(balancer: &Balancer, info: &Info, now: Timestamp) -> String {
                 "removed": balancer.pool_removed(id),
                 "active_connections": p.open_flows(),
                 "retries_total": p.retries(),
+                "discovery": p.discovery().map(|d| json!({
+                    "query": d.target().to_string(),
+                    "resolver": d.config().resolver.map(|r| r.to_string()),
+                    "interval_ms": d.interval().as_millis() as u64,
+                    "backends": d.current.len(),
+                    "last_success_ms_ago": d.last_success
+                        .map(|t| now.saturating_duration_since(t).as_millis() as u64),
+                    "last_error": d.last_error.as_ref().map(|(t, why)| json!({
+                        "reason": why,
+                        "ms_ago": now.saturating_duration_since(*t).as_millis() as u64,
+                    })),
+                    "errors_total": d.errors_total,
+                })),
                 "rejected": { "no_backend": p.rejected(RejectReason::NoBackend) },
                 "backends": p.backends().iter().filter(|b| b.listed())
                     .map(|b| backend_json(b, now)).collect::<Vec<_>>(),

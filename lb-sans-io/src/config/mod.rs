@@ -6,6 +6,7 @@
 
 mod address;
 mod cidr;
+mod discover;
 mod duration;
 mod entries;
 mod limits;
@@ -16,6 +17,7 @@ mod validate;
 
 pub use address::BackendAddress;
 pub use cidr::Cidr;
+pub use discover::{DiscoverConfig, DiscoverTarget};
 pub use duration::ConfigDuration;
 pub use limits::{PerClientConfig, Rate};
 
@@ -162,6 +164,9 @@ pub struct PoolConfig {
     /// TCP keepalive on backend sockets. Absent: off.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tcp_keepalive: Option<TcpKeepaliveConfig>,
+    /// Backends from DNS, besides `backends`. Absent: `backends` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub discover: Option<DiscoverConfig>,
 }
 
 /// A pool's timeouts (each defaults to the top-level one).

@@ -55,6 +55,8 @@ pub(super) struct RawConfig {
     admin: Option<SocketAddr>,
     #[serde(default)]
     tcp_keepalive: Option<TcpKeepaliveConfig>,
+    #[serde(default)]
+    discover: Option<DiscoverConfig>,
     #[serde(default, deserialize_with = "present")]
     listeners: Option<Vec<RawListener>>,
     #[serde(default, deserialize_with = "present")]
@@ -137,6 +139,8 @@ struct RawPool {
     timeouts: Option<RawPoolTimeouts>,
     #[serde(default)]
     tcp_keepalive: Option<TcpKeepaliveConfig>,
+    #[serde(default)]
+    discover: Option<DiscoverConfig>,
 }
 
 /// A pool's `timeouts`.
@@ -188,11 +192,15 @@ impl RawConfig {
             connect: timeouts.connect,
         };
         if self.listeners.is_none() && self.pools.is_none() {
-            let Some(backends) = self.backends else {
-                return Err(ConfigError::field(
-                    "",
-                    "missing field `backends` (or `listeners` and `pools` for several services)",
-                ));
+            let backends = match (self.backends, &self.discover) {
+                (Some(b), _) => b,
+                (None, Some(_)) => Vec::new(),
+                (None, None) => {
+                    return Err(ConfigError::field(
+                        "",
+                        "missing field `backends` (or `discover`, or `listeners` and `pools` for several services)",
+                    ))
+                }
             };
             let listener = ListenerConfig {
                 name: DEFAULT_NAME.to_string(),
@@ -217,6 +225,7 @@ impl RawConfig {
                 on_backend_down: self.on_backend_down.unwrap_or_default(),
                 timeouts: pool_timeouts,
                 tcp_keepalive: self.tcp_keepalive,
+                discover: self.discover,
             };
             return Ok(Config {
                 listeners: vec![listener],
@@ -230,7 +239,7 @@ impl RawConfig {
         let listener_field =
             "is a listener setting: with `listeners` and `pools`, write it in a listener";
         let pool_field = "is a pool setting: with `listeners` and `pools`, write it in a pool";
-        let flat: [(&str, bool, &str); 12] = [
+        let flat: [(&str, bool, &str); 13] = [
             ("listen", self.listen.is_some(), listener_field),
             ("allow", self.allow.is_some(), listener_field),
             ("max_connections", self.max_connections.is_some(), listener_field),
@@ -247,6 +256,7 @@ impl RawConfig {
             ("slow_start", self.slow_start.is_some(), pool_field),
             ("proxy_protocol", self.proxy_protocol.is_some(), pool_field),
             ("on_backend_down", self.on_backend_down.is_some(), pool_field),
+            ("discover", self.discover.is_some(), pool_field),
         ];
         if let Some((field, _, why)) = flat.iter().find(|(_, set, _)| *set) {
             return Err(ConfigError::field(*field, format!("`{field}` {why}")));
@@ -266,11 +276,15 @@ impl RawConfig {
         let mut pools = Vec::with_capacity(raw_pools.len());
         for (name, p) in raw_pools {
             let at = |field: &str| format!("pools.{name}.{field}");
-            let Some(backends) = p.backends else {
-                return Err(ConfigError::field(
-                    at("backends"),
-                    "missing: a pool needs its backends",
-                ));
+            let backends = match (p.backends, &p.discover) {
+                (Some(b), _) => b,
+                (None, Some(_)) => Vec::new(),
+                (None, None) => {
+                    return Err(ConfigError::field(
+                        at("backends"),
+                        "missing: a pool needs its backends (or `discover`)",
+                    ))
+                }
             };
             pools.push(PoolConfig {
                 algorithm: p.algorithm.unwrap_or_default(),
@@ -287,6 +301,7 @@ impl RawConfig {
                         .unwrap_or(timeouts.connect),
                 },
                 tcp_keepalive: p.tcp_keepalive,
+                discover: p.discover,
                 name,
             });
         }
@@ -351,6 +366,8 @@ struct FlatOut<'a> {
     admin: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     tcp_keepalive: Option<TcpKeepaliveConfig>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    discover: Option<&'a DiscoverConfig>,
 }
 
 /// A named config as written.
@@ -393,6 +410,7 @@ pub(super) fn to_json(config: &Config) -> String {
             on_backend_down: p.on_backend_down,
             admin,
             tcp_keepalive: l.tcp_keepalive,
+            discover: p.discover.as_ref(),
         }),
         _ => serde_json::to_string_pretty(&NamedOut {
             listeners: &config.listeners,
@@ -444,6 +462,7 @@ pub(super) fn known_fields(parent: &[&Segment]) -> Option<&'static [&'static str
                 suggest::field_names::<PerClientConfig>()
             }
             ("tcp_keepalive", _) => suggest::field_names::<TcpKeepaliveConfig>(),
+            ("discover", Scope::Top | Scope::Pool) => suggest::field_names::<DiscoverConfig>(),
             _ => return None,
         },
         [s, Segment::Seq { .. }]

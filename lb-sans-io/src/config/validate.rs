@@ -214,10 +214,19 @@ fn keepalive(path: &str, ka: &TcpKeepaliveConfig) -> Result<(), ConfigError> {
 
 fn pool(c: &Config, p: &PoolConfig) -> Result<(), ConfigError> {
     let at = |field: &str| c.pool_path(&p.name, field);
-    if p.backends.is_empty() {
+    if let Some(d) = &p.discover {
+        d.target()
+            .map_err(|why| ConfigError::field(at("discover"), why))?;
+        if d.interval.0 < std::time::Duration::from_millis(100) {
+            return Err(ConfigError::field(
+                at("discover.interval"),
+                format!("{} is too short (at least 100ms)", d.interval),
+            ));
+        }
+    } else if p.backends.is_empty() {
         return Err(ConfigError::field(
             at("backends"),
-            "at least one backend is required",
+            "at least one backend is required (or `discover` them)",
         ));
     }
     for (i, b) in p.backends.iter().enumerate() {

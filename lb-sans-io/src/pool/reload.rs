@@ -8,6 +8,7 @@
 use super::{Backend, CheckSettings, Pool, StateCause};
 use crate::config::PoolConfig;
 use crate::defect::Defect;
+use crate::discovery::Discovery;
 use crate::flow::PoolLimits;
 use crate::health::HealthCounter;
 use crate::ids::BackendId;
@@ -43,9 +44,40 @@ impl Pool {
     ///   apply from now on (open flows keep the settings they started with). The selector
     ///   is rebuilt, so round-robin order and latency averages start over.
     ///
+    /// With `discover`: the backends discovered so far stay (the same question keeps what
+    /// it knows; another is asked at once and its answer applied when it comes).
+    ///
     /// # Panics
     /// If `addrs` and `config.backends` differ in length (a driver bug).
     pub fn reconfigure(
+        &mut self,
+        config: &PoolConfig,
+        addrs: &[SocketAddr],
+        now: Timestamp,
+    ) -> ReloadSummary {
+        assert_eq!(
+            addrs.len(),
+            config.backends.len(),
+            "one address per backend"
+        );
+        self.config = config.clone();
+        self.static_addrs = addrs.to_vec();
+        let now = self.observe(now);
+        match (&config.discover, &mut self.discovery) {
+            (Some(d), Some(current)) => {
+                if !current.reconfigure(d, now) {
+                    self.discovery = None;
+                }
+            }
+            (Some(d), None) => self.discovery = Discovery::new(d, now),
+            (None, _) => self.discovery = None,
+        }
+        let (merged, merged_addrs) = self.merged();
+        self.apply_config(&merged, &merged_addrs, now)
+    }
+
+    /// Applies a whole backend set (static and discovered) and the pool's settings.
+    pub(super) fn apply_config(
         &mut self,
         config: &PoolConfig,
         addrs: &[SocketAddr],
@@ -151,6 +183,8 @@ impl Pool {
     /// connections, no probes, open connections continue).
     pub fn retire(&mut self, now: Timestamp) {
         let now = self.observe(now);
+        // Nothing is asked of DNS for a pool that is gone.
+        self.discovery = None;
         for i in 0..self.backends.len() {
             let b = &mut self.backends[i];
             if !b.removed {
@@ -174,10 +208,13 @@ impl Pool {
 /// the configured backends alone, so it is the table a fresh start with this config builds.
 pub(super) fn build_selector(algorithm: Algorithm, backends: &[Backend]) -> Box<dyn Selector> {
     if algorithm == Algorithm::Hash {
-        let live: Vec<&Backend> = backends.iter().filter(|b| !b.removed).collect();
-        let ids: Vec<u32> = (0..backends.len() as u32)
+        // Sorted by name: instances that know the same backends (from the same config, or
+        // the same DNS answer in whatever order) build the same table.
+        let mut ids: Vec<u32> = (0..backends.len() as u32)
             .filter(|&i| !backends[i as usize].removed)
             .collect();
+        ids.sort_by(|&a, &b| backends[a as usize].name.cmp(&backends[b as usize].name));
+        let live: Vec<&Backend> = ids.iter().map(|&i| &backends[i as usize]).collect();
         let names: Vec<String> = live.iter().map(|b| b.name.clone()).collect();
         let weights: Vec<u32> = live.iter().map(|b| b.weight).collect();
         let table = MaglevTable::build(&names, &weights, MaglevTable::size_for(names.len()));

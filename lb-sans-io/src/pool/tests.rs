@@ -457,7 +457,9 @@ fn a_probe_running_when_disabled_is_still_recorded() {
         .into_iter()
         .filter_map(|e| match e {
             PoolEvent::BackendStateChanged { to, cause, .. } => Some((to, cause)),
-            PoolEvent::CloseConnections { .. } => None,
+            PoolEvent::CloseConnections { .. }
+            | PoolEvent::Discovery(_)
+            | PoolEvent::Discovered(_) => None,
         })
         .collect();
     assert_eq!(
