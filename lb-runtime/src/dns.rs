@@ -3,7 +3,7 @@
 //! asks the server again whatever the answers' TTLs. What an answer means is the pool's
 //! decision ([`lb_sans_io::discovery`]).
 
-use hickory_resolver::config::{NameServerConfig, ResolverConfig, ResolverOpts};
+use hickory_resolver::config::{LookupIpStrategy, NameServerConfig, ResolverConfig, ResolverOpts};
 use hickory_resolver::name_server::TokioConnectionProvider;
 use hickory_resolver::proto::op::ResponseCode;
 use hickory_resolver::proto::xfer::Protocol;
@@ -27,6 +27,8 @@ fn resolver(query: &DnsQuery) -> Result<TokioResolver, DnsError> {
     opts.cache_size = 0;
     opts.timeout = query.timeout.min(Duration::from_secs(2));
     opts.attempts = 2;
+    // Every A and AAAA record (the default asks for AAAA only when there is no A).
+    opts.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
     let builder = match query.resolver {
         Some(server) => {
             let mut config = ResolverConfig::new();

@@ -839,8 +839,12 @@ impl PoolConfig {
     /// (timeout 500ms, rise 2, fall 2), retries 2`.
     pub fn summary(&self) -> String {
         let hc = &self.health_check;
+        let discovered = match self.discover.as_ref().map(|d| (d.target(), d.interval)) {
+            Some((Ok(t), every)) => format!(" and those of {t} (every {every})"),
+            _ => String::new(),
+        };
         format!(
-            "{} over {} backend{}, {} checks every {} (timeout {}, rise {}, fall {}), retries {}",
+            "{} over {} backend{}{discovered}, {} checks every {} (timeout {}, rise {}, fall {}), retries {}",
             self.algorithm.name(),
             self.backends.len(),
             if self.backends.len() == 1 { "" } else { "s" },

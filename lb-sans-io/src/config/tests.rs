@@ -1536,3 +1536,60 @@ fn the_summary_has_one_line_per_listener() {
     );
     assert_eq!(c.summary(), lines.join("; "));
 }
+
+#[test]
+fn discover_is_read_checked_and_written_back() {
+    // Backends may then be left out; a config round-trips with it.
+    let c = Config::from_json(
+        r#"{"discover":{"srv":"_web._tcp.service.consul","resolver":"127.0.0.1:8600","interval":"2s"}}"#,
+    )
+    .unwrap();
+    let d = c.pools[0].discover.as_ref().unwrap();
+    assert_eq!(d.resolver, Some("127.0.0.1:8600".parse().unwrap()));
+    assert_eq!(Config::from_json(&c.to_json()).unwrap(), c);
+    assert!(
+        c.summary()
+            .contains("over 0 backends and those of srv _web._tcp.service.consul (every 2s)"),
+        "{}",
+        c.summary()
+    );
+    for (json, want) in [
+        (
+            r#"{"discover":{"dns":"web:80","srv":"_x._tcp.web"}}"#,
+            "discover: give `dns` or `srv`, not both",
+        ),
+        (r#"{"discover":{}}"#, "discover: give `dns`"),
+        (
+            r#"{"discover":{"dns":"web"}}"#,
+            "discover: dns: \"web\" has no port",
+        ),
+        (
+            r#"{"discover":{"dns":"web:80","interval":"10ms"}}"#,
+            "discover.interval: 10ms is too short",
+        ),
+        (
+            r#"{"discover":{"dns":"web:80","resolver":"dns.example:53"}}"#,
+            "discover.resolver: invalid socket address",
+        ),
+        (
+            r#"{"discover":{"dns":"web:80","intreval":"1s"}}"#,
+            r#"discover: unknown field "intreval", did you mean "interval"?"#,
+        ),
+        (r#"{"discover":"web:80"}"#, "discover: expected an object"),
+        (
+            r#"{"listen":"127.0.0.1:1"}"#,
+            "missing field `backends` (or `discover`",
+        ),
+        (
+            r#"{"listeners":[{"listen":"127.0.0.1:1","pool":"p"}],"pools":{"p":{}}}"#,
+            "pools.p.backends: missing: a pool needs its backends (or `discover`)",
+        ),
+        (
+            r#"{"listeners":[{"listen":"127.0.0.1:1","pool":"p"}],"pools":{"p":{"discover":{"dns":"w:1"}}},"discover":{"dns":"w:1"}}"#,
+            "discover: `discover` is a pool setting",
+        ),
+    ] {
+        let e = err(json);
+        assert!(e.starts_with(want) || e.contains(want), "{json}: {e}");
+    }
+}
