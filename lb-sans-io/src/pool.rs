@@ -918,6 +918,28 @@ impl Pool {
             .map(|t| t.max(self.last_now))
     }
 
+    /// With `hash`: the backend the selector would choose for a new connection from
+    /// `client` now, without choosing it (nothing reserved or counted, the pool's generator
+    /// untouched). `None` for other algorithms (their turns would move). For tests and the
+    /// simulation, which compare instances' tables over many clients.
+    pub fn preview_select(
+        &mut self,
+        client: std::net::IpAddr,
+        now: Timestamp,
+    ) -> Option<BackendId> {
+        if self.algorithm != Algorithm::Hash {
+            return None;
+        }
+        let mut rng = self.rng.clone();
+        self.selector.select(SelectCtx {
+            backends: &self.views,
+            exclude: &[],
+            client,
+            now,
+            rng: &mut rng,
+        })
+    }
+
     // ---- DNS discovery ---------------------------------------------------------------
 
     /// Its DNS discovery, if configured.

@@ -270,6 +270,29 @@ pub fn listed_mask(shared: &Shared, backends: &[SocketAddr]) -> u64 {
     })
 }
 
+/// (`hash`) A fingerprint of the table of the (first) pool: the backends its selector
+/// would choose for 4,096 made-up clients, by address, hashed. Two instances with the same
+/// fingerprint choose alike for (almost) every client.
+pub fn table_fingerprint(shared: &Shared) -> u64 {
+    shared.with_balancer(|balancer, now| {
+        let Some((id, _, _)) = balancer.pools().next() else {
+            return 0;
+        };
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for k in 0u32..4096 {
+            let ip = std::net::IpAddr::from([10, 200, (k >> 8) as u8, k as u8]);
+            let addr = balancer
+                .preview_select(id, ip, now)
+                .and_then(|b| balancer.pool(id)?.backend(b).map(|b| b.addr));
+            for byte in format!("{addr:?}").bytes() {
+                h ^= u64::from(byte);
+                h = h.wrapping_mul(0x0000_0100_0000_01b3);
+            }
+        }
+        h
+    })
+}
+
 /// Bit `i` set when the pool has the backend at `backends[i]` up. (By address: a backend
 /// a reload added has a later id in the pool than its index here.)
 pub fn up_mask(shared: &Shared, backends: &[SocketAddr]) -> u64 {

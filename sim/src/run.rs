@@ -110,6 +110,10 @@ pub struct Observations {
     /// Per load balancer: the backends its pool lists (not removed; bit mask), at every
     /// change.
     pub pool_listed: Vec<Vec<(Duration, u64)>>,
+    /// (`fleet`) Per load balancer: at every change of what its pool lists or has up, the
+    /// listed and up masks and a fingerprint of its `hash` table
+    /// ([`net::table_fingerprint`]).
+    pub tables: Vec<Vec<(Duration, u64, u64, u64)>>,
     /// Every client connection.
     pub sessions: Vec<SessionRecord>,
     /// Per load balancer: its sockets and tasks.
@@ -602,6 +606,7 @@ pub fn run(plan: Plan) -> RunOutput {
     let mut reloads: Vec<OpRecord> = Vec::new();
     let mut pool_states: Vec<Vec<(Duration, u64)>> = vec![Vec::new(); plan.lbs];
     let mut pool_listed: Vec<Vec<(Duration, u64)>> = vec![Vec::new(); plan.lbs];
+    let mut tables: Vec<Vec<(Duration, u64, u64, u64)>> = vec![Vec::new(); plan.lbs];
     let mut next_dns = 0;
     let mut host_errors = Vec::new();
     let mut clients_done = None;
@@ -739,6 +744,11 @@ pub fn run(plan: Plan) -> RunOutput {
                     );
                 }
                 let mask = net::up_mask(shared, &backend_addrs);
+                let key = Some((listed, mask));
+                if plan.dns.is_some() && tables[lb].last().map(|t| (t.1, t.2)) != key {
+                    let fingerprint = net::table_fingerprint(shared);
+                    tables[lb].push((now, listed, mask, fingerprint));
+                }
                 if pool_states[lb].last().map(|(_, m)| *m) != Some(mask) {
                     pool_states[lb].push((now, mask));
                     trace.push(
@@ -810,6 +820,7 @@ pub fn run(plan: Plan) -> RunOutput {
         restore_margin,
         pool_states,
         pool_listed,
+        tables,
         sessions,
         lb_logs,
         backend_logs,
@@ -954,6 +965,7 @@ fn empty_observations(plan: &Arc<Plan>, backend_addrs: Vec<SocketAddr>) -> Obser
         restore_margin: plan.tick * 2,
         pool_states: vec![Vec::new(); plan.lbs],
         pool_listed: vec![Vec::new(); plan.lbs],
+        tables: vec![Vec::new(); plan.lbs],
         sessions: Vec::new(),
         lb_logs: Vec::new(),
         backend_logs: Vec::new(),

@@ -52,6 +52,39 @@ pub fn check(obs: &Observations, flows: &Flows, out: &mut Vec<Violation>) {
             }
         }
     }
+    // With `hash`, instances listing the same backends (and having the same up) build the
+    // same table, whatever order they learned them in: compared over many made-up clients.
+    let mut seen: std::collections::BTreeMap<(u64, u64), (u64, usize, Duration)> =
+        std::collections::BTreeMap::new();
+    let mut reported = 0;
+    for (lb, samples) in obs.tables.iter().enumerate() {
+        for &(t, listed, up, fingerprint) in samples {
+            if listed == 0 {
+                continue;
+            }
+            match seen.get(&(listed, up)) {
+                None => {
+                    seen.insert((listed, up), (fingerprint, lb, t));
+                }
+                Some(&(other, other_lb, when)) if other != fingerprint && reported < 3 => {
+                    reported += 1;
+                    violation_at(
+                        out,
+                        "affinity",
+                        t,
+                        format!(
+                            "lb{other_lb} at {} and lb{lb} at {} list {} with {} up but choose differently for some of 4,096 clients (their hash tables differ)",
+                            secs(when),
+                            secs(t),
+                            mask_names(listed, n),
+                            mask_names(up, n)
+                        ),
+                    );
+                }
+                Some(_) => {}
+            }
+        }
+    }
     // What each pool lists, over time.
     for (lb, samples) in obs.pool_listed.iter().enumerate() {
         let start = obs.plan.lb_start.get(lb).copied().unwrap_or_default();
