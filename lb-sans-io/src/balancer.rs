@@ -247,6 +247,20 @@ impl Balancer {
         self.pools.get(id.index()).map(|p| &p.pool)
     }
 
+    /// What pool `id`'s `hash` selector would choose for a new connection from `client`
+    /// now (see [`Pool::preview_select`]); `None` for other algorithms.
+    pub fn preview_select(
+        &mut self,
+        id: PoolId,
+        client: std::net::IpAddr,
+        now: Timestamp,
+    ) -> Option<BackendId> {
+        self.pools
+            .get_mut(id.index())?
+            .pool
+            .preview_select(client, now)
+    }
+
     /// A pool's name.
     pub fn pool_name(&self, id: PoolId) -> &str {
         self.pools.get(id.index()).map_or("-", |p| p.name.as_str())

@@ -56,6 +56,13 @@ pub enum Defect {
     /// A pool with no backend up makes every pool refuse new clients: one pool's outage
     /// is shared by all.
     SharedPoolFaults,
+    /// DNS discovery applies a failed resolution or an empty answer as "no backends": the
+    /// pool forgets every discovered backend instead of keeping the last known set.
+    DiscoveryEmptiesOnFailure,
+    /// With `hash`, Maglev's table is built over the backends in the order the pool learned
+    /// them (its ids), not sorted by name: instances that learned the same set in another
+    /// order build other tables.
+    DiscoveryUnsorted,
 }
 
 /// A set of [`Defect`]s; empty by default.

@@ -736,7 +736,7 @@ impl Pool {
         if self.algorithm == Algorithm::Hash {
             // Maglev's table is built from the weights; the other selectors read them from
             // the views at each pick.
-            self.selector = reload::build_selector(self.algorithm, &self.backends);
+            self.selector = reload::build_selector(self.algorithm, &self.backends, self.defects);
         }
         self.refresh(i);
         Ok(())
@@ -918,6 +918,28 @@ impl Pool {
             .map(|t| t.max(self.last_now))
     }
 
+    /// With `hash`: the backend the selector would choose for a new connection from
+    /// `client` now, without choosing it (nothing reserved or counted, the pool's generator
+    /// untouched). `None` for other algorithms (their turns would move). For tests and the
+    /// simulation, which compare instances' tables over many clients.
+    pub fn preview_select(
+        &mut self,
+        client: std::net::IpAddr,
+        now: Timestamp,
+    ) -> Option<BackendId> {
+        if self.algorithm != Algorithm::Hash {
+            return None;
+        }
+        let mut rng = self.rng.clone();
+        self.selector.select(SelectCtx {
+            backends: &self.views,
+            exclude: &[],
+            client,
+            now,
+            rng: &mut rng,
+        })
+    }
+
     // ---- DNS discovery ---------------------------------------------------------------
 
     /// Its DNS discovery, if configured.
@@ -943,7 +965,15 @@ impl Pool {
         let Some(d) = self.discovery.as_mut() else {
             return;
         };
-        let (apply, news) = d.handle_result(result, now);
+        let failed = match &result {
+            Ok(answer) => crate::discovery::backends_of(d.target(), answer).is_empty(),
+            Err(_) => true,
+        };
+        let (mut apply, news) = d.handle_result(result, now);
+        if failed && self.defects.has(Defect::DiscoveryEmptiesOnFailure) && !d.current.is_empty() {
+            d.current.clear();
+            apply = Some(Vec::new());
+        }
         self.timeout_moved = true;
         if let Some(news) = news {
             self.events.push_back(PoolEvent::Discovery(news));

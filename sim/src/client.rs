@@ -266,6 +266,8 @@ async fn session(
     let plan = &ctx.plan;
     let id = format!("c{}.{}.{}", ctx.client, lane, n);
     let lb = rng.gen_range(0..plan.lbs);
+    // A load balancer that has not joined yet (`fleet`) is not asked.
+    let lb = if sim_now() < plan.lb_ready(lb) { 0 } else { lb };
     let host = format!("c{}", ctx.client);
     let start = sim_now();
     // Which listener, and what first (only `services` plans draw these).

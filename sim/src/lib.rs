@@ -9,6 +9,7 @@
 //! - [`scenario`]: the scenario vocabulary and the seed-drawn [`scenario::Plan`].
 //! - [`services`]: many listeners and pools: their config, ClientHellos and routes.
 //! - [`client`]: the simulated clients and their records.
+//! - [`dns`]: the scripted DNS of the `fleet` scenario.
 //! - [`operator`]: the operator host (admin requests over the network).
 //! - [`logs`]: the load balancers' "connection closed" lines, captured.
 //! - [`run`]: builds and drives one run and gathers its observations.
@@ -21,6 +22,7 @@
 
 pub mod check;
 pub mod client;
+pub mod dns;
 pub mod logs;
 pub mod net;
 pub mod operator;

@@ -11,6 +11,7 @@
 //! A task's id is kept in a tokio task-local set by [`TurmoilNet::spawn`], so a stream
 //! knows which flow task polls it without any help from the driver.
 
+use crate::dns::{DnsScript, Outage};
 use crate::trace::Trace;
 use lb_runtime::net::{AcceptFuture, BoxFuture, Net, WorkerTask};
 use lb_runtime::shared::Shared;
@@ -127,6 +128,9 @@ pub struct ConnectRec {
     pub addr: SocketAddr,
     /// On a load balancer: bit `i` set when the pool had backend `i` up at that moment.
     pub up_mask: Option<u64>,
+    /// On a load balancer: bit `i` set when the pool listed backend `i` (configured or
+    /// discovered, not removed) at that moment.
+    pub listed_mask: Option<u64>,
     /// How it ended.
     pub outcome: ConnectOutcome,
     /// When it ended.
@@ -174,6 +178,8 @@ pub struct TurmoilNet {
     /// Where accepts and connects are traced: the trace, this host's name, and the
     /// backends' addresses (to name them).
     trace: Option<(Trace, Arc<str>, Arc<[SocketAddr]>)>,
+    /// The scripted DNS it asks, and the backends' addresses (in the simulation's order).
+    dns: Option<(Arc<DnsScript>, Arc<[SocketAddr]>)>,
 }
 
 impl TurmoilNet {
@@ -183,6 +189,7 @@ impl TurmoilNet {
             log,
             lb: None,
             trace: None,
+            dns: None,
         }
     }
 
@@ -214,7 +221,14 @@ impl TurmoilNet {
             log,
             lb: Some((shared, backends.into())),
             trace: None,
+            dns: None,
         }
+    }
+
+    /// Answers DNS questions from `script`, naming backend `i` by `backends[i]`'s address.
+    pub fn with_dns(mut self, script: Arc<DnsScript>, backends: Vec<SocketAddr>) -> Self {
+        self.dns = Some((script, backends.into()));
+        self
     }
 
     fn new_stream(&self, inner: TcpStream, origin: Origin) -> SimStream {
@@ -241,6 +255,42 @@ impl TurmoilNet {
             index,
         }
     }
+}
+
+/// Bit `i` set when the pool lists the backend at `backends[i]` (not removed).
+pub fn listed_mask(shared: &Shared, backends: &[SocketAddr]) -> u64 {
+    shared.with_balancer(|balancer, _| {
+        balancer
+            .pools()
+            .filter(|(id, _, _)| !balancer.pool_removed(*id))
+            .flat_map(|(_, _, pool)| pool.backends().iter())
+            .filter(|b| !b.removed())
+            .filter_map(|b| backends.iter().position(|a| *a == b.addr))
+            .fold(0u64, |m, i| m | (1 << i))
+    })
+}
+
+/// (`hash`) A fingerprint of the table of the (first) pool: the backends its selector
+/// would choose for 4,096 made-up clients, by address, hashed. Two instances with the same
+/// fingerprint choose alike for (almost) every client.
+pub fn table_fingerprint(shared: &Shared) -> u64 {
+    shared.with_balancer(|balancer, now| {
+        let Some((id, _, _)) = balancer.pools().next() else {
+            return 0;
+        };
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for k in 0u32..4096 {
+            let ip = std::net::IpAddr::from([10, 200, (k >> 8) as u8, k as u8]);
+            let addr = balancer
+                .preview_select(id, ip, now)
+                .and_then(|b| balancer.pool(id)?.backend(b).map(|b| b.addr));
+            for byte in format!("{addr:?}").bytes() {
+                h ^= u64::from(byte);
+                h = h.wrapping_mul(0x0000_0100_0000_01b3);
+            }
+        }
+        h
+    })
 }
 
 /// Bit `i` set when the pool has the backend at `backends[i]` up. (By address: a backend
@@ -297,6 +347,10 @@ impl Net for TurmoilNet {
             .lb
             .as_ref()
             .map(|(shared, addrs)| up_mask(shared, addrs));
+        let listed_mask = self
+            .lb
+            .as_ref()
+            .map(|(shared, addrs)| listed_mask(shared, addrs));
         let task = TASK.try_with(|t| *t).ok();
         let who;
         let index = {
@@ -309,6 +363,7 @@ impl Net for TurmoilNet {
                 at: sim_now(),
                 addr,
                 up_mask,
+                listed_mask,
                 outcome: ConnectOutcome::Pending,
                 resolved: None,
             });
@@ -381,13 +436,52 @@ impl Net for TurmoilNet {
 
     fn resolve(
         &self,
-        _query: lb_sans_io::DnsQuery,
+        query: lb_sans_io::DnsQuery,
     ) -> lb_runtime::net::BoxFuture<Result<lb_sans_io::DnsAnswer, lb_sans_io::DnsError>> {
-        // No scenario configures `discover` yet.
-        Box::pin(async {
-            Err(lb_sans_io::DnsError::Other(
-                "no DNS in this simulation".to_string(),
-            ))
+        use lb_sans_io::config::DiscoverTarget;
+        use lb_sans_io::{DnsAnswer, DnsError};
+        let dns = self.dns.clone();
+        let trace = self.trace.clone();
+        Box::pin(async move {
+            let Some((script, backends)) = dns else {
+                return Err(DnsError::Other("no DNS in this simulation".to_string()));
+            };
+            // The round trip to the DNS server.
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            let asked = sim_now();
+            let result = match &query.target {
+                DiscoverTarget::Dns { name, .. } if name == crate::dns::NAME => {
+                    match script.answer(asked, &backends) {
+                        Ok(addrs) => Ok(DnsAnswer::Addrs(addrs.iter().map(|a| a.ip()).collect())),
+                        Err(Outage::Empty) => Ok(DnsAnswer::Addrs(Vec::new())),
+                        Err(Outage::ServerFailure) => Err(DnsError::ServerFailure),
+                        Err(Outage::Timeout) => Err(DnsError::Timeout),
+                        Err(Outage::Hang) => {
+                            tokio::time::sleep(query.timeout).await;
+                            Err(DnsError::Timeout)
+                        }
+                    }
+                }
+                _ => Err(DnsError::NoSuchName),
+            };
+            if let Some((trace, host, names)) = &trace {
+                let what = match &result {
+                    Ok(DnsAnswer::Addrs(ips)) => {
+                        let named: Vec<String> = ips
+                            .iter()
+                            .map(|ip| match names.iter().position(|a| a.ip() == *ip) {
+                                Some(i) => format!("b{i}"),
+                                None => ip.to_string(),
+                            })
+                            .collect();
+                        format!("dns answer [{}]", named.join(","))
+                    }
+                    Ok(other) => format!("dns answer {other:?}"),
+                    Err(e) => format!("dns error: {e}"),
+                };
+                trace.push(sim_now(), host.to_string(), what);
+            }
+            result
         })
     }
 

@@ -107,6 +107,13 @@ pub struct Observations {
     pub restore_margin: Duration,
     /// Per load balancer: the pool's up backends (bit mask), at every change.
     pub pool_states: Vec<Vec<(Duration, u64)>>,
+    /// Per load balancer: the backends its pool lists (not removed; bit mask), at every
+    /// change.
+    pub pool_listed: Vec<Vec<(Duration, u64)>>,
+    /// (`fleet`) Per load balancer: at every change of what its pool lists or has up, the
+    /// listed and up masks and a fingerprint of its `hash` table
+    /// ([`net::table_fingerprint`]).
+    pub tables: Vec<Vec<(Duration, u64, u64, u64)>>,
     /// Every client connection.
     pub sessions: Vec<SessionRecord>,
     /// Per load balancer: its sockets and tasks.
@@ -279,8 +286,9 @@ impl Configs {
         if let Some(services) = &self.plan.services {
             return self.services_text(services);
         }
+        // (`fleet`) No static backends: DNS names them.
         let named: Vec<(String, SocketAddr, u32)> = (0..self.backend_addrs.len())
-            .filter(|&i| self.configured[i])
+            .filter(|&i| self.configured[i] && self.plan.dns.is_none())
             .map(|i| (format!("b{i}"), self.backend_addrs[i], self.weights[i]))
             .collect();
         self.plan.lb_runtime_settings().config_json(
@@ -291,6 +299,13 @@ impl Configs {
                 grace: self.plan.stop_grace(),
                 per_client_max: self.plan.per_client_max,
                 close_on_backend_down: self.plan.close_on_backend_down,
+                discover: self.plan.dns.as_ref().map(|d| {
+                    format!(
+                        r#"{{ "dns": "{}:{BACKEND_PORT}", "interval": "{}ms" }}"#,
+                        crate::dns::NAME,
+                        d.interval.as_millis()
+                    )
+                }),
             },
         )
     }
@@ -552,6 +567,11 @@ pub fn run(plan: Plan) -> RunOutput {
             let addrs = addrs.clone();
             let trace = trace.clone();
             async move {
+                // (`fleet`) A load balancer that joins late.
+                let start = plan.lb_start.get(lb).copied().unwrap_or_default();
+                if !start.is_zero() {
+                    tokio::time::sleep(start).await;
+                }
                 let seed = plan.seed.wrapping_mul(31).wrapping_add(lb as u64);
                 // The production node, exactly: only its network is turmoil's.
                 let node = Node::new(loaded, node_options(&plan, seed));
@@ -559,11 +579,11 @@ pub fn run(plan: Plan) -> RunOutput {
                 *slot.borrow_mut() = Some(shared.clone());
                 let (control, control_rx) = tokio::sync::mpsc::unbounded_channel();
                 *control_slot.borrow_mut() = Some(control);
-                let net = TurmoilNet::for_balancer(log, shared.clone(), addrs.clone()).with_trace(
-                    trace,
-                    format!("lb{lb}"),
-                    addrs,
-                );
+                let mut net = TurmoilNet::for_balancer(log, shared.clone(), addrs.clone())
+                    .with_trace(trace, format!("lb{lb}"), addrs.clone());
+                if let Some(script) = &plan.dns {
+                    net = net.with_dns(Arc::new(script.clone()), addrs);
+                }
                 let stopped = node.run(net, control_rx).await?;
                 *stop_slot.borrow_mut() = Some(StopRecord {
                     returned: net::sim_now(),
@@ -585,6 +605,9 @@ pub fn run(plan: Plan) -> RunOutput {
     let mut applied = Vec::new();
     let mut reloads: Vec<OpRecord> = Vec::new();
     let mut pool_states: Vec<Vec<(Duration, u64)>> = vec![Vec::new(); plan.lbs];
+    let mut pool_listed: Vec<Vec<(Duration, u64)>> = vec![Vec::new(); plan.lbs];
+    let mut tables: Vec<Vec<(Duration, u64, u64, u64)>> = vec![Vec::new(); plan.lbs];
+    let mut next_dns = 0;
     let mut host_errors = Vec::new();
     let mut clients_done = None;
     let mut drained_at: Option<Duration> = None;
@@ -681,6 +704,12 @@ pub fn run(plan: Plan) -> RunOutput {
                 config,
             });
         }
+        if let Some(script) = &plan.dns {
+            while next_dns < script.events.len() && script.events[next_dns].0 <= now {
+                trace.push(now, "sim", script.events[next_dns].1.to_string());
+                next_dns += 1;
+            }
+        }
         if let Some(stop) = plan.stop.filter(|s| !stop_sent && s.at <= now) {
             stop_sent = true;
             trace.push(
@@ -705,7 +734,21 @@ pub fn run(plan: Plan) -> RunOutput {
         let now = sim.elapsed();
         for (lb, slot) in slots.iter().enumerate() {
             if let Some(shared) = slot.borrow().as_ref() {
+                let listed = net::listed_mask(shared, &backend_addrs);
+                if pool_listed[lb].last().map(|(_, m)| *m) != Some(listed) {
+                    pool_listed[lb].push((now, listed));
+                    trace.push(
+                        now,
+                        format!("lb{lb}"),
+                        format!("pool lists {}", mask_names(listed, n)),
+                    );
+                }
                 let mask = net::up_mask(shared, &backend_addrs);
+                let key = Some((listed, mask));
+                if plan.dns.is_some() && tables[lb].last().map(|t| (t.1, t.2)) != key {
+                    let fingerprint = net::table_fingerprint(shared);
+                    tables[lb].push((now, listed, mask, fingerprint));
+                }
                 if pool_states[lb].last().map(|(_, m)| *m) != Some(mask) {
                     pool_states[lb].push((now, mask));
                     trace.push(
@@ -776,6 +819,8 @@ pub fn run(plan: Plan) -> RunOutput {
         unreachable,
         restore_margin,
         pool_states,
+        pool_listed,
+        tables,
         sessions,
         lb_logs,
         backend_logs,
@@ -813,6 +858,41 @@ fn rotation(plan: &Plan, ops: &[OpRecord], end: Duration) -> Vec<Vec<Vec<(Durati
     let mut removed_since: Vec<Option<Duration>> = (0..n)
         .map(|b| (!plan.initial[b]).then_some(Duration::ZERO))
         .collect();
+    // (`fleet`) A backend DNS does not name is out of rotation, from when DNS stops naming
+    // it until its pools may have learned that it is named again and brought it up.
+    if let Some(script) = &plan.dns {
+        let learn = crate::dns::staleness(script.interval);
+        let mut since: Vec<Option<Duration>> = vec![Some(Duration::ZERO); n];
+        for &(at, set) in &script.sets {
+            for (b, s) in since.iter_mut().enumerate() {
+                match (set & (1 << b) != 0, *s) {
+                    (true, Some(from)) => {
+                        for iv in out.iter_mut() {
+                            iv[b].push((from, at + learn + settle));
+                        }
+                        *s = None;
+                    }
+                    (false, None) => *s = Some(at),
+                    _ => {}
+                }
+            }
+        }
+        for (b, s) in since.iter().enumerate() {
+            if let Some(from) = s {
+                for iv in out.iter_mut() {
+                    iv[b].push((*from, forever));
+                }
+            }
+        }
+        // A load balancer that joins late has nothing in rotation until it has learned.
+        for (lb, &start) in plan.lb_start.iter().enumerate() {
+            if !start.is_zero() {
+                for iv in out[lb].iter_mut() {
+                    iv.push((Duration::ZERO, start + learn + settle));
+                }
+            }
+        }
+    }
     for op in ops {
         match op.action {
             OpAction::Admin {
@@ -884,6 +964,8 @@ fn empty_observations(plan: &Arc<Plan>, backend_addrs: Vec<SocketAddr>) -> Obser
         unreachable: vec![Vec::new(); n],
         restore_margin: plan.tick * 2,
         pool_states: vec![Vec::new(); plan.lbs],
+        pool_listed: vec![Vec::new(); plan.lbs],
+        tables: vec![Vec::new(); plan.lbs],
         sessions: Vec::new(),
         lb_logs: Vec::new(),
         backend_logs: Vec::new(),

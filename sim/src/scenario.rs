@@ -6,6 +6,7 @@
 //! scenario's ranges and which faults are on ("swarm testing", as TigerBeetle does it).
 //! Every fault is healed by [`Plan::chaos_end`]; a liveness phase follows.
 
+pub use crate::dns::DnsScript;
 use crate::rng::SimRng;
 pub use crate::services::{Greeting, Services};
 use lb_runtime::demo::DemoMode;
@@ -49,11 +50,15 @@ pub enum Scenario {
     /// (split across writes and records) or plain bytes, and an operator who addresses
     /// backends by pool and reloads configs that swap one listener for another.
     Services,
+    /// A fleet: three load balancers with the same config and `hash`, whose one pool takes
+    /// its backends from a scripted DNS that scales up, scales down, replaces a backend,
+    /// fails for a while and answers nothing for a while; one load balancer joins late.
+    Fleet,
 }
 
 impl Scenario {
     /// Every scenario the default sweep runs.
-    pub const ALL: [Scenario; 13] = [
+    pub const ALL: [Scenario; 14] = [
         Scenario::Crash,
         Scenario::Bounce,
         Scenario::Partition,
@@ -67,6 +72,7 @@ impl Scenario {
         Scenario::HashAffinity,
         Scenario::Operate,
         Scenario::Services,
+        Scenario::Fleet,
     ];
 
     /// The scenario's name (also the name of its test).
@@ -85,6 +91,7 @@ impl Scenario {
             Scenario::HashAffinity => "hash_affinity",
             Scenario::Operate => "operate",
             Scenario::Services => "services",
+            Scenario::Fleet => "fleet",
         }
     }
 
@@ -388,6 +395,9 @@ impl LbSettings {
         if extras.close_on_backend_down {
             more.push_str(",\n  \"on_backend_down\": \"close\"");
         }
+        if let Some(d) = &extras.discover {
+            more.push_str(&format!(",\n  \"discover\": {d}"));
+        }
         format!(
             r#"{{
   "listen": "0.0.0.0:{port}",
@@ -445,6 +455,8 @@ pub struct ConfigExtras<'a> {
     pub per_client_max: Option<u32>,
     /// `on_backend_down: close`.
     pub close_on_backend_down: bool,
+    /// `discover`, as JSON, if any.
+    pub discover: Option<String>,
 }
 /// The port every backend listens on.
 pub const BACKEND_PORT: u16 = 9000;
@@ -507,6 +519,12 @@ pub struct Plan {
     /// (`services`) The listeners and pools; `None`: the flat config, one listener and
     /// one pool with every backend.
     pub services: Option<Services>,
+    /// (`fleet`) The scripted DNS the pool discovers its backends from; `None`: static
+    /// backends.
+    pub dns: Option<DnsScript>,
+    /// When each load balancer starts (clients use one only once it has had time to learn
+    /// its backends).
+    pub lb_start: Vec<Duration>,
 }
 
 /// One pool as the checkers see it (the flat config's is `default`, with every backend).
@@ -549,7 +567,11 @@ impl Plan {
             let (s, modes) = Services::draw(&mut rng);
             (Some(s), modes)
         } else {
-            let n = rng.gen_range(3..=5usize);
+            let n = if scenario == Scenario::Fleet {
+                rng.gen_range(4..=6usize)
+            } else {
+                rng.gen_range(3..=5usize)
+            };
             let mut backends: Vec<DemoMode> = (0..n)
                 .map(|_| {
                     if rng.gen_bool(0.5) {
@@ -571,7 +593,7 @@ impl Plan {
         let check_timeout = ms(rng.gen_range(80..=200));
         let lb = LbSettings {
             algorithm: match scenario {
-                Scenario::HashAffinity => "hash",
+                Scenario::HashAffinity | Scenario::Fleet => "hash",
                 // Swarm: the mix runs every algorithm this build has.
                 Scenario::Mix | Scenario::Operate => {
                     let all = Algorithm::ALL;
@@ -628,6 +650,7 @@ impl Plan {
             weights,
             lbs: match scenario {
                 Scenario::HashAffinity => 2,
+                Scenario::Fleet => 3,
                 Scenario::Operate | Scenario::Services => rng.gen_range(1..=2),
                 _ => 1,
             },
@@ -651,8 +674,15 @@ impl Plan {
             per_client_max: None,
             close_on_backend_down: false,
             services,
+            dns: None,
+            lb_start: Vec::new(),
         };
+        plan.lb_start = vec![Duration::ZERO; plan.lbs];
         plan.faults = draw_faults(&plan, &mut rng);
+        if plan.scenario == Scenario::Fleet {
+            plan.draw_fleet(&mut rng);
+            return plan;
+        }
         if plan.scenario == Scenario::Services {
             plan.draw_services_extras(&mut rng);
             return plan;
@@ -714,6 +744,41 @@ impl Plan {
             let grace = ms(rng.gen_range(600..=longest.clamp(600, 2000)));
             let at = self.liveness_start + ms(rng.gen_range(12_000..=13_000));
             self.stop = Some(StopPlan { at, grace });
+        }
+    }
+
+    /// The `fleet` plan's DNS script, the death of the backend it replaces, and the late
+    /// load balancer; the chaos phase lasts until the script's last change has settled.
+    fn draw_fleet(&mut self, rng: &mut SimRng) {
+        let n = self.backends.len();
+        let (script, faults, settled) = DnsScript::draw(n, ms(1000), self.warmup + ms(500), rng);
+        let end = settled + ms(rng.gen_range(500..=1500));
+        self.chaos_end = end.max(self.chaos_end);
+        self.liveness_start = self.chaos_end + self.lb.up_bound(ms(1)) + ms(500);
+        // The random crashes (drawn up to the old chaos end) spare the replaced backend.
+        let spared: Vec<usize> = faults.iter().map(|(_, f)| f.backend()).collect();
+        self.faults.retain(|(_, f)| !spared.contains(&f.backend()));
+        self.faults.extend(faults);
+        self.faults.sort_by_key(|(at, _)| *at);
+        // The last load balancer joins after the second change, between outages.
+        let mut join = script.events.get(1).map_or(self.warmup, |(t, _)| *t) + ms(600);
+        while let Some(&(_, e, _)) = script
+            .outages
+            .iter()
+            .find(|(a, e, _)| *a <= join && join < *e)
+        {
+            join = e + ms(100);
+        }
+        self.lb_start[self.lbs - 1] = join;
+        self.dns = Some(script);
+    }
+
+    /// When clients may use load balancer `lb`: once it has started, learned its backends
+    /// and probed them.
+    pub fn lb_ready(&self, lb: usize) -> Duration {
+        match self.lb_start.get(lb) {
+            Some(t) if !t.is_zero() => *t + ms(300) + self.lb.up_bound(self.tick),
+            _ => Duration::ZERO,
         }
     }
 
@@ -811,6 +876,7 @@ fn draw_faults(plan: &Plan, rng: &mut SimRng) -> Vec<(Duration, Fault)> {
     };
     let kinds: Vec<u8> = match plan.scenario {
         Scenario::Crash | Scenario::HashAffinity => vec![0],
+        Scenario::Fleet => vec![0, 9],
         Scenario::Operate => vec![0, 1, 9],
         Scenario::Bounce => vec![1],
         Scenario::Partition => vec![2],

@@ -348,3 +348,27 @@ fn broken_listener_removal_is_caught() {
         &["listeners"],
     );
 }
+
+/// DNS discovery that applies a failed resolution or an empty answer as "no backends"
+/// empties the pool while DNS is down.
+#[test]
+fn broken_discovery_emptying_on_failure_is_caught() {
+    assert_caught(
+        Scenario::Fleet,
+        Mutation::Defect(Defect::DiscoveryEmptiesOnFailure),
+        5,
+        &["discovery-kept"],
+    );
+}
+
+/// A Maglev table built over the backends in the order each instance learned them: the
+/// instance that joined late builds another table for the same set.
+#[test]
+fn broken_discovery_unsorted_table_is_caught() {
+    assert_caught(
+        Scenario::Fleet,
+        Mutation::Defect(Defect::DiscoveryUnsorted),
+        20,
+        &["affinity"],
+    );
+}

@@ -102,3 +102,11 @@ fn operate() {
 fn services() {
     check_sweep("services", Scenario::Services, 40);
 }
+
+/// Three load balancers with `hash` whose pool takes its backends from a scripted DNS that
+/// scales up, scales down, replaces a backend, fails and answers nothing, under traffic;
+/// one load balancer joins late.
+#[test]
+fn fleet() {
+    check_sweep("fleet", Scenario::Fleet, 30);
+}

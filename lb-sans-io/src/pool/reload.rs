@@ -7,7 +7,7 @@
 
 use super::{Backend, CheckSettings, Pool, StateCause};
 use crate::config::PoolConfig;
-use crate::defect::Defect;
+use crate::defect::{Defect, Defects};
 use crate::discovery::Discovery;
 use crate::flow::PoolLimits;
 use crate::health::HealthCounter;
@@ -158,7 +158,7 @@ impl Pool {
         self.slow_start = config.slow_start.map(|d| d.0).filter(|d| !d.is_zero());
         self.on_backend_down = config.on_backend_down;
         self.limits = PoolLimits::from_pool(config);
-        self.selector = build_selector(self.algorithm, &self.backends);
+        self.selector = build_selector(self.algorithm, &self.backends, self.defects);
         if self.slow_start.is_none() {
             for &i in &self.ramping {
                 self.backends[i].ramp_since = None;
@@ -206,14 +206,20 @@ impl Pool {
 /// The selector for `algorithm` over the pool's backends (indexed by id). Removed backends
 /// are never eligible, so most selectors need only the count; Maglev's table is built over
 /// the configured backends alone, so it is the table a fresh start with this config builds.
-pub(super) fn build_selector(algorithm: Algorithm, backends: &[Backend]) -> Box<dyn Selector> {
+pub(super) fn build_selector(
+    algorithm: Algorithm,
+    backends: &[Backend],
+    defects: Defects,
+) -> Box<dyn Selector> {
     if algorithm == Algorithm::Hash {
         // Sorted by name: instances that know the same backends (from the same config, or
         // the same DNS answer in whatever order) build the same table.
         let mut ids: Vec<u32> = (0..backends.len() as u32)
             .filter(|&i| !backends[i as usize].removed)
             .collect();
-        ids.sort_by(|&a, &b| backends[a as usize].name.cmp(&backends[b as usize].name));
+        if !defects.has(Defect::DiscoveryUnsorted) {
+            ids.sort_by(|&a, &b| backends[a as usize].name.cmp(&backends[b as usize].name));
+        }
         let live: Vec<&Backend> = ids.iter().map(|&i| &backends[i as usize]).collect();
         let names: Vec<String> = live.iter().map(|b| b.name.clone()).collect();
         let weights: Vec<u32> = live.iter().map(|b| b.weight).collect();

@@ -6,7 +6,9 @@
 //! compared within one config only, and not in the tick a reload is applied. A weight set
 //! through one load balancer's admin endpoint changes that one's table until the next
 //! reload: choices are compared only between load balancers (and times) with the same
-//! such changes in force.
+//! such changes in force. With DNS discovery (`fleet`) the backends the pool lists stand
+//! for the config: choices are compared whenever two instances (or times) list the same
+//! backends, whatever order they learned them in.
 
 use super::flows::Flows;
 use super::{secs, violation, violation_at, Violation};
@@ -89,6 +91,12 @@ pub fn check(obs: &Observations, flows: &Flows, out: &mut Vec<Violation>) {
             if pool.algorithm != "hash" {
                 continue;
             }
+            // With discovery, the table is the one of the backends the pool lists: choices
+            // are compared between instances (and times) whose lists agree.
+            let config = match &plan.dns {
+                Some(_) => conn.listed_mask.unwrap_or(0) as usize,
+                None => config,
+            };
             let key = (
                 f.peer.ip(),
                 conn.up_mask.unwrap_or(0) & pool.mask(),

@@ -10,16 +10,21 @@
 //!   and gets connections; the selector only picks backends the pool has up.
 //! - [`counters`]: the pool's counters and states equal what the sockets saw; nothing
 //!   leaks; no task panicked; no host failed.
-//! - [`affinity`]: with `hash`, every load balancer sends a client to the same backend.
+//! - [`affinity`]: with `hash`, every load balancer sends a client to the same backend
+//!   (with discovery: whenever their pools list the same backends).
 //! - [`timeouts`]: the idle, half-close and connect timeouts fire when they should.
 //! - [`operate`]: the operator's actions (admin requests, reloads, the graceful stop) do
 //!   what they say; PROXY headers name the real client; `allow` keeps others out.
 //! - [`services`]: each client reaches the pool its route names (by listener and server
 //!   name); one pool's faults do not disturb another's clients; listeners a reload removes
 //!   accept nothing, the ones it keeps refuse nothing.
+//! - [`discovery`]: (`fleet`) pools list, and connect to, only what the scripted DNS
+//!   named, follow its changes within one interval, and keep the last set through DNS
+//!   failures and empty answers.
 
 pub mod affinity;
 pub mod counters;
+pub mod discovery;
 pub mod flows;
 pub mod health;
 pub mod integrity;
@@ -37,7 +42,7 @@ pub struct Violation {
     /// `health-up`, `health-traffic`, `selector`, `counters`, `leak`, `state`, `panic`,
     /// `host`, `affinity`, `admin`, `reload`, `stop`, `proxy`, `allow`, `per-client`,
     /// `backend-down`, `idle-timeout`, `half-close-timeout`, `connect-timeout`, `route`,
-    /// `isolation` or `listeners`.
+    /// `isolation`, `listeners`, `discovery` or `discovery-kept`.
     pub check: &'static str,
     /// When it showed (simulated time), where one moment applies.
     pub at: Option<std::time::Duration>,
@@ -94,6 +99,7 @@ pub fn check_all(obs: &Observations) -> Vec<Violation> {
     operate::check(obs, &flows, &mut out);
     timeouts::check(obs, &flows, &mut out);
     services::check(obs, &flows, &mut out);
+    discovery::check(obs, &flows, &mut out);
     out
 }
 
