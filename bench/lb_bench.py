@@ -138,19 +138,25 @@ def proc_stat():
     return v + [0] * (8 - len(v))
 
 
-def noise(s0, s1, ours_ticks):
-    """Shares of the machine between two /proc/stat readings: 'others' is the task time
-    (user+nice+system) that our own process tree did not use; softirq/irq and steal apart."""
+def noise(s0, s1, ours_ticks, all_ticks=None):
+    """Shares of the machine between two /proc/stat readings. 'others' is the busy time
+    (user+nice+system+irq+softirq: the kernel also charges the softirq it runs in a process's
+    context to that process's stime) that our own process tree did not use; irq+softirq and
+    steal are also given apart. With all_ticks (every process's CPU between the two scans),
+    'others_procs' is the other processes' sum, as compare.sh counts it."""
     d = [b - a for a, b in zip(s0, s1)]
     total = sum(d) or 1
-    task = d[0] + d[1] + d[2]
-    return {
-        "others_pct": round(100 * max(0, task - ours_ticks) / total, 1),
-        "ours_pct": round(100 * min(task, ours_ticks) / total, 1),
+    busy = d[0] + d[1] + d[2] + d[5] + d[6]
+    r = {
+        "others_pct": round(100 * max(0, busy - ours_ticks) / total, 1),
+        "ours_pct": round(100 * min(busy, ours_ticks) / total, 1),
         "irq_pct": round(100 * (d[5] + d[6]) / total, 1),
         "steal_pct": round(100 * d[7] / total, 1),
         "idle_pct": round(100 * (d[3] + d[4]) / total, 1),
     }
+    if all_ticks is not None:
+        r["others_procs_pct"] = round(100 * max(0, all_ticks - ours_ticks) / total, 1)
+    return r
 
 
 def established_to(ports):
@@ -293,7 +299,7 @@ def cmd_noise(a):
     time.sleep(a.seconds)
     p1, s1, wall = all_procs(), proc_stat(), time.monotonic() - t0
     ours = tree_ticks_delta([a.root_pid, os.getpid()], p0, p1)
-    n = noise(s0, s1, ours)
+    n = noise(s0, s1, ours, tree_ticks_delta(set(p0) | set(p1), p0, p1))
     top = []
     mine = tree([a.root_pid], p1) | {os.getpid()}
     for pid, st in p1.items():
@@ -383,7 +389,7 @@ class Window:
         ours = tree_ticks_delta([self.a.root_pid, os.getpid()], self.p0, self.p1)
         loadgen = tree_ticks_delta([os.getpid()], self.p0, self.p1) / TCK
         r["loadgen_cpu_s"] = round(loadgen, 3)
-        r.update(noise(self.s0, self.s1, ours))
+        r.update(noise(self.s0, self.s1, ours, tree_ticks_delta(set(self.p0) | set(self.p1), self.p0, self.p1)))
         if self.proxy0:
             cpu = self.proxy1["cpu_s"] - self.proxy0["cpu_s"]
             sch = self.proxy1["sched_s"] - self.proxy0["sched_s"]
@@ -750,9 +756,9 @@ def cmd_report(a):
     notes = list(meta.get("notes", []))
     pre = meta.get("noise_before") or {}
     out.append("")
-    out.append("noise (the machine's CPU from /proc/stat that the benchmark's own processes did not use):")
+    out.append("noise: others = the machine's busy CPU (/proc/stat) that the benchmark's own processes did not use")
     if pre:
-        out.append(f"  before the run: others {pre.get('others_pct')}% of the machine, softirq+irq {pre.get('irq_pct')}%,"
+        out.append(f"  before the run (2 s): others {pre.get('others_pct')}% of the machine, softirq+irq {pre.get('irq_pct')}%,"
                    f" steal {pre.get('steal_pct')}%; loadavg {pre.get('loadavg')}"
                    + (f"; busiest: {', '.join(pre['busiest'])}" if pre.get("busiest") else ""))
     if oth:
@@ -760,6 +766,10 @@ def cmd_report(a):
         out.append(f"  during the measured rounds: others median {median(oth):.0f}%, max {max(oth):.0f}% of the machine "
                    f"({noisy} of {len(oth)} rounds at >= {NOISY_PCT:.0f}%); softirq+irq median "
                    f"{median([r.get('irq_pct', 0) for r in allr]):.0f}%; steal max {max(r.get('steal_pct', 0) for r in allr):.0f}%")
+        op = [r["others_procs_pct"] for r in allr if "others_procs_pct" in r]
+        if op:
+            out.append(f"  cross-check, the other processes' own CPU (/proc/*/stat, as compare.sh counts it): median "
+                       f"{median(op):.0f}%, max {max(op):.0f}%")
         verdict = ("quiet" if max(oth) < 5 else "mostly quiet" if median(oth) < NOISY_PCT
                    else "NOISY: compare within this run only, and repeat on a quiet machine")
         out.append(f"  verdict: {verdict}")

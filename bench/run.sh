@@ -353,9 +353,10 @@ meta=(--set "started_unix=$START" --set "rounds=$ROUNDS" --set "seconds=$DUR" --
 for n in "${NOTES[@]}"; do meta+=(--note "$n"); done
 ((SELFTEST)) && meta+=(--note "self-test: the 'project' column is HAProxy (bench/standin-lb.py), not the project")
 python3 "$LIB" meta "${meta[@]}"
-JSON=${OUT:-$T/report.json}
+JSON=$OUT
+((SELFTEST)) && JSON=${OUT:-$T/report.json}
 rc=0
-python3 "$LIB" report --dir "$T/res" --meta "$T/meta.json" --out "$JSON" || rc=$?
+python3 "$LIB" report --dir "$T/res" --meta "$T/meta.json" ${JSON:+--out "$JSON"} || rc=$?
 if ((SELFTEST)); then
   python3 "$LIB" self-check "$JSON" || rc=1
 fi
