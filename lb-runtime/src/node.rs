@@ -371,15 +371,22 @@ impl<N: Net> Sockets<N> {
         let bound = net.local_addr(&socket).unwrap_or(addr);
         let listener = Arc::new(AtomicU32::new(id.0));
         let (close, closed) = watch::channel(false);
-        for worker in &self.workers {
+        // Every worker but the last gets a share of the socket, the last the socket itself
+        // (closing it while clients wait in its queue would reset them). The workers hold
+        // it now: it closes when the last of them lets it go.
+        let mut socket = Some(socket);
+        let last = self.workers.len().saturating_sub(1);
+        for (i, worker) in self.workers.iter().enumerate() {
+            let socket = match socket.take_if(|_| i == last) {
+                Some(socket) => socket,
+                None => net.share_listener(socket.as_ref().expect("kept until the last"))?,
+            };
             let _ = worker.send(Listen {
-                socket: net.share_listener(&socket)?,
+                socket,
                 listener: listener.clone(),
                 closed: closed.clone(),
             });
         }
-        // The workers hold the socket now: it closes when the last of them lets it go.
-        drop(socket);
         self.open.push(OpenSocket {
             addr,
             bound,
