@@ -115,25 +115,76 @@ where
 }
 
 const FLUSH_EVERY: Duration = Duration::from_millis(100);
+/// Buffered lines at which the flusher is woken early.
 const FLUSH_AT: usize = 64 * 1024;
+/// Most bytes of log lines waiting for the flusher. A worker never writes to stderr
+/// itself (a slow reader of the log, a full pipe, a stalled journald, would stall every
+/// connection of that worker): past this, lines are dropped and counted, and the flusher
+/// says how many.
+const BUFFER_LIMIT: usize = 4 * 1024 * 1024;
 
-/// The shared log buffer.
+/// The shared log buffer, filled by the workers and written out by the flusher thread.
 #[derive(Default)]
 struct Buffer {
-    bytes: Mutex<Vec<u8>>,
+    pending: Mutex<Pending>,
+    /// The flusher thread, woken when [`FLUSH_AT`] bytes wait.
+    flusher: OnceLock<std::thread::Thread>,
+}
+
+#[derive(Default)]
+struct Pending {
+    bytes: Vec<u8>,
+    /// Lines dropped since the last flush (the buffer was at [`BUFFER_LIMIT`]).
+    dropped: u64,
+    /// The flusher was woken and has not flushed since.
+    woken: bool,
 }
 
 impl Buffer {
-    fn flush(&self) {
-        let pending = {
-            let mut b = self.bytes.lock().unwrap_or_else(|p| p.into_inner());
-            if b.is_empty() {
-                return;
+    /// Appends a line, or drops it when the buffer is full; wakes the flusher once
+    /// [`FLUSH_AT`] bytes wait. Never blocks on the log's reader.
+    fn push(&self, line: &[u8]) {
+        let wake = {
+            let mut p = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            if p.bytes.len() + line.len() > BUFFER_LIMIT {
+                p.dropped += 1;
+            } else {
+                p.bytes.extend_from_slice(line);
             }
-            std::mem::take(&mut *b)
+            let wake = p.bytes.len() >= FLUSH_AT && !p.woken;
+            p.woken |= wake;
+            wake
+        };
+        if wake {
+            match self.flusher.get() {
+                Some(flusher) => flusher.unpark(),
+                // No flusher thread could be started: write out here.
+                None => self.flush(),
+            }
+        }
+    }
+
+    /// Writes out the waiting lines to `out`, and a line saying how many were dropped.
+    fn flush_to(&self, out: &mut impl Write) {
+        let (bytes, dropped) = {
+            let mut p = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            p.woken = false;
+            (std::mem::take(&mut p.bytes), std::mem::take(&mut p.dropped))
         };
         // Nowhere to report a failed log write; the lines are lost.
-        let _ = io::stderr().lock().write_all(&pending);
+        let _ = out.write_all(&bytes);
+        if dropped > 0 {
+            let mut time = String::new();
+            let _ = SystemTime.format_time(&mut Writer::new(&mut time));
+            let _ = writeln!(
+                out,
+                "time={time} level=warn msg=\"log lines dropped: the log's reader did not keep up\" dropped={dropped}"
+            );
+        }
+    }
+
+    fn flush(&self) {
+        self.flush_to(&mut io::stderr().lock());
     }
 }
 
@@ -144,14 +195,7 @@ struct BufferWriter(Arc<Buffer>);
 
 impl Write for BufferWriter {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        let full = {
-            let mut b = self.0.bytes.lock().unwrap_or_else(|p| p.into_inner());
-            b.extend_from_slice(data);
-            b.len() >= FLUSH_AT
-        };
-        if full {
-            self.0.flush();
-        }
+        self.0.push(data);
         Ok(data.len())
     }
 
@@ -203,18 +247,63 @@ pub fn init(format: LogFormat) {
     // A detached flusher; `flush` at exit writes out the rest.
     // Process plumbing outside any runtime (and never in the simulation): a thread that
     // flushes the log buffer.
+    let flusher = buffer.clone();
     #[allow(clippy::disallowed_methods)]
-    let _ = std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("log-flush".into())
         .spawn(move || loop {
-            std::thread::sleep(FLUSH_EVERY);
-            buffer.flush();
+            std::thread::park_timeout(FLUSH_EVERY);
+            flusher.flush();
         });
+    if let Ok(thread) = thread {
+        let _ = buffer.flusher.set(thread.thread().clone());
+    }
 }
 
 /// Writes out buffered log lines; call before the process exits.
 pub fn flush() {
     if let Some(b) = BUFFER.get() {
         b.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A log reader that does not keep up costs lines, never a worker's time: the buffer
+    /// stops at its limit, counts what it dropped, and says so when it is written out.
+    #[test]
+    fn a_full_log_buffer_drops_lines_and_says_how_many() {
+        let buffer = Buffer::default();
+        // Nobody flushes: the "flusher" is this thread, which is not looking.
+        let _ = buffer.flusher.set(std::thread::current());
+        let line = [b'x'; 99]
+            .iter()
+            .copied()
+            .chain(*b"\n")
+            .collect::<Vec<u8>>();
+        let lines = 2 * BUFFER_LIMIT / line.len();
+        for _ in 0..lines {
+            buffer.push(&line);
+        }
+        let kept = buffer.pending.lock().unwrap().bytes.len();
+        assert!(kept <= BUFFER_LIMIT, "{kept} bytes buffered");
+        let mut out = Vec::new();
+        buffer.flush_to(&mut out);
+        let out = String::from_utf8(out).unwrap();
+        let dropped = lines - kept / line.len();
+        assert!(
+            out.ends_with(&format!(
+                "level=warn msg=\"log lines dropped: the log's reader did not keep up\" dropped={dropped}\n"
+            )),
+            "{}",
+            &out[out.len().saturating_sub(200)..]
+        );
+        // Written out, the buffer takes lines again, and reports no drop.
+        buffer.push(&line);
+        let mut out = Vec::new();
+        buffer.flush_to(&mut out);
+        assert_eq!(out, line);
     }
 }
