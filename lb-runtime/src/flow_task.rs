@@ -72,8 +72,16 @@ struct FlowIo<N: Net> {
     delivery: Option<(Side, Pin<Box<Sleep>>)>,
     /// `WatchBackend`: completes when health checks take the backend down.
     watch: Option<(PoolId, BackendId, BoxFuture<()>)>,
-    events: Vec<IoEvent<N::Stream>>,
+    /// Events a broken build made up between wake-ups (`Defect::DropChunk`).
+    #[cfg(feature = "seams")]
+    injected: Vec<IoEvent<N::Stream>>,
 }
+
+/// The events of one wake-up. They live on the stack, handed from the poll to the loop
+/// that feeds them to the flow, not in the task: an idle connection keeps no event list.
+/// (At most about ten per wake-up: connect, a write and a read per side, delivery, backend
+/// down, timer, abort.)
+type Events<S> = smallvec::SmallVec<[IoEvent<S>; 10]>;
 
 /// How often a reset waiting for its bytes to be delivered asks the kernel again.
 const DELIVERY_POLL: std::time::Duration = std::time::Duration::from_millis(5);
@@ -93,37 +101,38 @@ impl<N: Net> FlowIo<N> {
             deadline: None,
             delivery: None,
             watch: None,
-            events: Vec::new(),
+            #[cfg(feature = "seams")]
+            injected: Vec::new(),
         }
     }
 
     /// Polls everything the flow waits on and records what is ready. Ready when at least
     /// one event was recorded.
-    fn poll_events(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+    fn poll_events(&mut self, cx: &mut Context<'_>, events: &mut Events<N::Stream>) -> Poll<()> {
         if let Some((attempt, fut)) = &mut self.connecting {
             if let Poll::Ready(r) = fut.as_mut().poll(cx) {
                 let attempt = *attempt;
                 self.connecting = None;
-                self.events.push(match r {
+                events.push(match r {
                     Ok(s) => IoEvent::Connected(attempt, s),
                     Err(e) => IoEvent::ConnectFailed(attempt, crate::net::connect_failure(&e)),
                 });
             }
         }
         for side in Side::BOTH {
-            self.poll_writes(side, cx);
+            self.poll_writes(side, cx, events);
         }
         for side in Side::BOTH {
-            self.poll_read(side, cx);
+            self.poll_read(side, cx, events);
         }
-        self.poll_delivery(cx);
+        self.poll_delivery(cx, events);
         if let Some((_, backend, watch)) = &mut self.watch {
             if watch.as_mut().poll(cx).is_ready() {
-                self.events.push(IoEvent::BackendDown(*backend));
+                events.push(IoEvent::BackendDown(*backend));
                 self.watch = None;
             }
         }
-        if !self.events.is_empty() {
+        if !events.is_empty() {
             return Poll::Ready(());
         }
         // Only now that the task is about to sleep is its timer (re)armed: a deadline that
@@ -133,7 +142,7 @@ impl<N: Net> FlowIo<N> {
         if let Some((_, sleep)) = &mut self.timer {
             if sleep.as_mut().poll(cx).is_ready() {
                 self.timer = None;
-                self.events.push(IoEvent::Timer);
+                events.push(IoEvent::Timer);
                 return Poll::Ready(());
             }
         }
@@ -142,7 +151,7 @@ impl<N: Net> FlowIo<N> {
 
     /// While a reset waits: done once the side's queue is written and its peer has
     /// acknowledged every byte (or the socket is gone, or it cannot tell).
-    fn poll_delivery(&mut self, cx: &mut Context<'_>) {
+    fn poll_delivery(&mut self, cx: &mut Context<'_>, events: &mut Events<N::Stream>) {
         while let Some((side, sleep)) = &mut self.delivery {
             let side = *side;
             let i = side.index();
@@ -154,7 +163,7 @@ impl<N: Net> FlowIo<N> {
             };
             if done {
                 self.delivery = None;
-                self.events.push(IoEvent::Delivered(side));
+                events.push(IoEvent::Delivered(side));
                 return;
             }
             if sleep.as_mut().poll(cx).is_pending() {
@@ -164,7 +173,7 @@ impl<N: Net> FlowIo<N> {
         }
     }
 
-    fn poll_writes(&mut self, side: Side, cx: &mut Context<'_>) {
+    fn poll_writes(&mut self, side: Side, cx: &mut Context<'_>, events: &mut Events<N::Stream>) {
         let i = side.index();
         let (Some(sock), false) = (&mut self.sockets[i], self.write_failed[i]) else {
             return;
@@ -214,16 +223,16 @@ impl<N: Net> FlowIo<N> {
             }
         }
         if written > 0 {
-            self.events.push(IoEvent::Written(side, written));
+            events.push(IoEvent::Written(side, written));
         }
         if failed {
             self.write_failed[i] = true;
             self.out[i].clear();
-            self.events.push(IoEvent::Failed(side));
+            events.push(IoEvent::Failed(side));
         }
     }
 
-    fn poll_read(&mut self, side: Side, cx: &mut Context<'_>) {
+    fn poll_read(&mut self, side: Side, cx: &mut Context<'_>, events: &mut Events<N::Stream>) {
         let i = side.index();
         if self.paused[i] || self.read_done[i] {
             return;
@@ -235,7 +244,7 @@ impl<N: Net> FlowIo<N> {
         match self.net.poll_read_bytes(sock, cx, size) {
             Poll::Ready(Ok(None)) => {
                 self.read_done[i] = true;
-                self.events.push(IoEvent::Eof(side));
+                events.push(IoEvent::Eof(side));
             }
             Poll::Ready(Ok(Some(data))) => {
                 if data.len() == size {
@@ -243,11 +252,11 @@ impl<N: Net> FlowIo<N> {
                 } else if data.len() < size / 8 {
                     self.read_size[i] = (size / 2).max(MIN_READ);
                 }
-                self.events.push(IoEvent::Read(side, data));
+                events.push(IoEvent::Read(side, data));
             }
             Poll::Ready(Err(_)) => {
                 self.read_done[i] = true;
-                self.events.push(IoEvent::Failed(side));
+                events.push(IoEvent::Failed(side));
             }
             Poll::Pending => {}
         }
@@ -297,8 +306,13 @@ impl AbortSignal {
 }
 
 /// Runs one client connection of `listener` from accept to close, or until `abort` is
-/// raised.
-pub async fn run<N: Net>(
+/// raised; `done` is dropped when it ends.
+///
+/// A plain function returning one `async move` block rather than an `async fn`: an
+/// `async fn` keeps its arguments and the locals made from them side by side for the
+/// task's whole life, and for an idle connection the task is most of what it costs.
+#[allow(clippy::too_many_arguments, clippy::manual_async_fn)]
+pub fn run<N: Net>(
     net: N,
     shared: Arc<Shared>,
     id: FlowId,
@@ -306,136 +320,143 @@ pub async fn run<N: Net>(
     client: N::Stream,
     peer: SocketAddr,
     abort: Arc<AbortSignal>,
-) {
-    // Registered before the flag is read, so a raise in between is not missed.
-    let aborted = abort.notify.notified();
-    tokio::pin!(aborted);
-    let mut abort_seen = abort.raised();
-    let (mut flow, local) = shared.with_balancer(|balancer, now| {
-        // The address the client connected to, which only a PROXY header carries: one
-        // getsockname, only when a pool the listener routes to sends the header.
-        let local = balancer
-            .wants_local_addr(listener)
-            .then(|| net.stream_local_addr(&client).ok())
-            .flatten();
-        (
-            Flow::accept(balancer, id, listener, peer, local, now),
-            local,
-        )
-    });
-    #[cfg(not(feature = "seams"))]
-    let _ = local;
-    if !flow.is_closed() {
-        set_keepalive(
-            &net,
-            &client,
-            flow.keepalive(Side::Client),
-            id,
-            Side::Client,
-        );
-    }
-    #[cfg(feature = "seams")]
-    let mut broken = broken::BrokenFlow::new(shared.defects, id);
-    let mut io = FlowIo::new(net.clone(), client);
-    loop {
-        #[cfg(feature = "seams")]
-        broken.maybe_panic();
-        while let Some(action) = flow.poll_action() {
-            match action {
-                FlowAction::Connect { addr, attempt, .. } => {
-                    if let Some(old) = io.sockets[Side::Backend.index()].take() {
-                        net.abort(old);
-                    }
-                    let preamble = flow.preamble().cloned();
-                    #[cfg(feature = "seams")]
-                    let preamble = wrong_header(&shared, preamble, peer, local);
-                    io.connecting = Some((attempt, connect(&net, addr, preamble)));
-                }
-                FlowAction::Write { side, data } => {
-                    #[cfg(feature = "seams")]
-                    if broken.write(side, &data, &mut io.out[side.index()], &mut io.events) {
-                        continue;
-                    }
-                    io.out[side.index()].push_back(Op::Write(data))
-                }
-                FlowAction::Shutdown { side } => {
-                    #[cfg(feature = "seams")]
-                    if side == Side::Client {
-                        broken.flush(&mut io.out[side.index()]);
-                    }
-                    io.out[side.index()].push_back(Op::Shutdown)
-                }
-                FlowAction::PauseRead { side } => io.paused[side.index()] = true,
-                FlowAction::ResumeRead { side } => io.paused[side.index()] = false,
-                FlowAction::WatchBackend { pool, backend } => {
-                    let signal = shared.down_signal(pool, backend);
-                    let generation = signal.generation();
-                    io.watch = Some((
-                        pool,
-                        backend,
-                        Box::pin(async move { signal.raised_after(generation).await }),
-                    ));
-                }
-                FlowAction::AwaitDelivery { to } => {
-                    io.delivery = Some((to, Box::pin(tokio::time::sleep(DELIVERY_POLL))));
-                }
-                FlowAction::UpdatePool => {
-                    shared.with_balancer(|b, now| flow.update_pool(b, now));
-                }
-                FlowAction::Route => {
-                    shared.with_balancer(|b, now| flow.handle_route(b, now));
-                }
-                FlowAction::Close { reset, .. } => {
-                    close(&net, io, reset);
-                    shared.with_balancer(|b, now| {
-                        #[cfg(feature = "seams")]
-                        if broken.skip_release() {
-                            log_close(&flow.summary(), b);
-                            return;
-                        }
-                        flow.release(b, now);
-                        log_close(&flow.summary(), b);
-                    });
-                    return;
-                }
-            }
+    done: impl Send + 'static,
+) -> impl Future<Output = ()> + Send + 'static {
+    async move {
+        let _done = done;
+        // Registered before the flag is read, so a raise in between is not missed.
+        let aborted = abort.notify.notified();
+        tokio::pin!(aborted);
+        let mut abort_seen = abort.raised();
+        let (mut flow, local) = shared.with_balancer(|balancer, now| {
+            // The address the client connected to, which only a PROXY header carries: one
+            // getsockname, only when a pool the listener routes to sends the header.
+            let local = balancer
+                .wants_local_addr(listener)
+                .then(|| net.stream_local_addr(&client).ok())
+                .flatten();
+            (
+                Flow::accept(balancer, id, listener, peer, local, now),
+                local,
+            )
+        });
+        #[cfg(not(feature = "seams"))]
+        let _ = local;
+        if !flow.is_closed() {
+            set_keepalive(
+                &net,
+                &client,
+                flow.keepalive(Side::Client),
+                id,
+                Side::Client,
+            );
         }
-        io.arm(flow.poll_timeout(), &shared);
-        poll_fn(|cx| {
-            if !abort_seen && aborted.as_mut().poll(cx).is_ready() {
-                abort_seen = true;
-            }
-            if abort_seen {
-                io.events.push(IoEvent::Abort);
-                return Poll::Ready(());
-            }
-            io.poll_events(cx)
-        })
-        .await;
-        let now = shared.clock.now();
-        for event in io.events.drain(..) {
+        let mut io = FlowIo::new(net.clone(), client);
+        #[cfg(feature = "seams")]
+        let mut broken = broken::BrokenFlow::new(shared.defects, id);
+        loop {
             #[cfg(feature = "seams")]
-            let event = broken.event(event);
-            match event {
-                IoEvent::Read(side, data) => flow.handle_read(side, data, now),
-                IoEvent::Written(side, n) => flow.handle_written(side, n, now),
-                IoEvent::Eof(side) => flow.handle_eof(side, now),
-                IoEvent::Failed(side) => flow.handle_reset(side, now),
-                IoEvent::Connected(attempt, stream) => {
-                    let keepalive = flow.keepalive(Side::Backend);
-                    set_keepalive(&net, &stream, keepalive, id, Side::Backend);
-                    io.sockets[Side::Backend.index()] = Some(stream);
-                    shared.with_balancer(|b, now| flow.handle_connected(b, attempt, now));
+            broken.maybe_panic();
+            while let Some(action) = flow.poll_action() {
+                match action {
+                    FlowAction::Connect { addr, attempt, .. } => {
+                        if let Some(old) = io.sockets[Side::Backend.index()].take() {
+                            net.abort(old);
+                        }
+                        let preamble = flow.preamble().cloned();
+                        #[cfg(feature = "seams")]
+                        let preamble = wrong_header(&shared, preamble, peer, local);
+                        io.connecting = Some((attempt, connect(&net, addr, preamble)));
+                    }
+                    FlowAction::Write { side, data } => {
+                        #[cfg(feature = "seams")]
+                        if broken.write(side, &data, &mut io.out[side.index()], &mut io.injected) {
+                            continue;
+                        }
+                        io.out[side.index()].push_back(Op::Write(data))
+                    }
+                    FlowAction::Shutdown { side } => {
+                        #[cfg(feature = "seams")]
+                        if side == Side::Client {
+                            broken.flush(&mut io.out[side.index()]);
+                        }
+                        io.out[side.index()].push_back(Op::Shutdown)
+                    }
+                    FlowAction::PauseRead { side } => io.paused[side.index()] = true,
+                    FlowAction::ResumeRead { side } => io.paused[side.index()] = false,
+                    FlowAction::WatchBackend { pool, backend } => {
+                        let signal = shared.down_signal(pool, backend);
+                        let generation = signal.generation();
+                        io.watch = Some((
+                            pool,
+                            backend,
+                            Box::pin(async move { signal.raised_after(generation).await }),
+                        ));
+                    }
+                    FlowAction::AwaitDelivery { to } => {
+                        io.delivery = Some((to, Box::pin(tokio::time::sleep(DELIVERY_POLL))));
+                    }
+                    FlowAction::UpdatePool => {
+                        shared.with_balancer(|b, now| flow.update_pool(b, now));
+                    }
+                    FlowAction::Route => {
+                        shared.with_balancer(|b, now| flow.handle_route(b, now));
+                    }
+                    FlowAction::Close { reset, .. } => {
+                        close(&net, io, reset);
+                        shared.with_balancer(|b, now| {
+                            #[cfg(feature = "seams")]
+                            if broken.skip_release() {
+                                log_close(&flow.summary(), b);
+                                return;
+                            }
+                            flow.release(b, now);
+                            log_close(&flow.summary(), b);
+                        });
+                        return;
+                    }
                 }
-                IoEvent::ConnectFailed(attempt, failure) => {
-                    shared.with_balancer(|b, now| {
-                        flow.handle_connect_failed(b, attempt, failure, now)
-                    });
+            }
+            io.arm(flow.poll_timeout(), &shared);
+            let events = poll_fn(|cx| {
+                let mut events = Events::new();
+                #[cfg(feature = "seams")]
+                events.extend(io.injected.drain(..));
+                if !abort_seen && aborted.as_mut().poll(cx).is_ready() {
+                    abort_seen = true;
                 }
-                IoEvent::Timer => shared.with_balancer(|b, now| flow.handle_timeout(b, now)),
-                IoEvent::Delivered(side) => flow.handle_delivered(side, now),
-                IoEvent::BackendDown(backend) => flow.handle_backend_down(backend, now),
-                IoEvent::Abort => flow.handle_abort(now),
+                if abort_seen {
+                    events.push(IoEvent::Abort);
+                    return Poll::Ready(events);
+                }
+                io.poll_events(cx, &mut events).map(|()| events)
+            })
+            .await;
+            let now = shared.clock.now();
+            for event in events {
+                #[cfg(feature = "seams")]
+                let event = broken.event(event);
+                match event {
+                    IoEvent::Read(side, data) => flow.handle_read(side, data, now),
+                    IoEvent::Written(side, n) => flow.handle_written(side, n, now),
+                    IoEvent::Eof(side) => flow.handle_eof(side, now),
+                    IoEvent::Failed(side) => flow.handle_reset(side, now),
+                    IoEvent::Connected(attempt, stream) => {
+                        let keepalive = flow.keepalive(Side::Backend);
+                        set_keepalive(&net, &stream, keepalive, id, Side::Backend);
+                        io.sockets[Side::Backend.index()] = Some(stream);
+                        shared.with_balancer(|b, now| flow.handle_connected(b, attempt, now));
+                    }
+                    IoEvent::ConnectFailed(attempt, failure) => {
+                        shared.with_balancer(|b, now| {
+                            flow.handle_connect_failed(b, attempt, failure, now)
+                        });
+                    }
+                    IoEvent::Timer => shared.with_balancer(|b, now| flow.handle_timeout(b, now)),
+                    IoEvent::Delivered(side) => flow.handle_delivered(side, now),
+                    IoEvent::BackendDown(backend) => flow.handle_backend_down(backend, now),
+                    IoEvent::Abort => flow.handle_abort(now),
+                }
             }
         }
     }
@@ -562,4 +583,43 @@ fn log_close(s: &FlowSummary, balancer: &Balancer) {
 /// Milliseconds, to the microsecond.
 fn millis(d: std::time::Duration) -> f64 {
     (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn size_of_task<Fut>(
+        _run: impl FnOnce(
+            crate::TokioNet,
+            Arc<Shared>,
+            FlowId,
+            ListenerId,
+            tokio::net::TcpStream,
+            SocketAddr,
+            Arc<AbortSignal>,
+            (),
+        ) -> Fut,
+    ) -> usize {
+        std::mem::size_of::<Fut>()
+    }
+
+    /// An idle connection costs mostly its task, whose size is this future's rounded up to
+    /// 128 bytes: it grew unnoticed from feature to feature (docs/performance.md), so it
+    /// has a bound now. A change that needs more raises the bound knowingly, with the idle
+    /// figure in docs/performance.md measured again (`bench/hold.py`).
+    #[test]
+    fn a_connections_task_stays_small() {
+        let size = size_of_task(|n, s, i, l, c, p, a, d: ()| run(n, s, i, l, c, p, a, d));
+        // Debug build; with the test seams' extra state when they are compiled in.
+        let bound = if cfg!(feature = "seams") {
+            1_280
+        } else {
+            1_152
+        };
+        assert!(
+            size <= bound,
+            "a connection's task future is {size} bytes, over {bound}"
+        );
+    }
 }

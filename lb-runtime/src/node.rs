@@ -708,11 +708,16 @@ async fn accept_on<N: Net>(
         let on = ListenerId(listener.load(Ordering::Acquire));
         tasks.live.fetch_add(1, Ordering::AcqRel);
         let guard = TaskGuard(tasks.clone());
-        let (shared, abort, task_net) = (shared.clone(), abort.clone(), net.clone());
-        net.spawn(async move {
-            flow_task::run(task_net, shared, id, on, stream, peer, abort).await;
-            drop(guard);
-        });
+        net.spawn(flow_task::run(
+            net.clone(),
+            shared.clone(),
+            id,
+            on,
+            stream,
+            peer,
+            abort.clone(),
+            guard,
+        ));
     })
     .await;
 }
