@@ -374,14 +374,15 @@ impl<N: Net> Sockets<N> {
         // Every worker but the last gets a share of the socket, the last the socket itself
         // (closing it while clients wait in its queue would reset them). The workers hold
         // it now: it closes when the last of them lets it go.
-        let mut socket = Some(socket);
-        let last = self.workers.len().saturating_sub(1);
-        for (i, worker) in self.workers.iter().enumerate() {
-            let socket = match socket.take_if(|_| i == last) {
-                Some(socket) => socket,
-                None => net.share_listener(socket.as_ref().expect("kept until the last"))?,
-            };
-            let _ = worker.send(Listen {
+        if let Some((last, others)) = self.workers.split_last() {
+            for worker in others {
+                let _ = worker.send(Listen {
+                    socket: net.share_listener(&socket)?,
+                    listener: listener.clone(),
+                    closed: closed.clone(),
+                });
+            }
+            let _ = last.send(Listen {
                 socket,
                 listener: listener.clone(),
                 closed: closed.clone(),
