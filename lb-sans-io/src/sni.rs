@@ -219,4 +219,4 @@ impl<T: Clone> SniRoutes<T> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -759,48 +759,7 @@ fn a_reload_changes_keepalive_for_new_flows_only() {
 
 mod sni {
     use super::*;
-    use rustls::pki_types::ServerName;
-    use rustls::{ClientConfig, ClientConnection, RootCertStore, SupportedProtocolVersion};
-    use std::sync::Arc;
-
-    const TLS13: &[&SupportedProtocolVersion] = &[&rustls::version::TLS13];
-    const TLS12: &[&SupportedProtocolVersion] = &[&rustls::version::TLS12];
-
-    /// The first flight of a real TLS client (rustls): its ClientHello records.
-    fn client_hello(name: Option<&str>, versions: &[&'static SupportedProtocolVersion]) -> Vec<u8> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = ClientConfig::builder_with_provider(provider)
-            .with_protocol_versions(versions)
-            .unwrap()
-            .with_root_certificates(RootCertStore::empty())
-            .with_no_client_auth();
-        config.enable_sni = name.is_some();
-        let server = ServerName::try_from(name.unwrap_or("no-sni.example").to_string()).unwrap();
-        let mut conn = ClientConnection::new(Arc::new(config), server).unwrap();
-        let mut out = Vec::new();
-        while conn.wants_write() {
-            conn.write_tls(&mut out).unwrap();
-        }
-        out
-    }
-
-    /// The handshake message of `flight` sent again in records of `size` bytes each.
-    fn rerecord(flight: &[u8], size: usize) -> Vec<u8> {
-        let mut message = Vec::new();
-        let mut pos = 0;
-        while pos + 5 <= flight.len() {
-            let len = usize::from(u16::from_be_bytes([flight[pos + 3], flight[pos + 4]]));
-            message.extend_from_slice(&flight[pos + 5..pos + 5 + len]);
-            pos += 5 + len;
-        }
-        let mut out = Vec::new();
-        for chunk in message.chunks(size) {
-            out.extend_from_slice(&[22, 3, 1]);
-            out.extend_from_slice(&(chunk.len() as u16).to_be_bytes());
-            out.extend_from_slice(chunk);
-        }
-        out
-    }
+    use crate::sni::tests::{client_hello, rerecord, TLS12, TLS13};
 
     /// One listener routing `api.example.com` to `api` (which sends PROXY headers) and
     /// everything else to `web`, with a ClientHello timeout of 2 s; or, `strict`, with no

@@ -4,8 +4,12 @@ use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, RootCertStore, SupportedProtocolVersion};
 use std::sync::Arc;
 
-/// The first flight of a real TLS client (rustls): its ClientHello records.
-fn client_hello(name: Option<&str>, versions: &[&'static SupportedProtocolVersion]) -> Vec<u8> {
+/// The first flight of a real TLS client (rustls): its ClientHello records. (The flow
+/// tests use it too.)
+pub(crate) fn client_hello(
+    name: Option<&str>,
+    versions: &[&'static SupportedProtocolVersion],
+) -> Vec<u8> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(versions)
@@ -22,12 +26,12 @@ fn client_hello(name: Option<&str>, versions: &[&'static SupportedProtocolVersio
     out
 }
 
-const TLS13: &[&SupportedProtocolVersion] = &[&rustls::version::TLS13];
-const TLS12: &[&SupportedProtocolVersion] = &[&rustls::version::TLS12];
+pub(crate) const TLS13: &[&SupportedProtocolVersion] = &[&rustls::version::TLS13];
+pub(crate) const TLS12: &[&SupportedProtocolVersion] = &[&rustls::version::TLS12];
 const BOTH: &[&SupportedProtocolVersion] = &[&rustls::version::TLS13, &rustls::version::TLS12];
 
 /// The handshake message of `flight` sent again in records of `size` bytes each.
-fn rerecord(flight: &[u8], size: usize) -> Vec<u8> {
+pub(crate) fn rerecord(flight: &[u8], size: usize) -> Vec<u8> {
     let mut message = Vec::new();
     let mut pos = 0;
     while pos + 5 <= flight.len() {
