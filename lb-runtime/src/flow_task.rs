@@ -560,24 +560,47 @@ fn log_close(s: &FlowSummary, balancer: &Balancer) {
         .map_or("-", |l| l.name.as_str());
     let pool = s.pool.map_or("-", |p| balancer.pool_name(p));
     let end = s.reason.map_or("open", |r| r.code());
-    let detail = s.reason.map(|r| r.to_string()).unwrap_or_default();
     tracing::info!(
         listener = %listener,
         client = %s.client,
         server_name = s.server_name.as_deref().unwrap_or("-"),
         pool = %pool,
         backend = %backend,
-        backend_address = %s.backend_addr.map_or_else(|| "-".to_string(), |a| a.to_string()),
+        backend_address = %OrDash(s.backend_addr),
         connect_ms = s.connect_time.map_or(-1.0, millis),
         retries = s.attempts.saturating_sub(1),
         bytes_from_client = s.bytes_from_client,
         bytes_from_backend = s.bytes_from_backend,
         duration_ms = millis(s.duration),
         end,
-        detail = %detail,
+        detail = %OrEmpty(s.reason),
         flow = s.id.0,
         "connection closed"
     );
+}
+
+/// A value, or `-` without one (formatted into the log line, not into a `String` first).
+struct OrDash<T>(Option<T>);
+
+impl<T: std::fmt::Display> std::fmt::Display for OrDash<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Some(v) => v.fmt(f),
+            None => f.write_str("-"),
+        }
+    }
+}
+
+/// A value, or nothing without one.
+struct OrEmpty<T>(Option<T>);
+
+impl<T: std::fmt::Display> std::fmt::Display for OrEmpty<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Some(v) => v.fmt(f),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Milliseconds, to the microsecond.

@@ -29,62 +29,111 @@ pub enum LogFormat {
 
 /// A logfmt value: bare when it has no space, `=`, quote or control character (and is not
 /// empty), else quoted with `"` and `\` escaped.
-pub fn logfmt_value(v: &str, out: &mut String) {
+pub fn logfmt_value(v: &str, out: &mut impl std::fmt::Write) -> std::fmt::Result {
     let bare = !v.is_empty()
         && v.chars()
             .all(|c| !c.is_whitespace() && !c.is_control() && c != '=' && c != '"');
     if bare {
-        out.push_str(v);
-        return;
+        return out.write_str(v);
     }
-    out.push('"');
+    out.write_char('"')?;
     for c in v.chars() {
         match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c.is_control() => {
-                let _ = write!(out, "\\u{{{:x}}}", c as u32);
-            }
-            c => out.push(c),
+            '"' => out.write_str("\\\"")?,
+            '\\' => out.write_str("\\\\")?,
+            '\n' => out.write_str("\\n")?,
+            '\r' => out.write_str("\\r")?,
+            '\t' => out.write_str("\\t")?,
+            c if c.is_control() => write!(out, "\\u{{{:x}}}", c as u32)?,
+            c => out.write_char(c)?,
         }
     }
-    out.push('"');
+    out.write_char('"')
 }
 
-/// Collects an event's fields as logfmt: the message first (`msg=`), then the others.
-#[derive(Default)]
-struct LogfmtFields {
-    msg: String,
-    rest: String,
+thread_local! {
+    /// Where a field's `Debug`/`Display` value is formatted before it is quoted: one per
+    /// thread, kept, so a log line allocates nothing.
+    static SCRATCH: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
 }
 
-impl LogfmtFields {
-    fn push(&mut self, field: &Field, value: &str) {
-        if field.name() == "message" {
-            self.msg = value.to_string();
+/// Which fields a pass over an event's fields writes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    /// Only the message, as `msg=…`.
+    Message,
+    /// Every other field, as ` key=value`.
+    Fields,
+}
+
+/// Writes an event's fields as logfmt straight into the line: the message in one pass
+/// (it comes first in the line, wherever it is among the fields), the others in a second.
+struct LogfmtFields<'a, W> {
+    out: &'a mut W,
+    pass: Pass,
+    /// The message was written (in the message pass).
+    message: bool,
+    result: std::fmt::Result,
+}
+
+impl<W: std::fmt::Write> LogfmtFields<'_, W> {
+    /// Writes the key (per the pass), then the value `write` writes, as it is (`bare`) or
+    /// through [`logfmt_value`].
+    fn field(&mut self, field: &Field, value: impl FnOnce(&mut W) -> std::fmt::Result) {
+        let is_message = field.name() == "message";
+        if self.result.is_err() || is_message != (self.pass == Pass::Message) {
             return;
         }
-        self.rest.push(' ');
-        self.rest.push_str(field.name());
-        self.rest.push('=');
-        logfmt_value(value, &mut self.rest);
+        self.message |= is_message;
+        if !is_message {
+            self.result = write!(self.out, " {}=", field.name());
+        }
+        if self.result.is_ok() {
+            self.result = value(self.out);
+        }
     }
+
 }
 
-impl Visit for LogfmtFields {
+impl<W: std::fmt::Write> Visit for LogfmtFields<'_, W> {
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.push(field, value);
+        self.field(field, |out| logfmt_value(value, out));
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.push(field, &format!("{value:?}"));
+        self.field(field, |out| {
+            SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+                Ok(mut scratch) => {
+                    scratch.clear();
+                    write!(scratch, "{value:?}")?;
+                    logfmt_value(&scratch, out)
+                }
+                // A value whose formatting logs (not ours): format it on its own.
+                Err(_) => logfmt_value(&format!("{value:?}"), out),
+            })
+        });
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.field(field, |out| write!(out, "{value}"));
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.field(field, |out| write!(out, "{value}"));
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.field(field, |out| out.write_str(if value { "true" } else { "false" }));
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        // `inf`, `NaN` and every number print without a space or quote: bare.
+        self.field(field, |out| write!(out, "{value}"));
     }
 }
 
-/// The logfmt event format: `time=… level=… msg=… key=value…`.
+/// The logfmt event format: `time=… level=… msg=… key=value…`, written straight into
+/// the subscriber's line buffer (no allocation per line).
 struct Logfmt;
 
 impl<S, N> FormatEvent<S, N> for Logfmt
@@ -98,19 +147,30 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> std::fmt::Result {
-        let mut time = String::new();
-        SystemTime.format_time(&mut Writer::new(&mut time))?;
-        let mut fields = LogfmtFields::default();
+        writer.write_str("time=")?;
+        SystemTime.format_time(&mut writer)?;
+        let level = match *event.metadata().level() {
+            tracing::Level::ERROR => "error",
+            tracing::Level::WARN => "warn",
+            tracing::Level::INFO => "info",
+            tracing::Level::DEBUG => "debug",
+            tracing::Level::TRACE => "trace",
+        };
+        write!(writer, " level={level} msg=")?;
+        let mut fields = LogfmtFields {
+            out: &mut writer,
+            pass: Pass::Message,
+            message: false,
+            result: Ok(()),
+        };
         event.record(&mut fields);
-        let mut line = String::with_capacity(96 + fields.rest.len());
-        line.push_str("time=");
-        line.push_str(&time);
-        line.push_str(" level=");
-        line.push_str(&event.metadata().level().as_str().to_ascii_lowercase());
-        line.push_str(" msg=");
-        logfmt_value(&fields.msg, &mut line);
-        line.push_str(&fields.rest);
-        writeln!(writer, "{line}")
+        if !fields.message {
+            fields.result = fields.result.and_then(|()| fields.out.write_str("\"\""));
+        }
+        fields.pass = Pass::Fields;
+        event.record(&mut fields);
+        fields.result?;
+        writeln!(writer)
     }
 }
 
@@ -122,6 +182,8 @@ const FLUSH_AT: usize = 64 * 1024;
 /// connection of that worker): past this, lines are dropped and counted, and the flusher
 /// says how many.
 const BUFFER_LIMIT: usize = 4 * 1024 * 1024;
+/// Most capacity an emptied buffer keeps for its next use.
+const KEEP_CAPACITY: usize = 256 * 1024;
 
 /// The shared log buffer, filled by the workers and written out by the flusher thread.
 #[derive(Default)]
@@ -134,6 +196,10 @@ struct Buffer {
 #[derive(Default)]
 struct Pending {
     bytes: Vec<u8>,
+    /// The buffer the flusher last wrote out, emptied, kept for the next swap: lines are
+    /// appended into capacity already there, not into a buffer grown (copied) again after
+    /// every flush.
+    spare: Vec<u8>,
     /// Lines dropped since the last flush (the buffer was at [`BUFFER_LIMIT`]).
     dropped: u64,
     /// The flusher was woken and has not flushed since.
@@ -166,10 +232,14 @@ impl Buffer {
 
     /// Writes out the waiting lines to `out`, and a line saying how many were dropped.
     fn flush_to(&self, out: &mut impl Write) {
-        let (bytes, dropped) = {
+        let (mut bytes, dropped) = {
             let mut p = self.pending.lock().unwrap_or_else(|p| p.into_inner());
             p.woken = false;
-            (std::mem::take(&mut p.bytes), std::mem::take(&mut p.dropped))
+            let spare = std::mem::take(&mut p.spare);
+            (
+                std::mem::replace(&mut p.bytes, spare),
+                std::mem::take(&mut p.dropped),
+            )
         };
         // Nowhere to report a failed log write; the lines are lost.
         let _ = out.write_all(&bytes);
@@ -181,6 +251,11 @@ impl Buffer {
                 "time={time} level=warn msg=\"log lines dropped: the log's reader did not keep up\" dropped={dropped}"
             );
         }
+        bytes.clear();
+        // A burst's buffer (up to the limit) is not kept for ever.
+        bytes.shrink_to(KEEP_CAPACITY);
+        let mut p = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        p.spare = bytes;
     }
 
     fn flush(&self) {
