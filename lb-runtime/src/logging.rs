@@ -30,24 +30,40 @@ pub enum LogFormat {
 /// A logfmt value: bare when it has no space, `=`, quote or control character (and is not
 /// empty), else quoted with `"` and `\` escaped.
 pub fn logfmt_value(v: &str, out: &mut impl std::fmt::Write) -> std::fmt::Result {
+    // ASCII (nearly every value) byte by byte; other text by its characters.
     let bare = !v.is_empty()
-        && v.chars()
-            .all(|c| !c.is_whitespace() && !c.is_control() && c != '=' && c != '"');
+        && if v.is_ascii() {
+            v.bytes()
+                .all(|b| b > b' ' && b != 0x7f && b != b'=' && b != b'"')
+        } else {
+            v.chars()
+                .all(|c| !c.is_whitespace() && !c.is_control() && c != '=' && c != '"')
+        };
     if bare {
         return out.write_str(v);
     }
     out.write_char('"')?;
-    for c in v.chars() {
-        match c {
-            '"' => out.write_str("\\\"")?,
-            '\\' => out.write_str("\\\\")?,
-            '\n' => out.write_str("\\n")?,
-            '\r' => out.write_str("\\r")?,
-            '\t' => out.write_str("\\t")?,
-            c if c.is_control() => write!(out, "\\u{{{:x}}}", c as u32)?,
-            c => out.write_char(c)?,
+    // Runs of characters that need no escape go out in one write.
+    let mut run = 0;
+    for (i, c) in v.char_indices() {
+        let escape = match c {
+            '"' => "\\\"",
+            '\\' => "\\\\",
+            '\n' => "\\n",
+            '\r' => "\\r",
+            '\t' => "\\t",
+            c if c.is_control() => "",
+            _ => continue,
+        };
+        out.write_str(&v[run..i])?;
+        run = i + c.len_utf8();
+        if escape.is_empty() {
+            write!(out, "\\u{{{:x}}}", c as u32)?;
+        } else {
+            out.write_str(escape)?;
         }
     }
+    out.write_str(&v[run..])?;
     out.write_char('"')
 }
 
@@ -86,13 +102,14 @@ impl<W: std::fmt::Write> LogfmtFields<'_, W> {
         }
         self.message |= is_message;
         if !is_message {
-            self.result = write!(self.out, " {}=", field.name());
+            self.result = (self.out.write_char(' '))
+                .and_then(|()| self.out.write_str(field.name()))
+                .and_then(|()| self.out.write_char('='));
         }
         if self.result.is_ok() {
             self.result = value(self.out);
         }
     }
-
 }
 
 impl<W: std::fmt::Write> Visit for LogfmtFields<'_, W> {
@@ -115,20 +132,150 @@ impl<W: std::fmt::Write> Visit for LogfmtFields<'_, W> {
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.field(field, |out| write!(out, "{value}"));
+        self.field(field, |out| {
+            out.write_str(itoa::Buffer::new().format(value))
+        });
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.field(field, |out| write!(out, "{value}"));
+        self.field(field, |out| {
+            out.write_str(itoa::Buffer::new().format(value))
+        });
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.field(field, |out| out.write_str(if value { "true" } else { "false" }));
+        self.field(field, |out| {
+            out.write_str(if value { "true" } else { "false" })
+        });
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {
         // `inf`, `NaN` and every number print without a space or quote: bare.
-        self.field(field, |out| write!(out, "{value}"));
+        self.field(field, |out| write_f64(value, out));
+    }
+}
+
+/// Writes `value` as `{value}` would. A number of thousandths (the close line's
+/// milliseconds, rounded to the microsecond) is written by integer arithmetic, the same
+/// digits `Display` picks (for such a number the shortest decimal that reads back to it
+/// has at most three decimals), without the float formatter.
+fn write_f64(value: f64, out: &mut impl std::fmt::Write) -> std::fmt::Result {
+    let thousandths = (value * 1000.0).round();
+    if !(thousandths.abs() < 1e15 && thousandths / 1000.0 == value) {
+        return write!(out, "{value}");
+    }
+    // Exact: |thousandths| < 1e15 < 2^53.
+    let t = thousandths as i64;
+    if t < 0 || value.is_sign_negative() && t == 0 {
+        out.write_char('-')?;
+    }
+    let (whole, mut frac) = (t.unsigned_abs() / 1000, t.unsigned_abs() % 1000);
+    out.write_str(itoa::Buffer::new().format(whole))?;
+    if frac == 0 {
+        return Ok(());
+    }
+    let mut digits = 3;
+    while frac % 10 == 0 {
+        frac /= 10;
+        digits -= 1;
+    }
+    let mut buf = [b'0'; 3];
+    for d in buf[..digits].iter_mut().rev() {
+        *d = b'0' + (frac % 10) as u8;
+        frac /= 10;
+    }
+    out.write_char('.')?;
+    // ASCII digits.
+    out.write_str(std::str::from_utf8(&buf[..digits]).unwrap_or("0"))
+}
+
+thread_local! {
+    /// The second `write_now` last wrote, and its text up to the fraction
+    /// (`2026-12-01T03:37:48.`): a line in the same second only adds its microseconds.
+    static SECOND: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((u64::MAX, String::new())) };
+}
+
+/// Writes the wall-clock time as RFC 3339 in UTC with microseconds,
+/// `2026-12-01T03:37:48.653286Z`.
+fn write_now(out: &mut impl std::fmt::Write) -> std::fmt::Result {
+    // Process plumbing of the binaries (the log's timestamp): never in the simulation.
+    #[allow(clippy::disallowed_methods)]
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    write_time(since, out)
+}
+
+/// [`write_now`] for a time since the Unix epoch.
+fn write_time(since: Duration, out: &mut impl std::fmt::Write) -> std::fmt::Result {
+    let secs = since.as_secs();
+    SECOND.with(|second| {
+        let mut second = second.borrow_mut();
+        if second.0 != secs {
+            let (days, rem) = (secs / 86_400, secs % 86_400);
+            let (y, m, d) = civil_from_days(days as i64);
+            second.1.clear();
+            write!(
+                second.1,
+                "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.",
+                rem / 3_600,
+                rem / 60 % 60,
+                rem % 60
+            )?;
+            second.0 = secs;
+        }
+        out.write_str(&second.1)
+    })?;
+    let mut micros = since.subsec_micros();
+    let mut buf = *b"000000Z";
+    for d in buf[..6].iter_mut().rev() {
+        *d = b'0' + (micros % 10) as u8;
+        micros /= 10;
+    }
+    // ASCII digits.
+    out.write_str(std::str::from_utf8(&buf).unwrap_or("000000Z"))
+}
+
+/// The proleptic Gregorian date of a day counted from 1970-01-01 (Howard Hinnant's
+/// `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// A socket address for a log line: written as `Display` writes it, an IPv4 one digit by
+/// digit into one buffer (std's formatter goes through the formatting machinery octet by
+/// octet, a noticeable part of a connection's close line).
+pub struct LogAddr(pub std::net::SocketAddr);
+
+impl std::fmt::Display for LogAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let std::net::SocketAddr::V4(v4) = self.0 else {
+            return self.0.fmt(f);
+        };
+        let mut buf = [0u8; 21];
+        let mut len = 0;
+        let mut push = |bytes: &[u8]| {
+            buf[len..len + bytes.len()].copy_from_slice(bytes);
+            len += bytes.len();
+        };
+        for (i, octet) in v4.ip().octets().into_iter().enumerate() {
+            if i > 0 {
+                push(b".");
+            }
+            push(itoa::Buffer::new().format(octet).as_bytes());
+        }
+        push(b":");
+        push(itoa::Buffer::new().format(v4.port()).as_bytes());
+        // ASCII digits, dots and a colon.
+        f.pad(std::str::from_utf8(&buf[..len]).unwrap_or("-"))
     }
 }
 
@@ -148,7 +295,7 @@ where
         event: &Event<'_>,
     ) -> std::fmt::Result {
         writer.write_str("time=")?;
-        SystemTime.format_time(&mut writer)?;
+        write_now(&mut writer)?;
         let level = match *event.metadata().level() {
             tracing::Level::ERROR => "error",
             tracing::Level::WARN => "warn",
@@ -156,7 +303,9 @@ where
             tracing::Level::DEBUG => "debug",
             tracing::Level::TRACE => "trace",
         };
-        write!(writer, " level={level} msg=")?;
+        writer.write_str(" level=")?;
+        writer.write_str(level)?;
+        writer.write_str(" msg=")?;
         let mut fields = LogfmtFields {
             out: &mut writer,
             pass: Pass::Message,
@@ -345,6 +494,96 @@ pub fn flush() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The fixed-point path writes what `Display` writes, for the close line's
+    /// milliseconds and for every other float.
+    #[test]
+    fn floats_are_written_as_display_writes_them() {
+        let mut values: Vec<f64> = (-2_000..20_000).map(|t| f64::from(t) / 1000.0).collect();
+        values.extend((0..2_000u64).map(|i| (i * 7_919 % 100_003) as f64 * 1.000_1 + 123_456.789));
+        values.extend([
+            0.0,
+            -0.0,
+            1e14,
+            1e15,
+            1e300,
+            f64::MIN_POSITIVE,
+            0.000_5,
+            0.1 + 0.2,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::NAN,
+            86_400_000.001,
+        ]);
+        for v in values {
+            let mut ours = String::new();
+            write_f64(v, &mut ours).unwrap();
+            assert_eq!(ours, format!("{v}"), "{v:?}");
+        }
+    }
+
+    #[test]
+    fn values_are_quoted_when_logfmt_needs_it() {
+        for (v, written) in [
+            ("web", "web"),
+            ("127.0.0.1:80", "127.0.0.1:80"),
+            ("café", "café"),
+            ("", r#""""#),
+            ("a b", r#""a b""#),
+            ("a=b", r#""a=b""#),
+            ("say \"hi\"", r#""say \"hi\"""#),
+            ("back\\slash", "back\\slash"),
+            ("tab\there", r#""tab\there""#),
+            ("del\u{7f}", r#""del\u{7f}""#),
+            ("nbsp\u{a0}x", "\"nbsp\u{a0}x\""),
+            ("line\u{2028}sep", "\"line\u{2028}sep\""),
+            ("bell\u{7}", r#""bell\u{7}""#),
+        ] {
+            let mut out = String::new();
+            logfmt_value(v, &mut out).unwrap();
+            assert_eq!(out, written, "{v:?}");
+        }
+    }
+
+    #[test]
+    fn addresses_are_written_as_display_writes_them() {
+        for a in [
+            "0.0.0.0:0",
+            "127.0.0.1:8080",
+            "255.255.255.255:65535",
+            "10.20.30.40:5",
+            "[::1]:443",
+            "[2001:db8::7]:65535",
+        ] {
+            let addr: std::net::SocketAddr = a.parse().unwrap();
+            assert_eq!(LogAddr(addr).to_string(), addr.to_string());
+            assert_eq!(format!("{:>24}", LogAddr(addr)), format!("{addr:>24}"));
+        }
+    }
+
+    /// Times as tracing-subscriber's RFC 3339 formatter wrote them, including the second
+    /// cache (a later time in a new second, then one in an earlier second).
+    #[test]
+    fn times_are_rfc3339_with_microseconds() {
+        for (secs, micros, text) in [
+            (1_796_096_268, 653_286, "2026-12-01T03:37:48.653286Z"),
+            (1_796_096_268, 7, "2026-12-01T03:37:48.000007Z"),
+            (1_796_096_269, 999_999, "2026-12-01T03:37:49.999999Z"),
+            (0, 0, "1970-01-01T00:00:00.000000Z"),
+            (951_782_400, 500_000, "2000-02-29T00:00:00.500000Z"),
+            (4_107_542_399, 1, "2100-02-28T23:59:59.000001Z"),
+            (4_107_542_400, 1, "2100-03-01T00:00:00.000001Z"),
+            (1_709_251_199, 0, "2024-02-29T23:59:59.000000Z"),
+        ] {
+            let mut out = String::new();
+            write_time(
+                Duration::from_secs(secs) + Duration::from_micros(micros),
+                &mut out,
+            )
+            .unwrap();
+            assert_eq!(out, text);
+        }
+    }
 
     /// A log reader that does not keep up costs lines, never a worker's time: the buffer
     /// stops at its limit, counts what it dropped, and says so when it is written out.

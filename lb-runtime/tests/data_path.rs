@@ -126,6 +126,23 @@ fn sigterm_with_a_stuck_connection_exits_after_the_grace_period() {
     // The stuck connection was aborted through its machine: counted, and its close
     // logged like any other.
     let log = lb.log_text();
+    // The abort woke the connection at once, not its own next timer: its close is logged
+    // within 200 ms of the grace period's end.
+    let at = |pattern: &str| {
+        let line = log
+            .lines()
+            .find(|l| l.contains(pattern))
+            .unwrap_or_else(|| panic!("no {pattern:?} in {log}"));
+        log_time(line)
+    };
+    let (aborting, closed) = (at("shutdown grace over"), at("end=shutdown"));
+    assert!(
+        closed
+            .duration_since(aborting)
+            .is_ok_and(|d| d < Duration::from_millis(200)),
+        "the stuck connection closed {:?} after the grace period ended",
+        closed.duration_since(aborting)
+    );
     for line in [
         "waiting up to 500ms for 1 open connection(s)",
         "shutdown grace over: aborting 1 open connection(s)",
@@ -271,5 +288,43 @@ fn tcp_keepalive_is_set_on_client_and_backend_sockets() {
             .contains("tcp_keepalive idle 2s interval 13s count 4"),
         "{}",
         lb.log_text()
+    );
+}
+
+/// The `time=` of a logfmt line (`2026-12-01T03:37:48.653286Z`, UTC) as a `SystemTime`.
+fn log_time(line: &str) -> std::time::SystemTime {
+    let t = line
+        .strip_prefix("time=")
+        .and_then(|r| r.split(' ').next())
+        .and_then(|t| t.strip_suffix('Z'))
+        .unwrap_or_else(|| panic!("no time= in {line:?}"));
+    let (date, clock) = t.split_once('T').expect("date T time");
+    let num = |s: &str| {
+        s.parse::<i64>()
+            .unwrap_or_else(|_| panic!("bad time {t:?}"))
+    };
+    let d: Vec<i64> = date.split('-').map(num).collect();
+    let (hms, frac) = clock.split_once('.').unwrap_or((clock, "0"));
+    let c: Vec<i64> = hms.split(':').map(num).collect();
+    // Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's days_from_civil).
+    let (y, m, day) = (d[0] - i64::from(d[1] <= 2), d[1], d[2]);
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
+    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
+    let secs = days * 86_400 + c[0] * 3_600 + c[1] * 60 + c[2];
+    let nanos = format!("{frac:0<9}")[..9].parse::<u64>().expect("fraction");
+    std::time::UNIX_EPOCH
+        + Duration::from_secs(u64::try_from(secs).expect("after 1970"))
+        + Duration::from_nanos(nanos)
+}
+
+#[test]
+fn log_times_parse() {
+    let t = log_time("time=2026-12-01T03:37:48.653286Z level=info msg=x");
+    let since = t.duration_since(std::time::UNIX_EPOCH).unwrap();
+    assert_eq!(
+        since,
+        Duration::from_secs(1_796_096_268) + Duration::from_micros(653_286)
     );
 }
