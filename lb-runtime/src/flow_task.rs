@@ -78,8 +78,8 @@ struct FlowIo<N: Net> {
     injected: Vec<IoEvent<N::Stream>>,
 }
 
-/// The events of one wake-up. They live on the stack, handed from the poll to the loop
-/// that feeds them to the flow, not in the task: an idle connection keeps no event list.
+/// The events of one wake-up. They live on the stack of the poll that gathers them and
+/// feeds them to the flow, not in the task: an idle connection keeps no event list.
 /// (At most about ten per wake-up: connect, a write and a read per side, delivery, backend
 /// down, timer, abort.)
 type Events<S> = smallvec::SmallVec<[IoEvent<S>; 10]>;
@@ -421,7 +421,10 @@ pub fn run<N: Net>(
                 }
             }
             io.arm(flow.poll_timeout(), &shared);
-            let events = poll_fn(|cx| {
+            // The events are fed to the flow inside the poll, where they were gathered:
+            // the list (a few hundred bytes on the stack) is not moved out of the poll and
+            // into the loop on every wake-up.
+            poll_fn(|cx| {
                 let mut events = Events::new();
                 #[cfg(feature = "seams")]
                 events.extend(io.injected.drain(..));
@@ -442,37 +445,42 @@ pub fn run<N: Net>(
                 }
                 if abort_seen {
                     events.push(IoEvent::Abort);
-                    return Poll::Ready(events);
+                } else if io.poll_events(cx, &mut events).is_pending() {
+                    return Poll::Pending;
                 }
-                io.poll_events(cx, &mut events).map(|()| events)
+                let now = shared.clock.now();
+                for event in events.drain(..) {
+                    #[cfg(feature = "seams")]
+                    let event = broken.event(event);
+                    match event {
+                        IoEvent::Read(side, data) => flow.handle_read(side, data, now),
+                        IoEvent::Written(side, n) => flow.handle_written(side, n, now),
+                        IoEvent::Eof(side) => flow.handle_eof(side, now),
+                        IoEvent::Failed(side) => flow.handle_reset(side, now),
+                        IoEvent::Connected(attempt, stream) => {
+                            // Through `io` and `flow`, not the task's own copies: each
+                            // variable this poll captures costs the idle task 8 bytes.
+                            let keepalive = flow.keepalive(Side::Backend);
+                            set_keepalive(&io.net, &stream, keepalive, flow.id(), Side::Backend);
+                            io.sockets[Side::Backend.index()] = Some(stream);
+                            shared.with_balancer(|b, now| flow.handle_connected(b, attempt, now));
+                        }
+                        IoEvent::ConnectFailed(attempt, failure) => {
+                            shared.with_balancer(|b, now| {
+                                flow.handle_connect_failed(b, attempt, failure, now)
+                            });
+                        }
+                        IoEvent::Timer => {
+                            shared.with_balancer(|b, now| flow.handle_timeout(b, now))
+                        }
+                        IoEvent::Delivered(side) => flow.handle_delivered(side, now),
+                        IoEvent::BackendDown(backend) => flow.handle_backend_down(backend, now),
+                        IoEvent::Abort => flow.handle_abort(now),
+                    }
+                }
+                Poll::Ready(())
             })
             .await;
-            let now = shared.clock.now();
-            for event in events {
-                #[cfg(feature = "seams")]
-                let event = broken.event(event);
-                match event {
-                    IoEvent::Read(side, data) => flow.handle_read(side, data, now),
-                    IoEvent::Written(side, n) => flow.handle_written(side, n, now),
-                    IoEvent::Eof(side) => flow.handle_eof(side, now),
-                    IoEvent::Failed(side) => flow.handle_reset(side, now),
-                    IoEvent::Connected(attempt, stream) => {
-                        let keepalive = flow.keepalive(Side::Backend);
-                        set_keepalive(&net, &stream, keepalive, id, Side::Backend);
-                        io.sockets[Side::Backend.index()] = Some(stream);
-                        shared.with_balancer(|b, now| flow.handle_connected(b, attempt, now));
-                    }
-                    IoEvent::ConnectFailed(attempt, failure) => {
-                        shared.with_balancer(|b, now| {
-                            flow.handle_connect_failed(b, attempt, failure, now)
-                        });
-                    }
-                    IoEvent::Timer => shared.with_balancer(|b, now| flow.handle_timeout(b, now)),
-                    IoEvent::Delivered(side) => flow.handle_delivered(side, now),
-                    IoEvent::BackendDown(backend) => flow.handle_backend_down(backend, now),
-                    IoEvent::Abort => flow.handle_abort(now),
-                }
-            }
         }
     }
 }

@@ -228,11 +228,11 @@ impl Net for TokioNet {
         cx: &mut Context<'_>,
         size: usize,
     ) -> Poll<io::Result<Option<Bytes>>> {
-        // Allocate only once the socket is readable; then read through `poll_read`, which
-        // (unlike `try_read`) notes that a short read drained the socket, saving the extra
-        // `recv` that would only return EAGAIN.
+        // Read only once the socket is readable, through `poll_read`, which (unlike
+        // `try_read`) notes that a short read drained the socket, saving the extra `recv`
+        // that would only return EAGAIN.
         ready!(stream.poll_read_ready(cx))?;
-        read_fresh(stream, cx, size)
+        read_slab(stream, cx, size)
     }
 }
 
@@ -352,9 +352,112 @@ fn read_fresh<S: AsyncRead + Unpin>(
     Poll::Ready(Ok((n > 0).then(|| buf.freeze())))
 }
 
+/// Reads of at most this many bytes are copied out of the worker's read slab into a
+/// buffer of their own size.
+const COPY_AT_MOST: usize = 1024;
+/// The size of a worker's read slab (the largest read a flow asks for).
+const SLAB: usize = 64 * 1024;
+
+thread_local! {
+    /// The worker thread's read slab: every read of its flows lands here first.
+    static READ_SLAB: std::cell::RefCell<BytesMut> = std::cell::RefCell::new(BytesMut::new());
+}
+
+/// Reads up to `size` bytes through the worker's read slab; `None` at end of stream.
+///
+/// - The end of a stream, or a read that finds nothing, costs no allocation (a fresh
+///   buffer per read cost one for every connection's two end-of-stream reads).
+/// - A read of up to [`COPY_AT_MOST`] bytes is copied into an exact-size buffer, which
+///   the allocator serves from its per-thread cache, and the slab is reused as it was:
+///   request/response traffic allocates nothing larger than its messages, and a client
+///   that trickles single bytes to a stalled backend holds a few bytes per chunk, not a
+///   buffer of the read size.
+/// - A larger read is cut off the slab as it is (no copy); the chunks of one slab share
+///   its allocation, and a new slab is taken when too little of this one is left.
+fn read_slab<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    cx: &mut Context<'_>,
+    size: usize,
+) -> Poll<io::Result<Option<Bytes>>> {
+    READ_SLAB.with(|slab| {
+        let Ok(mut slab) = slab.try_borrow_mut() else {
+            // Not reentered by design; if it ever is, read on its own.
+            return read_fresh(stream, cx, size);
+        };
+        if slab.capacity() - slab.len() < size {
+            *slab = BytesMut::with_capacity(SLAB.max(size));
+        }
+        let n = ready!(tokio_util::io::poll_read_buf(
+            Pin::new(stream),
+            cx,
+            &mut bytes::BufMut::limit(&mut *slab, size)
+        ))?;
+        Poll::Ready(Ok(match n {
+            0 => None,
+            n if n <= COPY_AT_MOST => {
+                let data = Bytes::copy_from_slice(&slab[..n]);
+                slab.clear();
+                Some(data)
+            }
+            n => Some(slab.split_to(n).freeze()),
+        }))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Reads of every kind through the slab — small ones (copied), large ones (cut off the
+    /// slab), the boundary sizes, enough to need new slabs — each keep their own bytes
+    /// while later reads reuse or replace the slab, and the end of the stream is `None`.
+    #[tokio::test]
+    async fn reads_through_the_slab_keep_their_bytes() {
+        let sizes = [
+            1,
+            100,
+            COPY_AT_MOST,
+            COPY_AT_MOST + 1,
+            4_096,
+            SLAB,
+            3,
+            SLAB - 1,
+            40_000,
+            40_000,
+            2,
+            COPY_AT_MOST,
+        ];
+        let total: usize = sizes.iter().sum();
+        let stream: Vec<u8> = (0..total).map(|i| (i * 7 % 251) as u8).collect();
+        let (mut reader, mut writer) = tokio::io::duplex(SLAB);
+        let mut chunks = Vec::new();
+        let mut offset = 0;
+        for &size in &sizes {
+            // Exactly one read's worth waits, so each read returns `size` bytes.
+            tokio::io::AsyncWriteExt::write_all(&mut writer, &stream[offset..offset + size])
+                .await
+                .unwrap();
+            offset += size;
+            let chunk = std::future::poll_fn(|cx| read_slab(&mut reader, cx, size))
+                .await
+                .unwrap()
+                .expect("data, not the end");
+            assert_eq!(chunk.len(), size);
+            chunks.push(chunk);
+        }
+        drop(writer);
+        let end = std::future::poll_fn(|cx| read_slab(&mut reader, cx, 16))
+            .await
+            .unwrap();
+        assert_eq!(end, None);
+        let read = chunks.concat();
+        let first_wrong = read.iter().zip(&stream).position(|(a, b)| a != b);
+        assert!(
+            read.len() == stream.len() && first_wrong.is_none(),
+            "a chunk changed after it was read: byte {first_wrong:?} of {}",
+            stream.len()
+        );
+    }
 
     #[tokio::test]
     async fn accepted_and_connected_sockets_have_nodelay() {
