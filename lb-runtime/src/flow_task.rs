@@ -63,6 +63,10 @@ struct FlowIo<N: Net> {
     out: [VecDeque<Op>; 2],
     paused: [bool; 2],
     read_done: [bool; 2],
+    /// This side's read was found pending earlier in the same poll of the task: its waker
+    /// is registered, and nothing can make it ready before the task yields (readiness
+    /// that arrives meanwhile wakes the task), so later rounds of this poll skip it.
+    read_parked: [bool; 2],
     write_failed: [bool; 2],
     read_size: [usize; 2],
     timer: Option<(Timestamp, Pin<Box<Sleep>>)>,
@@ -96,6 +100,7 @@ impl<N: Net> FlowIo<N> {
             out: [VecDeque::new(), VecDeque::new()],
             paused: [false; 2],
             read_done: [false; 2],
+            read_parked: [false; 2],
             write_failed: [false; 2],
             read_size: [FIRST_READ; 2],
             timer: None,
@@ -147,6 +152,8 @@ impl<N: Net> FlowIo<N> {
                 return Poll::Ready(());
             }
         }
+        // The task yields: the next poll looks at every read again.
+        self.read_parked = [false; 2];
         Poll::Pending
     }
 
@@ -235,7 +242,7 @@ impl<N: Net> FlowIo<N> {
 
     fn poll_read(&mut self, side: Side, cx: &mut Context<'_>, events: &mut Events<N::Stream>) {
         let i = side.index();
-        if self.paused[i] || self.read_done[i] {
+        if self.paused[i] || self.read_done[i] || self.read_parked[i] {
             return;
         }
         let Some(sock) = &mut self.sockets[i] else {
@@ -259,8 +266,16 @@ impl<N: Net> FlowIo<N> {
                 self.read_done[i] = true;
                 events.push(IoEvent::Failed(side));
             }
-            Poll::Pending => {}
+            Poll::Pending => self.read_parked[i] = true,
         }
+    }
+
+    /// Puts a newly connected backend socket in place. It has not been polled yet, so no
+    /// earlier pending read of this poll (a previous attempt's socket) may skip it.
+    fn set_backend(&mut self, stream: N::Stream) {
+        let i = Side::Backend.index();
+        self.sockets[i] = Some(stream);
+        self.read_parked[i] = false;
     }
 
     /// Sets the deadline the timer is to be armed for when the task next sleeps.
@@ -462,7 +477,7 @@ pub fn run<N: Net>(
                             // variable this poll captures costs the idle task 8 bytes.
                             let keepalive = flow.keepalive(Side::Backend);
                             set_keepalive(&io.net, &stream, keepalive, flow.id(), Side::Backend);
-                            io.sockets[Side::Backend.index()] = Some(stream);
+                            io.set_backend(stream);
                             shared.with_balancer(|b, now| flow.handle_connected(b, attempt, now));
                         }
                         IoEvent::ConnectFailed(attempt, failure) => {
