@@ -80,10 +80,13 @@ enum Pass {
     Message,
     /// Every other field, as ` key=value`.
     Fields,
+    /// Both, in one pass: for an event whose first field is its message (every event of
+    /// the `tracing` macros with a message).
+    All,
 }
 
-/// Writes an event's fields as logfmt straight into the line: the message in one pass
-/// (it comes first in the line, wherever it is among the fields), the others in a second.
+/// Writes an event's fields as logfmt straight into the line, the message first: in one
+/// pass when it is the first field, else in a pass of its own before the others.
 struct LogfmtFields<'a, W> {
     out: &'a mut W,
     pass: Pass,
@@ -97,7 +100,12 @@ impl<W: std::fmt::Write> LogfmtFields<'_, W> {
     /// through [`logfmt_value`].
     fn field(&mut self, field: &Field, value: impl FnOnce(&mut W) -> std::fmt::Result) {
         let is_message = field.name() == "message";
-        if self.result.is_err() || is_message != (self.pass == Pass::Message) {
+        let wanted = match self.pass {
+            Pass::Message => is_message,
+            Pass::Fields => !is_message,
+            Pass::All => true,
+        };
+        if self.result.is_err() || !wanted {
             return;
         }
         self.message |= is_message;
@@ -306,17 +314,25 @@ where
         writer.write_str(" level=")?;
         writer.write_str(level)?;
         writer.write_str(" msg=")?;
+        let message_first =
+            event.metadata().fields().iter().next().map(|f| f.name()) == Some("message");
         let mut fields = LogfmtFields {
             out: &mut writer,
-            pass: Pass::Message,
+            pass: if message_first {
+                Pass::All
+            } else {
+                Pass::Message
+            },
             message: false,
             result: Ok(()),
         };
-        event.record(&mut fields);
-        if !fields.message {
-            fields.result = fields.result.and_then(|()| fields.out.write_str("\"\""));
+        if !message_first {
+            event.record(&mut fields);
+            if !fields.message {
+                fields.result = fields.result.and_then(|()| fields.out.write_str("\"\""));
+            }
+            fields.pass = Pass::Fields;
         }
-        fields.pass = Pass::Fields;
         event.record(&mut fields);
         fields.result?;
         writeln!(writer)
@@ -520,6 +536,47 @@ mod tests {
             write_f64(v, &mut ours).unwrap();
             assert_eq!(ours, format!("{v}"), "{v:?}");
         }
+    }
+
+    /// The message leads the line wherever the event has it among its fields (first, as
+    /// the macros put it; later, when named explicitly; not at all), then every field once.
+    #[test]
+    fn lines_put_the_message_first_and_every_field_once() {
+        #[derive(Clone, Default)]
+        struct Lines(Arc<Mutex<Vec<u8>>>);
+        impl Write for Lines {
+            fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(data);
+                Ok(data.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let lines = Lines::default();
+        let out = lines.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .event_format(Logfmt)
+            .with_writer(move || out.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!(pool = "web", n = 3_u64, "backend {} is up", "b1");
+            tracing::warn!(a = 1_i64, message = "late message", b = true);
+            tracing::info!(c = 0.25_f64, d = %"x y");
+        });
+        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        let tails: Vec<&str> = text
+            .lines()
+            .map(|l| l.split_once(" level=").expect("time, then level").1)
+            .collect();
+        assert_eq!(
+            tails,
+            [
+                r#"info msg="backend b1 is up" pool=web n=3"#,
+                r#"warn msg="late message" a=1 b=true"#,
+                r#"info msg="" c=0.25 d="x y""#,
+            ]
+        );
     }
 
     #[test]
