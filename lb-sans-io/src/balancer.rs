@@ -18,6 +18,7 @@ use crate::sni::SniRoutes;
 use crate::time::Timestamp;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A pool and its name.
@@ -76,6 +77,11 @@ pub struct Balancer {
     defects: Defects,
     /// Test seam: watermarks every new flow gets.
     watermarks: Option<(usize, usize)>,
+    /// The settings handed to flows, one shared copy per listener and pool (the pool
+    /// `None` while a flow waits for its ClientHello): a flow holds a pointer, not 168
+    /// bytes of its own. Each is checked against the settings computed now, so a reload
+    /// or a test seam that changes them is seen at the next flow.
+    flow_limits: BTreeMap<(ListenerId, Option<PoolId>), Arc<FlowLimits>>,
 }
 
 impl Balancer {
@@ -121,6 +127,7 @@ impl Balancer {
             rng: LbRng::seed(0),
             defects: Defects::NONE,
             watermarks: None,
+            flow_limits: BTreeMap::new(),
         };
         for (p, a) in config.pools.iter().zip(addrs) {
             // The first pool is seeded with the seed itself, so a one-pool balancer makes
@@ -508,8 +515,27 @@ impl Balancer {
 
     // ---- flows ---------------------------------------------------------------------
 
-    /// A flow's settings, with the driver defects of broken builds applied.
-    fn finish(&self, mut limits: FlowLimits) -> FlowLimits {
+    /// A flow's settings for a flow of `listener` in `pool`, with the driver defects of
+    /// broken builds applied: the shared copy, made anew only when they changed.
+    fn finish(
+        &mut self,
+        listener: ListenerId,
+        pool: Option<PoolId>,
+        limits: FlowLimits,
+    ) -> Arc<FlowLimits> {
+        let limits = self.with_defects(limits);
+        match self.flow_limits.get(&(listener, pool)) {
+            Some(shared) if **shared == limits => shared.clone(),
+            _ => {
+                let shared = Arc::new(limits);
+                self.flow_limits.insert((listener, pool), shared.clone());
+                shared
+            }
+        }
+    }
+
+    /// Settings with the driver defects of broken builds applied.
+    fn with_defects(&self, mut limits: FlowLimits) -> FlowLimits {
         if let Some((high, low)) = self.watermarks {
             limits.high_watermark = high;
             limits.low_watermark = low;
@@ -533,9 +559,9 @@ impl Balancer {
     }
 
     /// Seats an admitted flow in pool `to`: its settings with the pool's.
-    fn seat(&mut self, flow: FlowId, to: PoolId, now: Timestamp) -> FlowLimits {
+    fn seat(&mut self, flow: FlowId, to: PoolId, now: Timestamp) -> Arc<FlowLimits> {
         let Some(entry) = self.flows.get_mut(&flow) else {
-            return FlowLimits::default();
+            return Arc::new(FlowLimits::default());
         };
         entry.pool = Some(to);
         let listener = entry.listener;
@@ -544,7 +570,7 @@ impl Balancer {
         let limits = self.listeners[listener.index()]
             .limits()
             .with_pool(pool.limits());
-        self.finish(limits)
+        self.finish(listener, Some(to), limits)
     }
 
     /// Checks the bookkeeping of every listener and pool against the open flows; harnesses
@@ -595,9 +621,10 @@ impl FlowPool for Balancer {
             if let Some(p) = f.pool {
                 limits = limits.with_pool(self.pools[p.index()].pool.limits());
             }
+            let (listener, route) = (f.listener, f.pool);
             return Ok(Opened {
-                limits: self.finish(limits),
-                route: f.pool,
+                limits: self.finish(listener, route, limits),
+                route,
             });
         }
         let Some(l) = self.listeners.get_mut(listener.index()) else {
@@ -624,7 +651,7 @@ impl FlowPool for Balancer {
                 route: Some(to),
             }),
             _ => Ok(Opened {
-                limits: self.finish(base),
+                limits: self.finish(listener, None, base),
                 route: None,
             }),
         }
@@ -640,11 +667,10 @@ impl FlowPool for Balancer {
             return Err(RejectReason::NoRoute);
         };
         if let Some(to) = entry.pool {
-            let limits = self.finish(
-                self.listeners[entry.listener.index()]
-                    .limits()
-                    .with_pool(self.pools[to.index()].pool.limits()),
-            );
+            let limits = self.listeners[entry.listener.index()]
+                .limits()
+                .with_pool(self.pools[to.index()].pool.limits());
+            let limits = self.finish(entry.listener, Some(to), limits);
             return Ok(Routed { pool: to, limits });
         }
         let l = &mut self.listeners[entry.listener.index()];

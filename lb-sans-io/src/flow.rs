@@ -14,6 +14,7 @@ use bytes::Bytes;
 use std::collections::VecDeque;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// What a flow needs from the shared balancer, and all it may ask of it.
@@ -81,22 +82,23 @@ pub trait FlowPool {
 }
 
 /// An admitted flow: its settings, and where it goes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Opened {
-    /// The listener's settings (and the pool's, when `route` is `Some`).
-    pub limits: FlowLimits,
+    /// The listener's settings (and the pool's, when `route` is `Some`), shared by every
+    /// flow with the same ones.
+    pub limits: Arc<FlowLimits>,
     /// The pool, or `None` when the listener routes by server name: the flow reads the
     /// ClientHello first and asks [`FlowPool::route`].
     pub route: Option<PoolId>,
 }
 
 /// A flow's pool, chosen by server name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Routed {
     /// The pool.
     pub pool: PoolId,
-    /// The flow's settings with the pool's.
-    pub limits: FlowLimits,
+    /// The flow's settings with the pool's, shared by every flow with the same ones.
+    pub limits: Arc<FlowLimits>,
 }
 
 /// Default high watermark: bytes read from one side and not yet written to the other
@@ -548,7 +550,10 @@ pub struct Flow {
     listener: ListenerId,
     pool: Option<PoolId>,
     server_name: Option<String>,
-    limits: FlowLimits,
+    /// The flow's settings, shared with every flow of the same listener and pool (one
+    /// pointer per connection instead of a copy): `None` until the flow is admitted, which
+    /// reads as the defaults.
+    limits: Option<Arc<FlowLimits>>,
     /// What each backend connection sends first (PROXY header), if anything.
     preamble: Option<Bytes>,
     started: Timestamp,
@@ -618,7 +623,7 @@ impl Flow {
             listener,
             pool: None,
             server_name: None,
-            limits: FlowLimits::default(),
+            limits: None,
             preamble: None,
             started: now,
             last_now: now,
@@ -637,7 +642,10 @@ impl Flow {
             latency_report: None,
             reset_from: None,
             awaiting_delivery: false,
-            actions: VecDeque::new(),
+            // Room for the usual most at once (a shutdown and the close, a write and a
+            // report), not the four a first push would make: the queue is kept for the
+            // connection's life, idle or not.
+            actions: VecDeque::with_capacity(2),
             reason: None,
             released: false,
             reported: [0; 2],
@@ -656,22 +664,32 @@ impl Flow {
                 limits,
                 route: None,
             }) => {
-                flow.limits = limits;
                 flow.phase = Phase::Peeking {
                     deadline: now + limits.client_hello_timeout,
                 };
+                flow.limits = Some(limits);
             }
             Err(reason) => flow.close(CloseReason::Rejected(reason), false),
         }
         flow
     }
 
-    fn set_pool(&mut self, pool: PoolId, limits: FlowLimits) {
+    fn set_pool(&mut self, pool: PoolId, limits: Arc<FlowLimits>) {
         self.pool = Some(pool);
-        self.limits = limits;
         self.preamble = limits
             .proxy_protocol
             .map(|v| crate::proxy_header::header(v, self.client, self.local));
+        self.limits = Some(limits);
+    }
+
+    /// The flow's settings (the defaults until it is admitted).
+    fn limits(&self) -> &FlowLimits {
+        static DEFAULTS: std::sync::LazyLock<FlowLimits> =
+            std::sync::LazyLock::new(FlowLimits::default);
+        match &self.limits {
+            Some(limits) => limits,
+            None => &DEFAULTS,
+        }
     }
 
     /// After [`FlowAction::Route`]: asks the balancer for the pool of the server name read
@@ -732,8 +750,8 @@ impl Flow {
     /// and the backend's to each connected backend socket.
     pub fn keepalive(&self, side: Side) -> Option<Keepalive> {
         match side {
-            Side::Client => self.limits.client_keepalive,
-            Side::Backend => self.limits.backend_keepalive,
+            Side::Client => self.limits().client_keepalive,
+            Side::Backend => self.limits().backend_keepalive,
         }
     }
 
@@ -816,11 +834,11 @@ impl Flow {
         pool.record_latency(self.id, backend, took, now);
         self.phase = Phase::Established { backend };
         self.last_activity = now;
-        if let (true, Some(pool)) = (self.limits.close_on_backend_down, self.pool) {
+        if let (true, Some(pool)) = (self.limits().close_on_backend_down, self.pool) {
             self.actions
                 .push_back(FlowAction::WatchBackend { pool, backend });
         }
-        if self.limits.report_latency {
+        if self.limits().report_latency {
             self.awaiting_first_byte = Some(now);
         }
         self.early_len = 0;
@@ -901,8 +919,9 @@ impl Flow {
 
     /// Pauses reading `side` (unless it is done) if its backlog is over the high watermark.
     fn maybe_pause(&mut self, side: Side) {
+        let high = self.limits().high_watermark;
         let dir = &mut self.dirs[side.index()];
-        if !dir.paused && !dir.fin && dir.backlog >= self.limits.high_watermark {
+        if !dir.paused && !dir.fin && dir.backlog >= high {
             dir.paused = true;
             self.actions.push_back(FlowAction::PauseRead { side });
         }
@@ -915,7 +934,7 @@ impl Flow {
             return;
         }
         let from = side.other();
-        let low = self.limits.low_watermark;
+        let low = self.limits().low_watermark;
         let dir = &mut self.dirs[from.index()];
         dir.backlog = dir.backlog.saturating_sub(n);
         if n > 0 {
@@ -1082,10 +1101,10 @@ impl Flow {
             Phase::Established { .. } => {
                 if let Some(from) = self.reset_from {
                     // The reset waits for its bytes no longer than the idle timeout.
-                    if now >= self.last_activity + self.limits.idle_timeout {
+                    if now >= self.last_activity + self.limits().idle_timeout {
                         self.close(CloseReason::Reset(from), true);
                     }
-                } else if now >= self.last_activity + self.limits.idle_timeout {
+                } else if now >= self.last_activity + self.limits().idle_timeout {
                     self.close(CloseReason::IdleTimeout, false);
                 } else if self.half_close_deadline().is_some_and(|d| now >= d) {
                     self.close(CloseReason::HalfCloseTimeout, false);
@@ -1108,7 +1127,7 @@ impl Flow {
             Phase::Closed | Phase::Routing => return None,
             Phase::Peeking { deadline } | Phase::Connecting { deadline, .. } => deadline,
             Phase::Established { .. } => {
-                let idle = self.last_activity + self.limits.idle_timeout;
+                let idle = self.last_activity + self.limits().idle_timeout;
                 if self.reset_from.is_some() {
                     idle
                 } else {
@@ -1157,11 +1176,11 @@ impl Flow {
 
     fn half_close_deadline(&self) -> Option<Timestamp> {
         let first = self.first_fin_at?;
-        Some(first.max(self.last_activity) + self.limits.half_close_timeout)
+        Some(first.max(self.last_activity) + self.limits().half_close_timeout)
     }
 
     fn connect_next(&mut self, pool: &mut dyn FlowPool, now: Timestamp) {
-        if self.tried.len() > self.limits.retries as usize {
+        if self.tried.len() > self.limits().retries as usize {
             let attempts = self.tried.len() as u32;
             let local = self.last_failure == Some(ConnectFailure::Local);
             return self.close(CloseReason::ConnectFailed { attempts, local }, false);
@@ -1174,7 +1193,7 @@ impl Flow {
                 self.phase = Phase::Connecting {
                     backend,
                     since: now,
-                    deadline: now + self.limits.connect_timeout,
+                    deadline: now + self.limits().connect_timeout,
                 };
                 self.actions.push_back(FlowAction::Connect {
                     backend,

@@ -500,3 +500,49 @@ fn a_reload_adds_and_removes_pools_and_listeners() {
     assert!(connect(&mut b, 18, "10.0.0.9").unwrap().starts_with('i'));
     b.check_invariants();
 }
+
+/// Flows of one listener and pool share one copy of their settings (a pointer each, not
+/// 168 bytes), each listener/pool pair its own; a reload that changes the settings reaches
+/// the next flow, while open flows keep what they were given.
+#[test]
+fn flows_share_their_settings_until_a_reload_changes_them() {
+    let mut b = balancer(TWO_BY_THREE);
+    let first = b
+        .open_flow(FlowId(1), PLAIN, ip("10.0.0.1"), at(1))
+        .unwrap();
+    let second = b
+        .open_flow(FlowId(2), PLAIN, ip("10.0.0.2"), at(1))
+        .unwrap();
+    assert_eq!(first.route, Some(WEB));
+    assert!(
+        Arc::ptr_eq(&first.limits, &second.limits),
+        "one copy per listener and pool"
+    );
+    assert_eq!(first.limits.retries, 4);
+    // The same listener, another pool (by server name), and the same pool through another
+    // listener: other settings, other copies.
+    let peeking = b.open_flow(FlowId(3), TLS, ip("192.0.2.1"), at(1)).unwrap();
+    assert_eq!(peeking.route, None);
+    let routed = b.route(FlowId(3), Some("api.example.com"), at(1)).unwrap();
+    assert_eq!((routed.pool, routed.limits.retries), (API, 5));
+    assert!(!Arc::ptr_eq(&routed.limits, &first.limits));
+    b.open_flow(FlowId(4), TLS, ip("192.0.2.2"), at(1)).unwrap();
+    let web_by_tls = b.route(FlowId(4), None, at(1)).unwrap();
+    assert_eq!((web_by_tls.pool, web_by_tls.limits.retries), (WEB, 4));
+    assert!(
+        !Arc::ptr_eq(&web_by_tls.limits, &first.limits),
+        "per listener too"
+    );
+    b.close_flow(FlowId(2), 0, 0, at(2));
+    reload(
+        &mut b,
+        &TWO_BY_THREE.replace(r#""retries": 4"#, r#""retries": 1"#),
+        at(3),
+    );
+    let third = b
+        .open_flow(FlowId(5), PLAIN, ip("10.0.0.3"), at(4))
+        .unwrap();
+    assert_eq!(third.limits.retries, 1, "the reloaded setting");
+    assert_eq!(first.limits.retries, 4, "an open flow keeps its settings");
+    b.check_invariants();
+}
