@@ -13,11 +13,22 @@ pub const SERVER: &str = env!("CARGO_BIN_EXE_server");
 
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    // The kernel may hand out a port it just handed out (the probe socket is closed at
+    // once), and two servers of one test on the same port make its config invalid: a port
+    // is given to one caller of this process only.
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    for _ in 0..100 {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if GIVEN.lock().unwrap_or_else(|p| p.into_inner()).insert(port) {
+            return port;
+        }
+    }
+    panic!("no port this process has not used yet in 100 tries");
 }
 
 /// A scratch directory removed at drop.
