@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # instructions.sh - user-space instructions per request, the project against HAProxy, counted
 # by valgrind's callgrind: a figure that does not move with the machine's noise (wall-clock CPU
-# per request moves by 10% between runs on a shared VM; this moves by about 1%), for telling
+# per request moves by 10% between runs on a shared VM; this by 1-2% on conn, up to 10% on
+# keepalive, where the requests served per wake-up vary with the rate), for telling
 # whether a change to the data path made it cheaper before a run of bench/run.sh says how much
 # faster. It counts only user space: the kernel's share (most of a small request's cost) is
 # outside it, so it is a guide to the code's own overhead, not to the CPU a request costs.
