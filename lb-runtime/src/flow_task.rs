@@ -604,39 +604,28 @@ fn log_close(s: &FlowSummary, balancer: &Balancer) {
         server_name = s.server_name.as_deref().unwrap_or("-"),
         pool,
         backend,
-        backend_address = %OrDash(s.backend_addr.map(LogAddr)),
+        backend_address = %Or(s.backend_addr.map(LogAddr), "-"),
         connect_ms = s.connect_time.map_or(-1.0, millis),
         retries = s.attempts.saturating_sub(1),
         bytes_from_client = s.bytes_from_client,
         bytes_from_backend = s.bytes_from_backend,
         duration_ms = millis(s.duration),
         end,
-        detail = %OrEmpty(s.reason),
+        detail = %Or(s.reason, ""),
         flow = s.id.0,
         "connection closed"
     );
 }
 
-/// A value, or `-` without one (formatted into the log line, not into a `String` first).
-struct OrDash<T>(Option<T>);
+/// A value, or `absent` without one (formatted into the log line, not into a `String`
+/// first).
+struct Or<T>(Option<T>, &'static str);
 
-impl<T: std::fmt::Display> std::fmt::Display for OrDash<T> {
+impl<T: std::fmt::Display> std::fmt::Display for Or<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.0 {
             Some(v) => v.fmt(f),
-            None => f.write_str("-"),
-        }
-    }
-}
-
-/// A value, or nothing without one.
-struct OrEmpty<T>(Option<T>);
-
-impl<T: std::fmt::Display> std::fmt::Display for OrEmpty<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.0 {
-            Some(v) => v.fmt(f),
-            None => Ok(()),
+            None => f.write_str(self.1),
         }
     }
 }

@@ -96,8 +96,8 @@ struct LogfmtFields<'a, W> {
 }
 
 impl<W: std::fmt::Write> LogfmtFields<'_, W> {
-    /// Writes the key (per the pass), then the value `write` writes, as it is (`bare`) or
-    /// through [`logfmt_value`].
+    /// If this pass writes `field`: its key (` key=`, none for the message), then what
+    /// `value` writes.
     fn field(&mut self, field: &Field, value: impl FnOnce(&mut W) -> std::fmt::Result) {
         let is_message = field.name() == "message";
         let wanted = match self.pass {
@@ -187,14 +187,20 @@ fn write_f64(value: f64, out: &mut impl std::fmt::Write) -> std::fmt::Result {
         frac /= 10;
         digits -= 1;
     }
-    let mut buf = [b'0'; 3];
-    for d in buf[..digits].iter_mut().rev() {
-        *d = b'0' + (frac % 10) as u8;
-        frac /= 10;
-    }
     out.write_char('.')?;
+    write_padded(frac, digits, out)
+}
+
+/// Writes `n` in `width` digits, zero-padded on the left (`width` at most 9, `n` below
+/// `10^width`).
+fn write_padded(mut n: u64, width: usize, out: &mut impl std::fmt::Write) -> std::fmt::Result {
+    let mut buf = [b'0'; 9];
+    for d in buf[..width].iter_mut().rev() {
+        *d = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
     // ASCII digits.
-    out.write_str(std::str::from_utf8(&buf[..digits]).unwrap_or("0"))
+    out.write_str(std::str::from_utf8(&buf[..width]).unwrap_or("0"))
 }
 
 thread_local! {
@@ -234,14 +240,8 @@ fn write_time(since: Duration, out: &mut impl std::fmt::Write) -> std::fmt::Resu
         }
         out.write_str(&second.1)
     })?;
-    let mut micros = since.subsec_micros();
-    let mut buf = *b"000000Z";
-    for d in buf[..6].iter_mut().rev() {
-        *d = b'0' + (micros % 10) as u8;
-        micros /= 10;
-    }
-    // ASCII digits.
-    out.write_str(std::str::from_utf8(&buf).unwrap_or("000000Z"))
+    write_padded(u64::from(since.subsec_micros()), 6, out)?;
+    out.write_char('Z')
 }
 
 /// The proleptic Gregorian date of a day counted from 1970-01-01 (Howard Hinnant's
