@@ -195,16 +195,24 @@ impl<N: Net> FlowIo<N> {
                     // Gather the queued chunks up to the next shutdown into one write.
                     let mut slices = [io::IoSlice::new(&[]); MAX_IOVECS];
                     let mut count = 0;
-                    for op in queue.iter().take(MAX_IOVECS) {
+                    let mut then_fin = false;
+                    for op in queue.iter().take(MAX_IOVECS + 1) {
                         match op {
-                            Op::Write(d) => {
+                            Op::Write(d) if count < MAX_IOVECS => {
                                 slices[count] = io::IoSlice::new(d);
                                 count += 1;
                             }
-                            Op::Shutdown => break,
+                            Op::Write(_) => break,
+                            Op::Shutdown => {
+                                then_fin = true;
+                                break;
+                            }
                         }
                     }
-                    let poll = if count > 1 {
+                    // The shutdown right after these bytes may share their segment.
+                    let poll = if then_fin {
+                        self.net.poll_write_then_fin(sock, cx, &slices[..count])
+                    } else if count > 1 {
                         Pin::new(&mut *sock).poll_write_vectored(cx, &slices[..count])
                     } else {
                         Pin::new(&mut *sock).poll_write(cx, &slices[0])
@@ -248,25 +256,40 @@ impl<N: Net> FlowIo<N> {
         let Some(sock) = &mut self.sockets[i] else {
             return;
         };
-        let size = self.read_size[i];
-        match self.net.poll_read_bytes(sock, cx, size) {
-            Poll::Ready(Ok(None)) => {
-                self.read_done[i] = true;
-                events.push(IoEvent::Eof(side));
-            }
-            Poll::Ready(Ok(Some(data))) => {
-                if data.len() == size {
-                    self.read_size[i] = (size * 2).min(MAX_READ);
-                } else if data.len() < size / 8 {
-                    self.read_size[i] = (size / 2).max(MIN_READ);
+        // A short read is followed by one more. Without news since, tokio answers it
+        // without a system call (a short read drained the socket); when the peer's FIN
+        // came with the data, it is the end of stream, known before the data is written
+        // on, so the shutdown can share the data's segment (`poll_writes`).
+        for _ in 0..2 {
+            let size = self.read_size[i];
+            match self.net.poll_read_bytes(sock, cx, size) {
+                Poll::Ready(Ok(None)) => {
+                    self.read_done[i] = true;
+                    events.push(IoEvent::Eof(side));
+                    return;
                 }
-                events.push(IoEvent::Read(side, data));
+                Poll::Ready(Ok(Some(data))) => {
+                    let short = data.len() < size;
+                    if data.len() == size {
+                        self.read_size[i] = (size * 2).min(MAX_READ);
+                    } else if data.len() < size / 8 {
+                        self.read_size[i] = (size / 2).max(MIN_READ);
+                    }
+                    events.push(IoEvent::Read(side, data));
+                    if !short {
+                        return;
+                    }
+                }
+                Poll::Ready(Err(_)) => {
+                    self.read_done[i] = true;
+                    events.push(IoEvent::Failed(side));
+                    return;
+                }
+                Poll::Pending => {
+                    self.read_parked[i] = true;
+                    return;
+                }
             }
-            Poll::Ready(Err(_)) => {
-                self.read_done[i] = true;
-                events.push(IoEvent::Failed(side));
-            }
-            Poll::Pending => self.read_parked[i] = true,
         }
     }
 

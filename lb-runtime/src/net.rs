@@ -82,6 +82,19 @@ pub trait Net: Clone + Send + Sync + 'static {
     ) -> Poll<io::Result<Option<Bytes>>> {
         read_fresh(stream, cx, size)
     }
+
+    /// Writes `bufs`, the last bytes before a shutdown of the stream that follows at once
+    /// (the driver calls this only then). A network may hold them back until the shutdown
+    /// so that the FIN leaves in the same segment: one packet, and one acknowledgement,
+    /// fewer. This default writes them as any write.
+    fn poll_write_then_fin(
+        &self,
+        stream: &mut Self::Stream,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(stream).poll_write_vectored(cx, bufs)
+    }
 }
 
 /// The real network: `tokio::net`.
@@ -233,6 +246,29 @@ impl Net for TokioNet {
         // that would only return EAGAIN.
         ready!(stream.poll_read_ready(cx))?;
         read_slab(stream, cx, size)
+    }
+
+    fn poll_write_then_fin(
+        &self,
+        stream: &mut Self::Stream,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        // `MSG_MORE` holds a short tail in the socket until the shutdown, whose FIN the
+        // kernel then puts on that segment (where the platform has no such flag, a write).
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        loop {
+            ready!(stream.poll_write_ready(cx))?;
+            let sock = socket2::SockRef::from(&*stream);
+            match stream.try_io(Interest::WRITABLE, || {
+                sock.send_vectored_with_flags(bufs, libc::MSG_MORE | libc::MSG_NOSIGNAL)
+            }) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                r => return Poll::Ready(r),
+            }
+        }
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        Pin::new(stream).poll_write_vectored(cx, bufs)
     }
 }
 
@@ -456,6 +492,41 @@ mod tests {
             read.len() == stream.len() && first_wrong.is_none(),
             "a chunk changed after it was read: byte {first_wrong:?} of {}",
             stream.len()
+        );
+    }
+
+    /// Bytes written just before a shutdown leave in the FIN's segment: the peer gets the
+    /// bytes and the end of the stream in one segment fewer than after a plain write.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn bytes_before_a_shutdown_share_its_segment() {
+        use std::os::fd::AsFd;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let net = TokioNet;
+        let listener = net.bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let addr = net.local_addr(&listener).unwrap();
+        let mut received = Vec::new();
+        for then_fin in [false, true] {
+            let (reader, accepted) = tokio::join!(net.connect(addr), net.accept(&listener));
+            let (mut reader, (mut writer, _)) = (reader.unwrap(), accepted.unwrap());
+            let bufs = [io::IoSlice::new(b"hello, "), io::IoSlice::new(b"world")];
+            let n = if then_fin {
+                std::future::poll_fn(|cx| net.poll_write_then_fin(&mut writer, cx, &bufs)).await
+            } else {
+                writer.write_vectored(&bufs).await
+            };
+            assert_eq!(n.unwrap(), 12);
+            writer.shutdown().await.unwrap();
+            let mut got = Vec::new();
+            reader.read_to_end(&mut got).await.unwrap();
+            assert_eq!(got, b"hello, world");
+            received.push(crate::sys::segments(reader.as_fd()).unwrap().received);
+        }
+        assert_eq!(
+            received[1] + 1,
+            received[0],
+            "segments the reader received (handshake, bytes, FIN): a plain write then a \
+             shutdown, a write_then_fin then a shutdown"
         );
     }
 

@@ -61,6 +61,51 @@ fn thirty_two_mib_through_an_echo_backend_come_back_byte_identical() {
         .contains(&format!("bytes_from_client={}", 32 << 20)));
 }
 
+/// A backend that says its last bytes and closes (its FIN in the bytes' segment, as a
+/// server that writes and closes at once often manages) reaches the client in one segment
+/// too: the load balancer reads the end of the stream with the bytes and sends the FIN
+/// with them, one packet and one acknowledgement fewer per connection (issue 16).
+#[cfg(target_os = "linux")]
+#[test]
+fn a_backends_last_bytes_and_its_fin_reach_the_client_in_one_segment() {
+    use std::os::fd::AsFd;
+    let dir = TempDir::new("finseg");
+    let backend = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let bport = backend.local_addr().unwrap().port();
+    // Answers every connection (health checks included) with the greeting and its FIN in
+    // one segment; stops when the test ends (the listener's thread is detached, bounded
+    // by the process).
+    std::thread::spawn(move || {
+        for conn in backend.incoming().take(1_000) {
+            let Ok(mut conn) = conn else { continue };
+            std::thread::spawn(move || {
+                let sock = socket2::SockRef::from(&conn);
+                let _ = sock.send_with_flags(b"greeting", libc::MSG_MORE);
+                let _ = conn.shutdown(std::net::Shutdown::Write);
+                let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+                let _ = conn.read_to_end(&mut Vec::new());
+            });
+        }
+    });
+    let (lb, port) = start_lb(&dir.0, &config(&[bport], CHECKS));
+    lb.wait_up(1);
+    for _ in 0..3 {
+        let mut client = TcpStream::connect(addr(port)).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).unwrap();
+        assert_eq!(got, b"greeting");
+        let segments = lb_runtime::sys::segments(client.as_fd()).unwrap();
+        assert_eq!(
+            segments.received, 2,
+            "segments the client received: the handshake's SYN-ACK, then the greeting \
+             with the FIN"
+        );
+    }
+}
+
 #[test]
 fn sigterm_refuses_new_clients_and_lets_open_connections_finish() {
     let dir = TempDir::new("term");
