@@ -621,36 +621,32 @@ fn log_close(s: &FlowSummary, balancer: &Balancer) {
         .map_or("-", |l| l.name.as_str());
     let pool = s.pool.map_or("-", |p| balancer.pool_name(p));
     let end = s.reason.map_or("open", |r| r.code());
+    // Every value goes in as a number or a `&str`: a `%` field would take the slower
+    // `Debug` path of the log's field visitor.
+    let client = LogAddr(s.client).text();
+    let backend_address = s.backend_addr.map(|a| LogAddr(a).text());
+    let mut detail = crate::logging::StackStr::<96>::new();
+    if let Some(reason) = s.reason {
+        let _ = std::fmt::Write::write_fmt(&mut detail, format_args!("{reason}"));
+    }
     tracing::info!(
+        // The message as a `&str` field, and first, so the line is written in one pass.
+        message = "connection closed",
         listener,
-        client = %LogAddr(s.client),
+        client = client.as_str(),
         server_name = s.server_name.as_deref().unwrap_or("-"),
         pool,
         backend,
-        backend_address = %Or(s.backend_addr.map(LogAddr), "-"),
+        backend_address = backend_address.as_ref().map_or("-", |a| a.as_str()),
         connect_ms = s.connect_time.map_or(-1.0, millis),
         retries = s.attempts.saturating_sub(1),
         bytes_from_client = s.bytes_from_client,
         bytes_from_backend = s.bytes_from_backend,
         duration_ms = millis(s.duration),
         end,
-        detail = %Or(s.reason, ""),
+        detail = detail.as_str(),
         flow = s.id.0,
-        "connection closed"
     );
-}
-
-/// A value, or `absent` without one (formatted into the log line, not into a `String`
-/// first).
-struct Or<T>(Option<T>, &'static str);
-
-impl<T: std::fmt::Display> std::fmt::Display for Or<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.0 {
-            Some(v) => v.fmt(f),
-            None => f.write_str(self.1),
-        }
-    }
 }
 
 /// Milliseconds, to the microsecond.

@@ -33,8 +33,7 @@ pub fn logfmt_value(v: &str, out: &mut impl std::fmt::Write) -> std::fmt::Result
     // ASCII (nearly every value) byte by byte; other text by its characters.
     let bare = !v.is_empty()
         && if v.is_ascii() {
-            v.bytes()
-                .all(|b| b > b' ' && b != 0x7f && b != b'=' && b != b'"')
+            v.bytes().all(|b| BARE[usize::from(b)])
         } else {
             v.chars()
                 .all(|c| !c.is_whitespace() && !c.is_control() && c != '=' && c != '"')
@@ -66,6 +65,17 @@ pub fn logfmt_value(v: &str, out: &mut impl std::fmt::Write) -> std::fmt::Result
     out.write_str(&v[run..])?;
     out.write_char('"')
 }
+
+/// The ASCII bytes a bare logfmt value may hold: printable, not `=` or `"`.
+const BARE: [bool; 128] = {
+    let mut bare = [false; 128];
+    let mut b = b'!';
+    while b < 0x7f {
+        bare[b as usize] = b != b'=' && b != b'"';
+        b += 1;
+    }
+    bare
+};
 
 thread_local! {
     /// Where a field's `Debug`/`Display` value is formatted before it is quoted: one per
@@ -263,27 +273,76 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 /// octet, a noticeable part of a connection's close line).
 pub struct LogAddr(pub std::net::SocketAddr);
 
-impl std::fmt::Display for LogAddr {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl LogAddr {
+    /// The address as text on the stack, for a log field recorded as a `&str` (which
+    /// skips the `Display` path of a `%` field).
+    pub fn text(&self) -> StackStr<64> {
+        let mut text = StackStr::new();
         let std::net::SocketAddr::V4(v4) = self.0 else {
-            return self.0.fmt(f);
-        };
-        let mut buf = [0u8; 21];
-        let mut len = 0;
-        let mut push = |bytes: &[u8]| {
-            buf[len..len + bytes.len()].copy_from_slice(bytes);
-            len += bytes.len();
+            // At most 55 characters (`[` 39 `%` 10 `]:` 5).
+            let _ = write!(text, "{}", self.0);
+            return text;
         };
         for (i, octet) in v4.ip().octets().into_iter().enumerate() {
             if i > 0 {
-                push(b".");
+                text.push(".");
             }
-            push(itoa::Buffer::new().format(octet).as_bytes());
+            text.push(itoa::Buffer::new().format(octet));
         }
-        push(b":");
-        push(itoa::Buffer::new().format(v4.port()).as_bytes());
-        // ASCII digits, dots and a colon.
-        f.pad(std::str::from_utf8(&buf[..len]).unwrap_or("-"))
+        text.push(":");
+        text.push(itoa::Buffer::new().format(v4.port()));
+        text
+    }
+}
+
+impl std::fmt::Display for LogAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.text().as_str())
+    }
+}
+
+/// Text of at most `N` bytes formatted on the stack: a log field's value recorded as a
+/// `&str` without a `String` or the `Debug` path. Writing past `N` bytes fails and keeps
+/// what fitted.
+pub struct StackStr<const N: usize> {
+    buf: [u8; N],
+    len: usize,
+}
+
+impl<const N: usize> StackStr<N> {
+    /// Empty.
+    pub fn new() -> StackStr<N> {
+        StackStr {
+            buf: [0; N],
+            len: 0,
+        }
+    }
+
+    /// Appends `s` if it fits.
+    fn push(&mut self, s: &str) {
+        let _ = std::fmt::Write::write_str(self, s);
+    }
+
+    /// What was written.
+    pub fn as_str(&self) -> &str {
+        // Only whole `str`s are copied in, so this is UTF-8.
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("-")
+    }
+}
+
+impl<const N: usize> Default for StackStr<N> {
+    fn default() -> StackStr<N> {
+        StackStr::new()
+    }
+}
+
+impl<const N: usize> std::fmt::Write for StackStr<N> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        let room = self.buf.get_mut(self.len..end).ok_or(std::fmt::Error)?;
+        room.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
     }
 }
 
@@ -302,41 +361,69 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> std::fmt::Result {
-        writer.write_str("time=")?;
-        write_now(&mut writer)?;
-        let level = match *event.metadata().level() {
-            tracing::Level::ERROR => "error",
-            tracing::Level::WARN => "warn",
-            tracing::Level::INFO => "info",
-            tracing::Level::DEBUG => "debug",
-            tracing::Level::TRACE => "trace",
-        };
-        writer.write_str(" level=")?;
-        writer.write_str(level)?;
-        writer.write_str(" msg=")?;
-        let message_first =
-            event.metadata().fields().iter().next().map(|f| f.name()) == Some("message");
-        let mut fields = LogfmtFields {
-            out: &mut writer,
-            pass: if message_first {
-                Pass::All
-            } else {
-                Pass::Message
-            },
-            message: false,
-            result: Ok(()),
-        };
-        if !message_first {
-            event.record(&mut fields);
-            if !fields.message {
-                fields.result = fields.result.and_then(|()| fields.out.write_str("\"\""));
+        // The line is put together in a `String` of this thread's (its many small writes
+        // are then plain appends, not calls through the writer's `dyn fmt::Write`) and
+        // handed over in one write.
+        LINE.with(|line| match line.try_borrow_mut() {
+            Ok(mut line) => {
+                line.clear();
+                logfmt_line(&mut *line, event)?;
+                let r = writer.write_str(&line);
+                if line.capacity() > LINE_KEEP {
+                    *line = String::new();
+                }
+                r
             }
-            fields.pass = Pass::Fields;
-        }
-        event.record(&mut fields);
-        fields.result?;
-        writeln!(writer)
+            // An event logged while formatting one (not ours): write it directly.
+            Err(_) => logfmt_line(&mut writer, event),
+        })
     }
+}
+
+thread_local! {
+    /// Where [`Logfmt`] puts a line together.
+    static LINE: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
+/// Most capacity [`LINE`] keeps after an unusually long line.
+const LINE_KEEP: usize = 4096;
+
+/// Writes `event` as one logfmt line: `time=… level=… msg=… key=value…\n`.
+fn logfmt_line(out: &mut impl std::fmt::Write, event: &Event<'_>) -> std::fmt::Result {
+    out.write_str("time=")?;
+    write_now(out)?;
+    let level = match *event.metadata().level() {
+        tracing::Level::ERROR => "error",
+        tracing::Level::WARN => "warn",
+        tracing::Level::INFO => "info",
+        tracing::Level::DEBUG => "debug",
+        tracing::Level::TRACE => "trace",
+    };
+    out.write_str(" level=")?;
+    out.write_str(level)?;
+    out.write_str(" msg=")?;
+    let message_first =
+        event.metadata().fields().iter().next().map(|f| f.name()) == Some("message");
+    let mut fields = LogfmtFields {
+        out,
+        pass: if message_first {
+            Pass::All
+        } else {
+            Pass::Message
+        },
+        message: false,
+        result: Ok(()),
+    };
+    if !message_first {
+        event.record(&mut fields);
+        if !fields.message {
+            fields.result = fields.result.and_then(|()| fields.out.write_str("\"\""));
+        }
+        fields.pass = Pass::Fields;
+    }
+    event.record(&mut fields);
+    fields.result?;
+    fields.out.write_char('\n')
 }
 
 const FLUSH_EVERY: Duration = Duration::from_millis(100);
@@ -614,8 +701,32 @@ mod tests {
         ] {
             let addr: std::net::SocketAddr = a.parse().unwrap();
             assert_eq!(LogAddr(addr).to_string(), addr.to_string());
+            assert_eq!(LogAddr(addr).text().as_str(), addr.to_string());
             assert_eq!(format!("{:>24}", LogAddr(addr)), format!("{addr:>24}"));
         }
+        // The longest there is: every IPv6 digit, a scope id, the highest port.
+        let longest = std::net::SocketAddr::V6(std::net::SocketAddrV6::new(
+            std::net::Ipv6Addr::from(u128::MAX),
+            u16::MAX,
+            0,
+            u32::MAX,
+        ));
+        assert_eq!(LogAddr(longest).text().as_str(), longest.to_string());
+    }
+
+    #[test]
+    fn stack_text_keeps_what_fits() {
+        let mut text = StackStr::<8>::new();
+        assert!(text.write_str("abcd").is_ok());
+        assert!(write!(text, "{}", 1234).is_ok());
+        assert_eq!(text.as_str(), "abcd1234");
+        assert!(write!(text, "x").is_err());
+        assert_eq!(text.as_str(), "abcd1234");
+        // A piece that does not fit is left out whole, so the text stays UTF-8.
+        let mut text = StackStr::<4>::new();
+        assert!(text.write_str("é").is_ok());
+        assert!(text.write_str("€").is_err(), "5 bytes into 4");
+        assert_eq!(text.as_str(), "é");
     }
 
     /// Times as tracing-subscriber's RFC 3339 formatter wrote them, including the second

@@ -168,6 +168,8 @@ fn one_connection(tag: &str, args: &[&str], parse: fn(&str) -> Result<Fields, St
         "{closed:?}"
     );
     assert_eq!(text("end"), Some("completed"), "{closed:?}");
+    assert_eq!(text("detail"), Some("completed"), "{closed:?}");
+    assert_eq!(text("msg"), Some("connection closed"), "{closed:?}");
 }
 
 #[test]
