@@ -141,6 +141,12 @@ impl<N: Net> FlowIo<N> {
         if !events.is_empty() {
             return Poll::Ready(());
         }
+        self.poll_sleep(cx, events)
+    }
+
+    /// Everything but the timer has been polled and found pending: arms the timer and
+    /// sleeps, unless it is due.
+    fn poll_sleep(&mut self, cx: &mut Context<'_>, events: &mut Events<N::Stream>) -> Poll<()> {
         // Only now that the task is about to sleep is its timer (re)armed: a deadline that
         // moves while events keep coming (a ClientHello read at once, then the connect's
         // deadline) costs no timer reset, which would wake the runtime's driver.
@@ -487,36 +493,57 @@ pub fn run<N: Net>(
                     return Poll::Pending;
                 }
                 let now = shared.clock.now();
-                for event in events.drain(..) {
-                    #[cfg(feature = "seams")]
-                    let event = broken.event(event);
-                    match event {
-                        IoEvent::Read(side, data) => flow.handle_read(side, data, now),
-                        IoEvent::Written(side, n) => flow.handle_written(side, n, now),
-                        IoEvent::Eof(side) => flow.handle_eof(side, now),
-                        IoEvent::Failed(side) => flow.handle_reset(side, now),
-                        IoEvent::Connected(attempt, stream) => {
-                            // Through `io` and `flow`, not the task's own copies: each
-                            // variable this poll captures costs the idle task 8 bytes.
-                            let keepalive = flow.keepalive(Side::Backend);
-                            set_keepalive(&io.net, &stream, keepalive, flow.id(), Side::Backend);
-                            io.set_backend(stream);
-                            shared.with_balancer(|b, now| flow.handle_connected(b, attempt, now));
+                // Writes that completed are all this round found (the reads and the rest
+                // were polled after the writes and are pending): if they give the flow
+                // nothing to do, the task can sleep now, without polling everything again
+                // to find it all still pending.
+                loop {
+                    let only_written = events.iter().all(|e| matches!(e, IoEvent::Written(..)));
+                    for event in events.drain(..) {
+                        #[cfg(feature = "seams")]
+                        let event = broken.event(event);
+                        match event {
+                            IoEvent::Read(side, data) => flow.handle_read(side, data, now),
+                            IoEvent::Written(side, n) => flow.handle_written(side, n, now),
+                            IoEvent::Eof(side) => flow.handle_eof(side, now),
+                            IoEvent::Failed(side) => flow.handle_reset(side, now),
+                            IoEvent::Connected(attempt, stream) => {
+                                // Through `io` and `flow`, not the task's own copies: each
+                                // variable this poll captures costs the idle task 8 bytes.
+                                let keepalive = flow.keepalive(Side::Backend);
+                                set_keepalive(
+                                    &io.net,
+                                    &stream,
+                                    keepalive,
+                                    flow.id(),
+                                    Side::Backend,
+                                );
+                                io.set_backend(stream);
+                                shared
+                                    .with_balancer(|b, now| flow.handle_connected(b, attempt, now));
+                            }
+                            IoEvent::ConnectFailed(attempt, failure) => {
+                                shared.with_balancer(|b, now| {
+                                    flow.handle_connect_failed(b, attempt, failure, now)
+                                });
+                            }
+                            IoEvent::Timer => {
+                                shared.with_balancer(|b, now| flow.handle_timeout(b, now))
+                            }
+                            IoEvent::Delivered(side) => flow.handle_delivered(side, now),
+                            IoEvent::BackendDown(backend) => flow.handle_backend_down(backend, now),
+                            IoEvent::Abort => flow.handle_abort(now),
                         }
-                        IoEvent::ConnectFailed(attempt, failure) => {
-                            shared.with_balancer(|b, now| {
-                                flow.handle_connect_failed(b, attempt, failure, now)
-                            });
-                        }
-                        IoEvent::Timer => {
-                            shared.with_balancer(|b, now| flow.handle_timeout(b, now))
-                        }
-                        IoEvent::Delivered(side) => flow.handle_delivered(side, now),
-                        IoEvent::BackendDown(backend) => flow.handle_backend_down(backend, now),
-                        IoEvent::Abort => flow.handle_abort(now),
                     }
+                    if !only_written || flow.has_actions() {
+                        return Poll::Ready(());
+                    }
+                    io.arm(flow.poll_timeout(), &shared);
+                    if io.poll_sleep(cx, &mut events).is_pending() {
+                        return Poll::Pending;
+                    }
+                    // The timer is due: its event is handled like any other.
                 }
-                Poll::Ready(())
             })
             .await;
         }

@@ -1119,6 +1119,12 @@ impl Flow {
         self.actions.pop_front()
     }
 
+    /// Whether an action waits for [`Flow::poll_action`].
+    #[must_use]
+    pub fn has_actions(&self) -> bool {
+        !self.actions.is_empty()
+    }
+
     /// When [`Flow::handle_timeout`] next has work; never earlier than the latest `now`.
     /// `None` once closed.
     #[must_use]
