@@ -42,6 +42,13 @@ pub fn logfmt_value(v: &str, out: &mut impl std::fmt::Write) -> std::fmt::Result
         return out.write_str(v);
     }
     out.write_char('"')?;
+    // ASCII with nothing to escape (a message, say): as it is, between the quotes.
+    if v.bytes()
+        .all(|b| QUOTED_AS_IS[usize::from(b & 0x7f)] && b < 0x80)
+    {
+        out.write_str(v)?;
+        return out.write_char('"');
+    }
     // Runs of characters that need no escape go out in one write.
     let mut run = 0;
     for (i, c) in v.char_indices() {
@@ -75,6 +82,17 @@ const BARE: [bool; 128] = {
         b += 1;
     }
     bare
+};
+
+/// The ASCII bytes a quoted logfmt value holds as they are: printable, not `"` or `\`.
+const QUOTED_AS_IS: [bool; 128] = {
+    let mut as_is = [false; 128];
+    let mut b = b' ';
+    while b < 0x7f {
+        as_is[b as usize] = b != b'"' && b != b'\\';
+        b += 1;
+    }
+    as_is
 };
 
 thread_local! {
@@ -682,6 +700,12 @@ mod tests {
             ("nbsp\u{a0}x", "\"nbsp\u{a0}x\""),
             ("line\u{2028}sep", "\"line\u{2028}sep\""),
             ("bell\u{7}", r#""bell\u{7}""#),
+            ("connection closed", r#""connection closed""#),
+            ("a b\\c", r#""a b\\c""#),
+            ("a b\"c", r#""a b\"c""#),
+            ("a b\u{7f}", r#""a b\u{7f}""#),
+            ("a b é", "\"a b é\""),
+            ("a\u{1f} b", r#""a\u{1f} b""#),
         ] {
             let mut out = String::new();
             logfmt_value(v, &mut out).unwrap();
