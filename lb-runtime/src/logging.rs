@@ -31,8 +31,9 @@ pub enum LogFormat {
 /// empty), else quoted with `"` and `\` escaped.
 pub fn logfmt_value(v: &str, out: &mut impl std::fmt::Write) -> std::fmt::Result {
     // ASCII (nearly every value) byte by byte; other text by its characters.
+    let ascii = v.is_ascii();
     let bare = !v.is_empty()
-        && if v.is_ascii() {
+        && if ascii {
             v.bytes().all(|b| BARE[usize::from(b)])
         } else {
             v.chars()
@@ -43,9 +44,7 @@ pub fn logfmt_value(v: &str, out: &mut impl std::fmt::Write) -> std::fmt::Result
     }
     out.write_char('"')?;
     // ASCII with nothing to escape (a message, say): as it is, between the quotes.
-    if v.bytes()
-        .all(|b| QUOTED_AS_IS[usize::from(b & 0x7f)] && b < 0x80)
-    {
+    if ascii && v.bytes().all(|b| QUOTED_AS_IS[usize::from(b)]) {
         out.write_str(v)?;
         return out.write_char('"');
     }
@@ -73,27 +72,22 @@ pub fn logfmt_value(v: &str, out: &mut impl std::fmt::Write) -> std::fmt::Result
     out.write_char('"')
 }
 
-/// The ASCII bytes a bare logfmt value may hold: printable, not `=` or `"`.
-const BARE: [bool; 128] = {
-    let mut bare = [false; 128];
-    let mut b = b'!';
-    while b < 0x7f {
-        bare[b as usize] = b != b'=' && b != b'"';
-        b += 1;
-    }
-    bare
-};
+/// The ASCII bytes a bare logfmt value may hold: printable, no space, not `=` or `"`.
+const BARE: [bool; 128] = printable_but(b'!', [b'=', b'"']);
 
 /// The ASCII bytes a quoted logfmt value holds as they are: printable, not `"` or `\`.
-const QUOTED_AS_IS: [bool; 128] = {
-    let mut as_is = [false; 128];
-    let mut b = b' ';
+const QUOTED_AS_IS: [bool; 128] = printable_but(b' ', [b'"', b'\\']);
+
+/// A table of the ASCII bytes from `first` to `~`, less the two in `but`.
+const fn printable_but(first: u8, but: [u8; 2]) -> [bool; 128] {
+    let mut table = [false; 128];
+    let mut b = first;
     while b < 0x7f {
-        as_is[b as usize] = b != b'"' && b != b'\\';
+        table[b as usize] = b != but[0] && b != but[1];
         b += 1;
     }
-    as_is
-};
+    table
+}
 
 thread_local! {
     /// Where a field's `Debug`/`Display` value is formatted before it is quoted: one per
