@@ -28,7 +28,7 @@ LUA = os.path.join(HERE, "wrk_done.lua")
 TCK = os.sysconf("SC_CLK_TCK")
 MIB = 1 << 20
 ORDER = ["direct", "haproxy", "nginx", "project"]
-NOISY_PCT = 10.0  # other load above this share of the machine marks a round noisy ('~')
+NOISY_PCT = 10.0  # other load, or steal, above this share of the machine marks a round noisy ('~')
 
 
 class Fail(Exception):
@@ -617,6 +617,7 @@ def aggregate(recs):
             agg[k] = round(median(vals), 4)
             agg["spread"][k] = [min(vals), max(vals)]
     agg["others_pct_max"] = max((r.get("others_pct", 0) for r in ok), default=0)
+    agg["steal_pct_max"] = max((r.get("steal_pct", 0) for r in ok), default=0)
     return agg
 
 
@@ -686,7 +687,7 @@ def cmd_report(a):
             lo, hi = x["spread"].get(f, [v, v])
             if x["rounds_ok"] > 1 and v:
                 c += f" ±{50 * (hi - lo) / v:.0f}%"
-            flag = "!" if (x["error_total"] or x["errors"]) else ("~" if x["others_pct_max"] >= NOISY_PCT else " ")
+            flag = "!" if (x["error_total"] or x["errors"]) else ("~" if max(x["others_pct_max"], x.get("steal_pct_max", 0)) >= NOISY_PCT else " ")
             cells.append(c + flag)
         for s in refs:
             q = ratios[f"{s}/haproxy"].get(f"{w}.{f}", {}).get("of_medians")
@@ -697,7 +698,8 @@ def cmd_report(a):
     out.append("CPU us/... = the proxy's own CPU (utime+stime of all its processes, /proc/PID/stat) per request,")
     out.append("  MiB or connection; RSS B/conn = growth of its resident memory (VmRSS) per idle connection held;")
     out.append("  x/haproxy = ratio of the medians (req/s, MiB/s: >1 is better; time, CPU, memory: <1 is better).")
-    out.append("  '!' errors (see notes), '~' other processes took >= 10% of the machine in a round.")
+    out.append("  '!' errors (see notes), '~' other processes, or the hypervisor (steal), took >= 10% of the")
+    out.append("  machine in a round.")
 
     # latency percentiles round by round: bimodality shows here, not in the medians
     prw = [w for w in PER_ROUND if w in wls]
@@ -772,10 +774,24 @@ def cmd_report(a):
         if op:
             out.append(f"  cross-check, the other processes' own CPU (/proc/*/stat, as compare.sh counts it): median "
                        f"{median(op):.0f}%, max {max(op):.0f}%")
-        verdict = ("quiet" if max(oth) < 5 else "mostly quiet" if median(oth) < NOISY_PCT
+        # the hypervisor taking the CPU away (steal) disturbs a round as much as another process
+        stl = [r.get("steal_pct", 0) for r in allr]
+        stolen = {}
+        for s in systems:
+            for w in wls:
+                for r in raw.get(s, {}).get(w, []):
+                    if r.get("ok") and r.get("steal_pct", 0) >= NOISY_PCT:
+                        stolen[w] = stolen.get(w, 0) + 1
+        if stolen:
+            out.append(f"  steal >= {NOISY_PCT:.0f}% in {sum(stolen.values())} of {len(stl)} rounds ("
+                       + ", ".join(f"{w} {n}" for w, n in stolen.items())
+                       + "): the hypervisor took the CPU away; those workloads' figures are its as much as the proxies'")
+        verdict = ("quiet" if max(oth) < 5 and max(stl) < 5
+                   else "mostly quiet" if median(oth) < NOISY_PCT and median(stl) < NOISY_PCT
                    else "NOISY: compare within this run only, and repeat on a quiet machine")
         out.append(f"  verdict: {verdict}")
         meta["others_pct_median"], meta["others_pct_max"], meta["noise_verdict"] = median(oth), max(oth), verdict
+        meta["steal_pct_median"], meta["steal_pct_max"] = median(stl), max(stl)
     for s in systems:
         for w in wls:
             x = agg[s][w]
@@ -819,7 +835,7 @@ def cmd_self_check(a):
                 probs.append(f"{s}/{w} failed: {x['errors']}")
             elif x["error_total"]:
                 probs.append(f"{s}/{w}: {x['error_total']} errors")
-    quiet = (d["meta"].get("others_pct_median") or 0) < NOISY_PCT
+    quiet = max(d["meta"].get("others_pct_median") or 0, d["meta"].get("steal_pct_median") or 0) < NOISY_PCT
     off = []
     for k, q in d["ratios"].get("project/haproxy", {}).items():
         v = q["of_medians"]
