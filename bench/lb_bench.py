@@ -777,11 +777,9 @@ def cmd_report(a):
         # the hypervisor taking the CPU away (steal) disturbs a round as much as another process
         stl = [r.get("steal_pct", 0) for r in allr]
         stolen = {}
-        for s in systems:
-            for w in wls:
-                for r in raw.get(s, {}).get(w, []):
-                    if r.get("ok") and r.get("steal_pct", 0) >= NOISY_PCT:
-                        stolen[w] = stolen.get(w, 0) + 1
+        for r in allr:
+            if r.get("steal_pct", 0) >= NOISY_PCT:
+                stolen[r["workload"]] = stolen.get(r["workload"], 0) + 1
         if stolen:
             out.append(f"  steal >= {NOISY_PCT:.0f}% in {sum(stolen.values())} of {len(stl)} rounds ("
                        + ", ".join(f"{w} {n}" for w, n in stolen.items())

@@ -14,9 +14,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 LIB = os.path.join(HERE, "lb_bench.py")
 
 
-def record(system, rnd, mib_per_s, steal=0.0, others=0.0):
+def record(system, rnd, steal=0.0, others=0.0):
     return {"system": system, "workload": "iperf", "round": rnd, "ok": True,
-            "mib_per_s": mib_per_s, "cpu_us_per_mib": 800.0, "error_total": 0,
+            "mib_per_s": 1000.0, "cpu_us_per_mib": 800.0, "error_total": 0,
             "others_pct": others, "steal_pct": steal, "irq_pct": 20.0}
 
 
@@ -49,14 +49,14 @@ def cells(text, workload="iperf"):
 
 class Noise(unittest.TestCase):
     def test_a_quiet_run_is_called_quiet(self):
-        text = report([record(s, k, 1000.0) for s in ("haproxy", "project") for k in (1, 2)])
+        text = report([record(s, k) for s in ("haproxy", "project") for k in (1, 2)])
         self.assertEqual(verdict(text), "quiet")
         self.assertNotIn("~", cells(text))
         self.assertNotIn("steal >=", text)
 
     def test_rounds_the_hypervisor_took_are_flagged(self):
         # run 2 of 2026-12-01: 15-42% steal in every iperf round, reported as "quiet"
-        recs = [record(s, k, 1000.0) for s in ("haproxy", "project") for k in (1, 2)]
+        recs = [record(s, k) for s in ("haproxy", "project") for k in (1, 2)]
         recs[2]["steal_pct"] = 23.0
         text = report(recs)
         self.assertNotEqual(verdict(text), "quiet")
@@ -64,11 +64,11 @@ class Noise(unittest.TestCase):
         self.assertIn("steal >= 10% in 1 of 4 rounds (iperf 1)", text)
 
     def test_steal_in_most_rounds_makes_the_run_noisy(self):
-        text = report([record(s, k, 1000.0, steal=30.0) for s in ("haproxy", "project") for k in (1, 2)])
+        text = report([record(s, k, steal=30.0) for s in ("haproxy", "project") for k in (1, 2)])
         self.assertTrue(verdict(text).startswith("NOISY"), verdict(text))
 
     def test_other_load_still_counts(self):
-        text = report([record(s, k, 1000.0, others=25.0) for s in ("haproxy", "project") for k in (1, 2)])
+        text = report([record(s, k, others=25.0) for s in ("haproxy", "project") for k in (1, 2)])
         self.assertTrue(verdict(text).startswith("NOISY"), verdict(text))
         self.assertIn("~", cells(text))
 
