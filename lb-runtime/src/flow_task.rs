@@ -700,9 +700,9 @@ mod tests {
         std::mem::size_of::<Fut>()
     }
 
-    /// An idle connection costs mostly its task, whose size is this future's rounded up to
-    /// 128 bytes: it grew unnoticed from feature to feature (docs/performance.md), so it
-    /// has a bound now. A change that needs more raises the bound knowingly, with the idle
+    /// An idle connection costs mostly its task, this future (boxed by the accept loop, so
+    /// in an allocation of its own next to tokio's small task cell): it grew unnoticed from
+    /// feature to feature (docs/performance.md), so it has a bound now. A change that needs more raises the bound knowingly, with the idle
     /// figure in docs/performance.md measured again (`bench/hold.py`).
     #[test]
     fn a_connections_task_stays_small() {
