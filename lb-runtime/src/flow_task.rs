@@ -702,8 +702,9 @@ mod tests {
 
     /// An idle connection costs mostly its task, this future (boxed by the accept loop, so
     /// in an allocation of its own next to tokio's small task cell): it grew unnoticed from
-    /// feature to feature (docs/performance.md), so it has a bound now. A change that needs more raises the bound knowingly, with the idle
-    /// figure in docs/performance.md measured again (`bench/hold.py`).
+    /// feature to feature (docs/performance.md), so it has a bound now. A change that needs
+    /// more raises the bound knowingly, with the idle figure in docs/performance.md
+    /// measured again (`bench/hold.py`).
     #[test]
     fn a_connections_task_stays_small() {
         let size = size_of_task(|n, s, i, l, c, p, a, d: ()| run(n, s, i, l, c, p, a, d));
