@@ -13,6 +13,7 @@ Sub-commands (each bounded in time):
 """
 
 import argparse
+import collections
 import json
 import os
 import resource
@@ -687,7 +688,7 @@ def cmd_report(a):
             lo, hi = x["spread"].get(f, [v, v])
             if x["rounds_ok"] > 1 and v:
                 c += f" ±{50 * (hi - lo) / v:.0f}%"
-            flag = "!" if (x["error_total"] or x["errors"]) else ("~" if max(x["others_pct_max"], x.get("steal_pct_max", 0)) >= NOISY_PCT else " ")
+            flag = "!" if (x["error_total"] or x["errors"]) else ("~" if max(x["others_pct_max"], x["steal_pct_max"]) >= NOISY_PCT else " ")
             cells.append(c + flag)
         for s in refs:
             q = ratios[f"{s}/haproxy"].get(f"{w}.{f}", {}).get("of_medians")
@@ -776,10 +777,7 @@ def cmd_report(a):
                        f"{median(op):.0f}%, max {max(op):.0f}%")
         # the hypervisor taking the CPU away (steal) disturbs a round as much as another process
         stl = [r.get("steal_pct", 0) for r in allr]
-        stolen = {}
-        for r in allr:
-            if r.get("steal_pct", 0) >= NOISY_PCT:
-                stolen[r["workload"]] = stolen.get(r["workload"], 0) + 1
+        stolen = collections.Counter(r["workload"] for r in allr if r.get("steal_pct", 0) >= NOISY_PCT)
         if stolen:
             out.append(f"  steal >= {NOISY_PCT:.0f}% in {sum(stolen.values())} of {len(stl)} rounds ("
                        + ", ".join(f"{w} {n}" for w, n in stolen.items())
