@@ -2,13 +2,12 @@
 //! machine's actions (connect, write, shut down, pause, close), reporting every outcome back
 //! as an event. One task polls both sockets, so no channel or lock sits on the data path.
 
-use crate::logging::LogAddr;
+use crate::logging::{log_close, CloseNames};
 use crate::net::{BoxFuture, Net};
 use crate::shared::Shared;
 use bytes::{Buf, Bytes};
 use lb_sans_io::{
-    BackendId, Balancer, ConnectFailure, Flow, FlowAction, FlowId, FlowSummary, ListenerId, PoolId,
-    Side, Timestamp,
+    BackendId, ConnectFailure, Flow, FlowAction, FlowId, ListenerId, PoolId, Side, Timestamp,
 };
 use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
@@ -451,15 +450,21 @@ pub fn run<N: Net>(
                     }
                     FlowAction::Close { reset, .. } => {
                         close(&net, io, reset);
-                        shared.with_balancer(|b, now| {
+                        // The names the close line shows are copied under the balancer's
+                        // lock; the line is put together after it is released.
+                        let (summary, names) = shared.with_balancer(|b, now| {
                             #[cfg(feature = "seams")]
-                            if broken.skip_release() {
-                                log_close(&flow.summary(), b);
-                                return;
+                            let release = !broken.skip_release();
+                            #[cfg(not(feature = "seams"))]
+                            let release = true;
+                            if release {
+                                flow.release(b, now);
                             }
-                            flow.release(b, now);
-                            log_close(&flow.summary(), b);
+                            let summary = flow.summary();
+                            let names = CloseNames::of(&summary, b);
+                            (summary, names)
                         });
+                        log_close(&summary, &names);
                         return;
                     }
                 }
@@ -635,50 +640,6 @@ fn close<N: Net>(net: &N, mut io: FlowIo<N>, reset: bool) {
             drop(sock);
         }
     }
-}
-
-fn log_close(s: &FlowSummary, balancer: &Balancer) {
-    let backend = s
-        .pool
-        .zip(s.backend)
-        .and_then(|(p, b)| balancer.pool(p)?.backend(b))
-        .map_or("-", |b| b.name.as_str());
-    let listener = balancer
-        .listener(s.listener)
-        .map_or("-", |l| l.name.as_str());
-    let pool = s.pool.map_or("-", |p| balancer.pool_name(p));
-    let end = s.reason.map_or("open", |r| r.code());
-    // Every value goes in as a number or a `&str`: a `%` field would take the slower
-    // `Debug` path of the log's field visitor.
-    let client = LogAddr(s.client).text();
-    let backend_address = s.backend_addr.map(|a| LogAddr(a).text());
-    let mut detail = crate::logging::StackStr::<96>::new();
-    if let Some(reason) = s.reason {
-        let _ = std::fmt::Write::write_fmt(&mut detail, format_args!("{reason}"));
-    }
-    tracing::info!(
-        // The message as a `&str` field, and first, so the line is written in one pass.
-        message = "connection closed",
-        listener,
-        client = client.as_str(),
-        server_name = s.server_name.as_deref().unwrap_or("-"),
-        pool,
-        backend,
-        backend_address = backend_address.as_ref().map_or("-", |a| a.as_str()),
-        connect_ms = s.connect_time.map_or(-1.0, millis),
-        retries = s.attempts.saturating_sub(1),
-        bytes_from_client = s.bytes_from_client,
-        bytes_from_backend = s.bytes_from_backend,
-        duration_ms = millis(s.duration),
-        end,
-        detail = detail.as_str(),
-        flow = s.id.0,
-    );
-}
-
-/// Milliseconds, to the microsecond.
-fn millis(d: std::time::Duration) -> f64 {
-    (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
 }
 
 #[cfg(test)]

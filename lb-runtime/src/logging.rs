@@ -7,6 +7,7 @@
 
 use std::fmt::Write as _;
 use std::io::{self, IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tracing::field::{Field, Visit};
@@ -16,6 +17,9 @@ use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::EnvFilter;
+
+mod close;
+pub use close::{log_close, CloseNames};
 
 /// How log lines are written.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -290,20 +294,24 @@ impl LogAddr {
     /// skips the `Display` path of a `%` field).
     pub fn text(&self) -> StackStr<64> {
         let mut text = StackStr::new();
+        // At most 55 characters (`[` 39 `%` 10 `]:` 5): it fits.
+        let _ = self.write_to(&mut text);
+        text
+    }
+
+    /// Writes the address to `out`.
+    pub fn write_to(&self, out: &mut impl std::fmt::Write) -> std::fmt::Result {
         let std::net::SocketAddr::V4(v4) = self.0 else {
-            // At most 55 characters (`[` 39 `%` 10 `]:` 5).
-            let _ = write!(text, "{}", self.0);
-            return text;
+            return write!(out, "{}", self.0);
         };
         for (i, octet) in v4.ip().octets().into_iter().enumerate() {
             if i > 0 {
-                text.push(".");
+                out.write_char('.')?;
             }
-            text.push(itoa::Buffer::new().format(octet));
+            out.write_str(itoa::Buffer::new().format(octet))?;
         }
-        text.push(":");
-        text.push(itoa::Buffer::new().format(v4.port()));
-        text
+        out.write_char(':')?;
+        out.write_str(itoa::Buffer::new().format(v4.port()))
     }
 }
 
@@ -328,11 +336,6 @@ impl<const N: usize> StackStr<N> {
             buf: [0; N],
             len: 0,
         }
-    }
-
-    /// Appends `s` if it fits.
-    fn push(&mut self, s: &str) {
-        let _ = std::fmt::Write::write_str(self, s);
     }
 
     /// What was written.
@@ -529,6 +532,10 @@ impl Buffer {
 
 static BUFFER: OnceLock<Arc<Buffer>> = OnceLock::new();
 
+/// Text lines go to [`BUFFER`]: the close line may be written there directly
+/// ([`log_close`]).
+static DIRECT: AtomicBool = AtomicBool::new(false);
+
 /// A writer that appends to the shared buffer.
 struct BufferWriter(Arc<Buffer>);
 
@@ -565,10 +572,13 @@ pub fn init(format: LogFormat) {
     let buffer = BUFFER.get_or_init(Arc::default).clone();
     match (format, terminal) {
         (LogFormat::Text, true) => builder.event_format(Logfmt).with_writer(io::stderr).init(),
-        (LogFormat::Text, false) => builder
-            .event_format(Logfmt)
-            .with_writer(MakeBuffered(buffer.clone()))
-            .init(),
+        (LogFormat::Text, false) => {
+            builder
+                .event_format(Logfmt)
+                .with_writer(MakeBuffered(buffer.clone()))
+                .init();
+            DIRECT.store(true, Ordering::Relaxed);
+        }
         (LogFormat::Json, true) => builder
             .json()
             .flatten_event(true)

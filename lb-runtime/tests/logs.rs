@@ -182,6 +182,46 @@ fn json_logs_parse_and_the_close_line_has_its_fields() {
     one_connection("json", &["--log-format", "json"], parse_json);
 }
 
+/// `RUST_LOG` governs the close line as it does every line: with the flow task's lines
+/// at `warn`, a completed connection leaves none, while the other `info` lines are there.
+#[test]
+fn rust_log_can_silence_the_close_line() {
+    let dir = TempDir::new("quiet-close");
+    let backend_port = free_port();
+    let p = dir.write("lb.json", &config(&[backend_port], ""));
+    let args = ["--demo", "--config", p.to_str().unwrap()];
+    let filter = "info,lb_runtime::flow_task=warn";
+    let mut lb = Proc::spawn_logging(LB, &args, &dir.0, "lb", filter);
+    let port = lb.wait_lb_port();
+    wait_line(&lb, parse_logfmt, "backend s");
+
+    let mut s = TcpStream::connect_timeout(&addr(port), Duration::from_secs(2)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(REQUEST).unwrap();
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer).unwrap();
+    drop(s);
+    assert!(answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
+
+    lb.signal("TERM");
+    assert!(
+        lb.wait_exit(Duration::from_secs(10)).is_some(),
+        "did not exit"
+    );
+    // Flushed at exit: every line the run wrote is in the file now.
+    let lines = parsed(&lb, parse_logfmt);
+    assert!(
+        lines.iter().any(|f| f["msg"].starts_with("listening on")),
+        "{}",
+        lb.log_text()
+    );
+    assert!(
+        !lines.iter().any(|f| f["msg"] == "connection closed"),
+        "{}",
+        lb.log_text()
+    );
+}
+
 #[test]
 fn the_parser_used_here_rejects_an_unquoted_value_with_a_space() {
     assert!(parse_logfmt("time=1 level=info msg=x end=rejected (no_backend)").is_err());

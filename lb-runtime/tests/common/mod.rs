@@ -66,12 +66,17 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(bin: &str, args: &[&str], dir: &Path, tag: &str) -> Proc {
+        Proc::spawn_logging(bin, args, dir, tag, "info")
+    }
+
+    /// [`Proc::spawn`] with `RUST_LOG` set to `rust_log`.
+    pub fn spawn_logging(bin: &str, args: &[&str], dir: &Path, tag: &str, rust_log: &str) -> Proc {
         let log = dir.join(format!("{tag}.log"));
         let err = std::fs::File::create(&log).unwrap();
         let child = Command::new(bin)
             .args(args)
             .current_dir(dir)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", rust_log)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(err)
