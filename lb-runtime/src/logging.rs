@@ -203,7 +203,13 @@ fn write_f64(value: f64, out: &mut impl std::fmt::Write) -> std::fmt::Result {
     if t < 0 || value.is_sign_negative() && t == 0 {
         out.write_char('-')?;
     }
-    let (whole, mut frac) = (t.unsigned_abs() / 1000, t.unsigned_abs() % 1000);
+    write_thousandths(t.unsigned_abs(), out)
+}
+
+/// Writes `t` thousandths as `{}` writes the float `t / 1000` (for `t` below `10^15`):
+/// the whole part, then the thousandths without trailing zeros, if any.
+fn write_thousandths(t: u64, out: &mut impl std::fmt::Write) -> std::fmt::Result {
+    let (whole, mut frac) = (t / 1000, t % 1000);
     out.write_str(itoa::Buffer::new().format(whole))?;
     if frac == 0 {
         return Ok(());

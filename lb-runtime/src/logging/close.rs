@@ -6,7 +6,9 @@
 //! simulation's captured logs) it is a `tracing` event like any other. `RUST_LOG` governs
 //! both: the line is written only where `tracing` would write it.
 
-use super::{logfmt_value, write_f64, write_now, LogAddr, StackStr, BUFFER, DIRECT, LINE};
+use super::{
+    logfmt_value, write_f64, write_now, write_thousandths, LogAddr, StackStr, BUFFER, DIRECT, LINE,
+};
 use lb_sans_io::{Balancer, FlowSummary};
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
@@ -88,8 +90,9 @@ impl<'a> CloseLine<'a> {
         self.summary.server_name.as_deref().unwrap_or("-")
     }
 
-    fn connect_ms(&self) -> f64 {
-        self.summary.connect_time.map_or(-1.0, millis)
+    /// The connect time in microseconds (`None`: it never connected).
+    fn connect_us(&self) -> Option<u64> {
+        self.summary.connect_time.map(micros)
     }
 
     fn retries(&self) -> u32 {
@@ -117,7 +120,10 @@ impl<'a> CloseLine<'a> {
             None => out.push('-'),
         }
         out.push_str(" connect_ms=");
-        write_f64(self.connect_ms(), out)?;
+        match self.connect_us() {
+            Some(us) => write_millis(us, out)?,
+            None => out.push_str("-1"),
+        }
         out.push_str(" retries=");
         out.push_str(itoa::Buffer::new().format(self.retries()));
         out.push_str(" bytes_from_client=");
@@ -125,7 +131,7 @@ impl<'a> CloseLine<'a> {
         out.push_str(" bytes_from_backend=");
         out.push_str(itoa::Buffer::new().format(s.bytes_from_backend));
         out.push_str(" duration_ms=");
-        write_f64(millis(s.duration), out)?;
+        write_millis(micros(s.duration), out)?;
         out.push_str(" end=");
         logfmt_value(self.end, out)?;
         out.push_str(" detail=");
@@ -153,11 +159,11 @@ impl<'a> CloseLine<'a> {
             pool = self.pool,
             backend = self.backend,
             backend_address = backend_address.as_ref().map_or("-", |a| a.as_str()),
-            connect_ms = self.connect_ms(),
+            connect_ms = self.connect_us().map_or(-1.0, millis),
             retries = self.retries(),
             bytes_from_client = s.bytes_from_client,
             bytes_from_backend = s.bytes_from_backend,
-            duration_ms = millis(s.duration),
+            duration_ms = millis(micros(s.duration)),
             end = self.end,
             detail = self.detail.as_str(),
             flow = s.id.0,
@@ -202,9 +208,24 @@ pub fn log_close(summary: &FlowSummary, names: &CloseNames) {
     }
 }
 
-/// Milliseconds, to the microsecond.
-fn millis(d: std::time::Duration) -> f64 {
-    (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
+/// A duration in microseconds, rounded to the nearest.
+fn micros(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_nanos().saturating_add(500) / 1000).unwrap_or(u64::MAX)
+}
+
+/// Microseconds as a number of milliseconds, for a log field.
+fn millis(us: u64) -> f64 {
+    us as f64 / 1000.0
+}
+
+/// Writes microseconds as milliseconds, as `{}` writes [`millis`] of them (the digits of
+/// the integer, not the float formatter's, below 10^15).
+fn write_millis(us: u64, out: &mut String) -> std::fmt::Result {
+    if us < 1_000_000_000_000_000 {
+        write_thousandths(us, out)
+    } else {
+        write_f64(millis(us), out)
+    }
 }
 
 #[cfg(test)]
@@ -239,11 +260,20 @@ mod tests {
                 server_name: Some("shop example \"q\"".into()),
                 backend_addr: Some("10.0.0.255:8080".parse().unwrap()),
                 attempts: 3,
-                connect_time: Some(Duration::from_micros(1_234_567)),
                 bytes_from_client: 79,
                 bytes_from_backend: u64::MAX,
                 duration: Duration::from_secs(86_400) + Duration::from_nanos(1_500),
+                connect_time: Some(Duration::from_nanos(999_999_499)),
                 reason: Some(CloseReason::Reset(Side::Backend)),
+                ..open.clone()
+            },
+            // Past 10^15 microseconds (31 years), the float formatter's digits.
+            FlowSummary {
+                client: "255.255.255.255:65535".parse().unwrap(),
+                backend_addr: Some("0.0.0.0:0".parse().unwrap()),
+                connect_time: Some(Duration::from_micros(999_999_999_999_999)),
+                duration: Duration::MAX,
+                reason: Some(CloseReason::IdleTimeout),
                 ..open.clone()
             },
             FlowSummary {
@@ -343,7 +373,7 @@ mod tests {
             out.insert_str(at, " listener=default");
             Ok(())
         }
-        let summary = &summaries()[2];
+        let summary = &summaries()[3];
         let names = names("default", "default", "server-5001");
         let line = CloseLine::new(summary, &names);
         assert!(difference(&line, without_flow).is_some());
