@@ -622,6 +622,34 @@ pub fn flush() {
     }
 }
 
+/// What the logfmt format writes for the events `log` logs (a test's view of the log).
+#[cfg(test)]
+fn logfmt_of(log: impl FnOnce()) -> String {
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+    impl Write for Lines {
+        fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+            self.0
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend_from_slice(data);
+            Ok(data.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    let lines = Lines::default();
+    let out = lines.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .event_format(Logfmt)
+        .with_writer(move || out.clone())
+        .finish();
+    tracing::subscriber::with_default(subscriber, log);
+    let bytes = lines.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -657,29 +685,11 @@ mod tests {
     /// the macros put it; later, when named explicitly; not at all), then every field once.
     #[test]
     fn lines_put_the_message_first_and_every_field_once() {
-        #[derive(Clone, Default)]
-        struct Lines(Arc<Mutex<Vec<u8>>>);
-        impl Write for Lines {
-            fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-                self.0.lock().unwrap().extend_from_slice(data);
-                Ok(data.len())
-            }
-            fn flush(&mut self) -> io::Result<()> {
-                Ok(())
-            }
-        }
-        let lines = Lines::default();
-        let out = lines.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .event_format(Logfmt)
-            .with_writer(move || out.clone())
-            .finish();
-        tracing::subscriber::with_default(subscriber, || {
+        let text = logfmt_of(|| {
             tracing::info!(pool = "web", n = 3_u64, "backend {} is up", "b1");
             tracing::warn!(a = 1_i64, message = "late message", b = true);
             tracing::info!(c = 0.25_f64, d = %"x y");
         });
-        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
         let tails: Vec<&str> = text
             .lines()
             .map(|l| l.split_once(" level=").expect("time, then level").1)

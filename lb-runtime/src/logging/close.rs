@@ -232,8 +232,6 @@ fn write_millis(us: u64, out: &mut String) -> std::fmt::Result {
 mod tests {
     use super::*;
     use lb_sans_io::{CloseReason, FlowId, ListenerId, Side};
-    use std::io::{self, Write};
-    use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
     fn summaries() -> Vec<FlowSummary> {
@@ -299,25 +297,7 @@ mod tests {
 
     /// What the `tracing` formatter writes for `line`'s event, from its level on.
     fn through_tracing(line: &CloseLine<'_>) -> String {
-        #[derive(Clone, Default)]
-        struct Lines(Arc<Mutex<Vec<u8>>>);
-        impl Write for Lines {
-            fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-                self.0.lock().unwrap().extend_from_slice(data);
-                Ok(data.len())
-            }
-            fn flush(&mut self) -> io::Result<()> {
-                Ok(())
-            }
-        }
-        let lines = Lines::default();
-        let out = lines.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .event_format(super::super::Logfmt)
-            .with_writer(move || out.clone())
-            .finish();
-        tracing::subscriber::with_default(subscriber, || line.event());
-        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        let text = super::super::logfmt_of(|| line.event());
         let (time, rest) = text.split_once(' ').expect("a time, then the rest");
         assert!(time.starts_with("time=") && time.ends_with('Z'), "{text}");
         format!(" {rest}")
