@@ -14,8 +14,9 @@
 //!
 //! Around them, pure helpers the driver calls with bytes: [`admin`] (the admin endpoint's
 //! requests and pages), [`probe`] (what a health probe sends and how its reply is judged)
-//! and [`proxy_header`] (PROXY protocol headers); and [`http`], the one HTTP/1.x
-//! request-head parser, shared by the admin endpoint and the demo backend.
+//! and [`proxy_header`] (PROXY protocol headers); [`spread`] (when a worker takes a client
+//! waiting in a busier worker's accept queue); and [`http`], the one HTTP/1.x request-head
+//! parser, shared by the admin endpoint and the demo backend.
 //!
 //! The rule for drivers (as in str0m): after every input, drain the outputs
 //! (`poll_action` / `poll_probe` / `poll_event`) until empty, then sleep until
@@ -44,6 +45,7 @@ pub mod proxy_header;
 pub mod rng;
 pub mod select;
 pub mod sni;
+pub mod spread;
 pub mod time;
 
 pub use balancer::{Balancer, BalancerReload};
