@@ -36,6 +36,22 @@ pub trait Net: Clone + Send + Sync + 'static {
     /// kernel hands each new client to one of them. The socket closes when the last handle
     /// is dropped.
     fn share_listener(&self, listener: &Self::Listener) -> io::Result<Self::Listener>;
+    /// A handle on one worker's share of a listener (see [`Net::taker`]).
+    type Taker: Send + Sync + 'static;
+    /// A handle on `share` (one worker's share of a listener, made by
+    /// [`Net::share_listener`]) that another worker can take waiting clients from with
+    /// [`Net::take_while`]: on a busy worker's share, a less busy worker takes clients its
+    /// owner has not accepted yet (`lb_sans_io::spread`). The socket stays open while a
+    /// taker of it does.
+    fn taker(&self, share: &Self::Listener) -> io::Result<Self::Taker>;
+    /// Waits for a client waiting on `taker`'s socket and accepts it, but only while
+    /// `take()` says so: while it does not, clients are left to the socket's owner (and
+    /// `take` is asked again later). Resolves with one client, or an error.
+    fn take_while<'a>(
+        &self,
+        taker: &'a Self::Taker,
+        take: impl Fn() -> bool + Send + 'a,
+    ) -> AcceptFuture<'a, Self::Stream>;
     /// The address a listener is bound to.
     fn local_addr(&self, listener: &Self::Listener) -> io::Result<SocketAddr>;
     /// The local address of a connected stream (for a client: the address it connected
@@ -140,7 +156,7 @@ impl TokioListener {
             .ok_or_else(|| io::Error::other("listener registration failed"))
     }
 
-    #[cfg(not(target_os = "linux"))]
+    /// Another descriptor of the same socket.
     fn socket(&self) -> io::Result<std::net::TcpListener> {
         if let Some(l) = self.registered.get() {
             let fd = socket2::SockRef::from(l).try_clone()?;
@@ -153,9 +169,50 @@ impl TokioListener {
     }
 }
 
+/// A [`TokioNet`] taker: another descriptor of a worker's listening socket, for another
+/// worker to take clients from. Like [`TokioListener`], it registers with the reactor of
+/// the runtime that first takes from it.
+///
+/// It registers as a `tokio::net::TcpStream`, although the socket listens: that type only
+/// carries the descriptor and its readiness here (readable: a client waiting), which
+/// `tokio::net::TcpListener` does not show without accepting, and `AsyncFd`'s safe
+/// constructors are deprecated as unsound. Clients are accepted with `accept(2)` on the
+/// descriptor (socket2).
+#[derive(Debug)]
+pub struct TokioTaker {
+    /// The descriptor until its first take.
+    unregistered: std::sync::Mutex<Option<std::net::TcpListener>>,
+    registered: std::sync::OnceLock<tokio::net::TcpStream>,
+}
+
+impl TokioTaker {
+    /// The descriptor, registered on the current runtime at the first call.
+    fn fd(&self) -> io::Result<&tokio::net::TcpStream> {
+        if let Some(fd) = self.registered.get() {
+            return Ok(fd);
+        }
+        let std = self
+            .unregistered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(std) = std {
+            // Only this thread can be here: a taker is taken from by one loop.
+            std.set_nonblocking(true)?;
+            let fd = std::os::fd::OwnedFd::from(std);
+            let registered = tokio::net::TcpStream::from_std(fd.into())?;
+            let _ = self.registered.set(registered);
+        }
+        self.registered
+            .get()
+            .ok_or_else(|| io::Error::other("taker registration failed"))
+    }
+}
+
 impl Net for TokioNet {
     type Stream = tokio::net::TcpStream;
     type Listener = TokioListener;
+    type Taker = TokioTaker;
 
     fn bind(&self, addr: SocketAddr) -> BoxFuture<io::Result<Self::Listener>> {
         Box::pin(async move { TokioListener::new(listen_group(addr)?) })
@@ -171,6 +228,52 @@ impl Net for TokioNet {
         return TokioListener::new(join_group(listener.local)?);
         #[cfg(not(target_os = "linux"))]
         TokioListener::new(listener.socket()?)
+    }
+
+    /// A duplicate descriptor of the share's socket, not registered anywhere until the
+    /// first take.
+    fn taker(&self, share: &Self::Listener) -> io::Result<Self::Taker> {
+        Ok(TokioTaker {
+            unregistered: std::sync::Mutex::new(Some(share.socket()?)),
+            registered: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// Waits for the socket to be readable (a client waiting) and then accepts if `take()`
+    /// says so; otherwise forgets the readiness and waits for the next client to arrive
+    /// (the owner, woken too, accepts the waiting ones).
+    fn take_while<'a>(
+        &self,
+        taker: &'a Self::Taker,
+        take: impl Fn() -> bool + Send + 'a,
+    ) -> AcceptFuture<'a, Self::Stream> {
+        Box::pin(async move {
+            let fd = taker.fd()?;
+            let socket = socket2::SockRef::from(fd);
+            loop {
+                fd.readable().await?;
+                // `try_io` forgets the readiness when its operation would block.
+                let accepted = fd.try_io(Interest::READABLE, || match take() {
+                    true => socket.accept(),
+                    false => Err(io::ErrorKind::WouldBlock.into()),
+                });
+                let (stream, peer) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    // Readiness kept: after the caller's pause, the waiting client is tried
+                    // again.
+                    Err(e) => return Err(e),
+                };
+                let peer = peer
+                    .as_socket()
+                    .ok_or_else(|| io::Error::other("a client without an IP address"))?;
+                stream.set_nonblocking(true)?;
+                // Linux copies TCP_NODELAY from the listener (see `listen`); elsewhere set it.
+                #[cfg(not(target_os = "linux"))]
+                stream.set_tcp_nodelay(true)?;
+                return Ok((tokio::net::TcpStream::from_std(stream.into())?, peer));
+            }
+        })
     }
 
     fn local_addr(&self, listener: &Self::Listener) -> io::Result<SocketAddr> {
@@ -443,6 +546,7 @@ fn read_slab<S: AsyncRead + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     /// Reads of every kind through the slab — small ones (copied), large ones (cut off the
     /// slab), the boundary sizes, enough to need new slabs — each keep their own bytes
@@ -631,6 +735,71 @@ mod tests {
             "one share queued {} of the 64 clients: {queued:?}",
             queued[0]
         );
+    }
+
+    /// A worker takes clients waiting in another worker's queue through a taker of that
+    /// worker's share, only while its predicate allows: share A's clients are taken
+    /// while it does, and wait in A's queue (for A itself) while it does not. The kernel
+    /// hashes 32 clients over shares A and B: none in A by chance, 2^-32.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn a_taker_takes_another_shares_clients_only_while_allowed() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        const CLIENTS: usize = 32;
+        let net = TokioNet;
+        let a = net.bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let addr = net.local_addr(&a).unwrap();
+        let b = net.share_listener(&a).unwrap();
+        let taker = net.taker(&a).unwrap();
+        let allowed = AtomicBool::new(true);
+        let allow = || allowed.load(Ordering::Acquire);
+        let limit = Duration::from_secs(5);
+        let mut clients = Vec::new();
+
+        // Allowed: B accepts its own clients, the taker A's; between them, all of them.
+        clients.extend((0..CLIENTS).map(|_| std::net::TcpStream::connect(addr).unwrap()));
+        let (mut taken, mut own, mut accepted) = (0, 0, Vec::new());
+        let deadline = tokio::time::sleep(limit);
+        tokio::pin!(deadline);
+        while taken + own < CLIENTS {
+            tokio::select! {
+                r = net.take_while(&taker, allow) => { accepted.push(r.unwrap()); taken += 1; }
+                r = net.accept(&b) => { accepted.push(r.unwrap()); own += 1; }
+                _ = &mut deadline => {
+                    panic!("{taken} taken and {own} accepted of {CLIENTS} clients in {limit:?}")
+                }
+            }
+        }
+        assert!(
+            taken > 0,
+            "none of {CLIENTS} clients taken from A ({own} on B)"
+        );
+
+        // Not allowed: the taker takes none while B accepts its own; A's wait for A.
+        allowed.store(false, Ordering::Release);
+        clients.extend((0..CLIENTS).map(|_| std::net::TcpStream::connect(addr).unwrap()));
+        let (mut taken, mut own) = (0, 0);
+        let watch = tokio::time::sleep(Duration::from_millis(300));
+        tokio::pin!(watch);
+        loop {
+            tokio::select! {
+                r = net.take_while(&taker, allow) => { accepted.push(r.unwrap()); taken += 1; }
+                r = net.accept(&b) => { accepted.push(r.unwrap()); own += 1; }
+                _ = &mut watch => break,
+            }
+        }
+        assert_eq!(taken, 0, "clients taken while not allowed ({own} on B)");
+        let mut waited = 0;
+        while own + waited < CLIENTS {
+            match tokio::time::timeout(limit, net.accept(&a)).await {
+                Ok(r) => {
+                    accepted.push(r.unwrap());
+                    waited += 1;
+                }
+                Err(_) => panic!("{own} on B and {waited} on A of {CLIENTS} clients"),
+            }
+        }
+        assert!(waited > 0, "no client in A's queue ({own} on B)");
     }
 
     /// A second load balancer started on an address the first listens on fails, although

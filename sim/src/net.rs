@@ -167,6 +167,9 @@ pub fn new_log(record_contents: bool) -> SharedLog {
     }))
 }
 
+/// How often the simulation's [`Net::take_while`] asks its predicate again while it says no.
+const TAKE_RECHECK: Duration = Duration::from_millis(1);
+
 /// The turmoil network, recording into a [`NetLog`].
 #[derive(Clone)]
 pub struct TurmoilNet {
@@ -317,6 +320,30 @@ impl Net for TurmoilNet {
 
     fn share_listener(&self, listener: &Arc<TcpListener>) -> io::Result<Arc<TcpListener>> {
         Ok(listener.clone())
+    }
+
+    type Taker = Arc<TcpListener>;
+
+    /// The same listener: every worker's share is one socket here.
+    fn taker(&self, share: &Arc<TcpListener>) -> io::Result<Arc<TcpListener>> {
+        Ok(share.clone())
+    }
+
+    /// Turmoil has no readiness to wait on without accepting: while `take()` says no, asks
+    /// it again every [`TAKE_RECHECK`] of simulated time; once it says yes, accepts as
+    /// usual.
+    fn take_while<'a>(
+        &self,
+        taker: &'a Arc<TcpListener>,
+        take: impl Fn() -> bool + Send + 'a,
+    ) -> AcceptFuture<'a, SimStream> {
+        let net = self.clone();
+        Box::pin(async move {
+            while !take() {
+                tokio::time::sleep(TAKE_RECHECK).await;
+            }
+            net.accept(taker).await
+        })
     }
 
     fn local_addr(&self, listener: &Arc<TcpListener>) -> io::Result<SocketAddr> {
