@@ -117,30 +117,28 @@ pub trait Net: Clone + Send + Sync + 'static {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct TokioNet;
 
-/// A listening socket for [`TokioNet`]. It registers with the reactor of the runtime that
-/// first accepts on it, so a handle made on one runtime (by [`Net::share_listener`]) serves
-/// a worker on another.
+/// A listening socket's descriptor, made on one runtime and registered (as `R`) with the
+/// reactor of the runtime that first uses it: the worker's, whichever made it.
 #[derive(Debug)]
-pub struct TokioListener {
-    /// The socket until its first accept.
+struct Unregistered<R> {
+    /// The socket until its first use.
     unregistered: std::sync::Mutex<Option<std::net::TcpListener>>,
-    registered: std::sync::OnceLock<tokio::net::TcpListener>,
-    local: SocketAddr,
+    registered: std::sync::OnceLock<R>,
 }
 
-impl TokioListener {
-    fn new(std: std::net::TcpListener) -> io::Result<TokioListener> {
-        Ok(TokioListener {
-            local: std.local_addr()?,
+impl<R> Unregistered<R> {
+    fn new(std: std::net::TcpListener) -> Unregistered<R> {
+        Unregistered {
             unregistered: std::sync::Mutex::new(Some(std)),
             registered: std::sync::OnceLock::new(),
-        })
+        }
     }
 
-    /// The tokio listener, registered on the current runtime at the first call.
-    fn tokio(&self) -> io::Result<&tokio::net::TcpListener> {
-        if let Some(l) = self.registered.get() {
-            return Ok(l);
+    /// The registered socket, registered by `register` on the current runtime at the
+    /// first call.
+    fn get(&self, register: impl FnOnce(std::net::TcpListener) -> io::Result<R>) -> io::Result<&R> {
+        if let Some(r) = self.registered.get() {
+            return Ok(r);
         }
         let std = self
             .unregistered
@@ -148,21 +146,49 @@ impl TokioListener {
             .unwrap_or_else(|p| p.into_inner())
             .take();
         if let Some(std) = std {
-            // Only this thread can be here: a listener is accepted on by one loop.
-            let _ = self.registered.set(tokio::net::TcpListener::from_std(std)?);
+            // Only this thread can be here: a socket is used by one loop.
+            let _ = self.registered.set(register(std)?);
         }
         self.registered
             .get()
             .ok_or_else(|| io::Error::other("listener registration failed"))
     }
+}
+
+/// A listening socket for [`TokioNet`]. It registers with the reactor of the runtime that
+/// first accepts on it, so a handle made on one runtime (by [`Net::share_listener`]) serves
+/// a worker on another.
+#[derive(Debug)]
+pub struct TokioListener {
+    socket: Unregistered<tokio::net::TcpListener>,
+    local: SocketAddr,
+}
+
+impl TokioListener {
+    fn new(std: std::net::TcpListener) -> io::Result<TokioListener> {
+        Ok(TokioListener {
+            local: std.local_addr()?,
+            socket: Unregistered::new(std),
+        })
+    }
+
+    /// The tokio listener, registered on the current runtime at the first call.
+    fn tokio(&self) -> io::Result<&tokio::net::TcpListener> {
+        self.socket.get(tokio::net::TcpListener::from_std)
+    }
 
     /// Another descriptor of the same socket.
     fn socket(&self) -> io::Result<std::net::TcpListener> {
-        if let Some(l) = self.registered.get() {
+        if let Some(l) = self.socket.registered.get() {
             let fd = socket2::SockRef::from(l).try_clone()?;
             return Ok(fd.into());
         }
-        match &*self.unregistered.lock().unwrap_or_else(|p| p.into_inner()) {
+        match &*self
+            .socket
+            .unregistered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+        {
             Some(std) => std.try_clone(),
             None => Err(io::Error::other("listener registration failed")),
         }
@@ -179,33 +205,16 @@ impl TokioListener {
 /// constructors are deprecated as unsound. Clients are accepted with `accept(2)` on the
 /// descriptor (socket2).
 #[derive(Debug)]
-pub struct TokioTaker {
-    /// The descriptor until its first take.
-    unregistered: std::sync::Mutex<Option<std::net::TcpListener>>,
-    registered: std::sync::OnceLock<tokio::net::TcpStream>,
-}
+pub struct TokioTaker(Unregistered<tokio::net::TcpStream>);
 
 impl TokioTaker {
     /// The descriptor, registered on the current runtime at the first call.
     fn fd(&self) -> io::Result<&tokio::net::TcpStream> {
-        if let Some(fd) = self.registered.get() {
-            return Ok(fd);
-        }
-        let std = self
-            .unregistered
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        if let Some(std) = std {
-            // Only this thread can be here: a taker is taken from by one loop.
+        self.0.get(|std| {
             std.set_nonblocking(true)?;
             let fd = std::os::fd::OwnedFd::from(std);
-            let registered = tokio::net::TcpStream::from_std(fd.into())?;
-            let _ = self.registered.set(registered);
-        }
-        self.registered
-            .get()
-            .ok_or_else(|| io::Error::other("taker registration failed"))
+            tokio::net::TcpStream::from_std(fd.into())
+        })
     }
 }
 
@@ -233,10 +242,7 @@ impl Net for TokioNet {
     /// A duplicate descriptor of the share's socket, not registered anywhere until the
     /// first take.
     fn taker(&self, share: &Self::Listener) -> io::Result<Self::Taker> {
-        Ok(TokioTaker {
-            unregistered: std::sync::Mutex::new(Some(share.socket()?)),
-            registered: std::sync::OnceLock::new(),
-        })
+        Ok(TokioTaker(Unregistered::new(share.socket()?)))
     }
 
     /// Waits for the socket to be readable (a client waiting) and then accepts if `take()`
@@ -717,7 +723,7 @@ mod tests {
         let listener = net.bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
         let addr = net.local_addr(&listener).unwrap();
         let share = net.share_listener(&listener).unwrap();
-        let unregistered = |l: TokioListener| l.unregistered.into_inner().unwrap().unwrap();
+        let unregistered = |l: TokioListener| l.socket.unregistered.into_inner().unwrap().unwrap();
         let (first, second) = (unregistered(listener), unregistered(share));
         let clients: Vec<_> = (0..64)
             .map(|_| std::net::TcpStream::connect(addr).unwrap())
