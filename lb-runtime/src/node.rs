@@ -1,6 +1,7 @@
 //! The node: the one assembly of a running load balancer, in production and in the
 //! simulation alike. It binds the listeners' sockets and the admin endpoint, starts the
-//! workers (each runs an accept loop per listener and its own connections), the probe task
+//! workers (each runs an accept loop per listener, another per other worker's share of it
+//! to take clients from a busier worker's queue, and its own connections), the probe task
 //! and the admin server, and then obeys its control channel: [`Control::Reload`] applies a
 //! new config (binding new listeners first, closing removed ones, keeping the socket of
 //! every address still configured), [`Control::Stop`] drains and stops. Generic over
@@ -18,7 +19,7 @@
 //!     (one per client)
 //! ```
 
-use crate::accept::accept_loop;
+use crate::accept::accept_each;
 use crate::clock::Clock;
 use crate::failure_log::FailureRun;
 use crate::flow_task::{self, AbortSignal};
@@ -26,6 +27,7 @@ use crate::load::{io_message, LoadError, Loaded};
 use crate::net::Net;
 use crate::shared::Shared;
 use crate::{admin, probes};
+use lb_sans_io::spread::take_from_other;
 use lb_sans_io::{Balancer, Config, FlowId, ListenerId};
 use std::fmt;
 use std::io;
@@ -290,11 +292,17 @@ impl Node {
         let (stop_tx, stop_rx) = watch::channel(None::<Duration>);
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<usize>();
         let mut workers = Vec::with_capacity(options.workers);
-        for i in 0..options.workers {
+        // Each worker's count of open connections, made here so that every worker can read
+        // the others' (to take clients from a busier one's queue).
+        let loads: Vec<Arc<TaskCount>> = (0..options.workers)
+            .map(|_| Arc::new(TaskCount::default()))
+            .collect();
+        for (i, load) in loads.iter().enumerate() {
             let (commands_tx, commands) = mpsc::unbounded_channel();
             let worker = Worker {
                 net: net.clone(),
                 shared: shared.clone(),
+                tasks: load.clone(),
                 commands,
                 stop: stop_rx.clone(),
                 done: done_tx.clone(),
@@ -310,6 +318,7 @@ impl Node {
         let mut sockets = Sockets {
             open: Vec::new(),
             workers,
+            loads,
         };
         for (socket, &(id, addr)) in bound.into_iter().zip(&listening) {
             let name = shared
@@ -355,11 +364,14 @@ struct OpenSocket {
 struct Sockets<N: Net> {
     open: Vec<OpenSocket>,
     workers: Vec<mpsc::UnboundedSender<Listen<N>>>,
+    /// Each worker's open connections (`loads[i]` is `workers[i]`'s).
+    loads: Vec<Arc<TaskCount>>,
 }
 
 impl<N: Net> Sockets<N> {
     /// Hands `socket` (bound for listener `id`, named `name`, at its configured `addr`) to
-    /// every worker.
+    /// every worker: each gets a share of its own, and a taker of every other worker's
+    /// share. Nothing is handed out unless every share and taker could be made.
     fn open(
         &mut self,
         net: &N,
@@ -374,19 +386,32 @@ impl<N: Net> Sockets<N> {
         // Every worker but the last gets a share of the socket, the last the socket itself
         // (closing it while clients wait in its queue would reset them). The workers hold
         // it now: it closes when the last of them lets it go.
-        if let Some((last, others)) = self.workers.split_last() {
-            for worker in others {
+        let mut shares = Vec::with_capacity(self.workers.len());
+        for _ in 1..self.workers.len() {
+            shares.push(net.share_listener(&socket)?);
+        }
+        shares.push(socket);
+        // What each worker accepts from: its own share, and a taker of each other's.
+        let mut queues: Vec<Vec<Queue<N>>> = Vec::with_capacity(shares.len());
+        for to in 0..shares.len() {
+            let mut mine = Vec::with_capacity(shares.len());
+            for (from, (share, load)) in shares.iter().zip(&self.loads).enumerate() {
+                if from != to {
+                    let taker = net.taker(share)?;
+                    let load = load.clone();
+                    mine.push(Queue::Other { load, taker });
+                }
+            }
+            queues.push(mine);
+        }
+        for (worker, (share, others)) in self.workers.iter().zip(shares.into_iter().zip(queues)) {
+            for queue in std::iter::once(Queue::Own(share)).chain(others) {
                 let _ = worker.send(Listen {
-                    socket: net.share_listener(&socket)?,
+                    queue,
                     listener: listener.clone(),
                     closed: closed.clone(),
                 });
             }
-            let _ = last.send(Listen {
-                socket,
-                listener: listener.clone(),
-                closed: closed.clone(),
-            });
         }
         self.open.push(OpenSocket {
             addr,
@@ -546,7 +571,8 @@ async fn reload<N: Net>(
     *running = running.reloaded(loaded.config);
 }
 
-/// Counts a worker's live flow tasks, so its drain knows when the last one ends.
+/// Counts a worker's live flow tasks, so its drain knows when the last one ends (and
+/// other workers know how busy it is).
 #[derive(Default)]
 struct TaskCount {
     live: AtomicUsize,
@@ -584,16 +610,32 @@ const ABORT_WAIT: Duration = Duration::from_secs(5);
 /// A listening socket for a worker to accept on, until `closed` (a reload removed its
 /// listener) or the node stops.
 struct Listen<N: Net> {
-    socket: N::Listener,
+    /// Whose queue: the worker's own share, or another worker's.
+    queue: Queue<N>,
     /// The listener its clients belong to (a reload may change it).
     listener: Arc<AtomicU32>,
     closed: watch::Receiver<bool>,
 }
 
-/// One worker: an accept loop per listener, and the connections they accept.
+/// Where an accept loop takes its clients from.
+enum Queue<N: Net> {
+    /// The worker's own share of the listener: every client in its queue is accepted.
+    Own(N::Listener),
+    /// Another worker's share, through a taker; `load` counts that worker's open
+    /// connections. Its clients are taken while [`take_from_other`] says so.
+    Other {
+        load: Arc<TaskCount>,
+        taker: N::Taker,
+    },
+}
+
+/// One worker: an accept loop per listener (and one per other worker's share of it), and
+/// the connections they accept.
 struct Worker<N: Net> {
     net: N,
     shared: Arc<Shared>,
+    /// Its open connections (made by the node, which shows them to the other workers).
+    tasks: Arc<TaskCount>,
     /// Listening sockets to accept on, as the node binds them.
     commands: mpsc::UnboundedReceiver<Listen<N>>,
     /// `Some(grace)` once the node stops.
@@ -610,11 +652,11 @@ impl<N: Net> Worker<N> {
         let Worker {
             net,
             shared,
+            tasks,
             mut commands,
             mut stop,
             done,
         } = self;
-        let tasks = Arc::new(TaskCount::default());
         let abort = Arc::new(AbortSignal::default());
         let accepting = Arc::new(TaskCount::default());
         let stop_for_loops = stop.clone();
@@ -681,7 +723,8 @@ impl<N: Net> Worker<N> {
     }
 }
 
-/// One listener's accept loop in one worker: each client gets a flow task of this worker.
+/// One listener's accept loop in one worker, on its own share or taking from another
+/// worker's: each client gets a flow task of this worker.
 async fn accept_on<N: Net>(
     net: N,
     shared: Arc<Shared>,
@@ -691,7 +734,7 @@ async fn accept_on<N: Net>(
     abort: Arc<AbortSignal>,
 ) {
     let Listen {
-        socket,
+        queue,
         listener,
         mut closed,
     } = listen;
@@ -703,8 +746,7 @@ async fn accept_on<N: Net>(
             _ = closed.wait_for(|c| *c) => {}
         }
     };
-    let failures = FailureRun::new("accept failed", "accepting again");
-    accept_loop(&net, &socket, failures, stopping, |stream, peer| {
+    let on_accept = |stream, peer| {
         let id = FlowId(shared.next_flow_id());
         let on = ListenerId(listener.load(Ordering::Acquire));
         tasks.live.fetch_add(1, Ordering::AcqRel);
@@ -724,6 +766,30 @@ async fn accept_on<N: Net>(
             abort.clone(),
             guard,
         )));
-    })
-    .await;
+    };
+    match queue {
+        Queue::Own(socket) => {
+            let failures = FailureRun::new("accept failed", "accepting again");
+            accept_each(|| net.accept(&socket), failures, stopping, on_accept).await;
+        }
+        Queue::Other { load, taker } => {
+            let failures = FailureRun::new(
+                "taking a client from another worker's queue failed",
+                "taking clients again",
+            );
+            let take = || {
+                take_from_other(
+                    tasks.live.load(Ordering::Acquire),
+                    load.live.load(Ordering::Acquire),
+                )
+            };
+            accept_each(
+                || net.take_while(&taker, take),
+                failures,
+                stopping,
+                on_accept,
+            )
+            .await;
+        }
+    }
 }
