@@ -1,7 +1,8 @@
 //! The one accept loop: client listeners, the admin endpoint and the demo backends all
-//! accept through it, and so do the workers taking clients from each other's queues. A failed accept (out of descriptors, say) is logged through a
-//! [`FailureRun`] (the first failure, a reminder every 10 s, the recovery) and retried
-//! after a short pause, so the loop never spins and never ends on an error.
+//! accept through it, and so do the workers taking clients from each other's queues. A
+//! failed accept (out of descriptors, say) is logged through a [`FailureRun`] (the first
+//! failure, a reminder every 10 s, the recovery) and retried after a short pause, so the
+//! loop never spins and never ends on an error.
 
 use crate::clock;
 use crate::failure_log::FailureRun;
