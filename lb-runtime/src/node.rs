@@ -1,10 +1,11 @@
 //! The node: the one assembly of a running load balancer, in production and in the
 //! simulation alike. It binds the listeners' sockets and the admin endpoint, starts the
-//! workers (each runs an accept loop per listener, another per other worker's share of it
-//! to take clients from a busier worker's queue, and its own connections), the probe task
-//! and the admin server, and then obeys its control channel: [`Control::Reload`] applies a
-//! new config (binding new listeners first, closing removed ones, keeping the socket of
-//! every address still configured), [`Control::Stop`] drains and stops. Generic over
+//! workers (each runs an accept loop per listener, another on the next worker's share of it
+//! to take clients from that worker's queue while it is busier, and its own connections),
+//! the probe task and the admin server, and then obeys its control channel:
+//! [`Control::Reload`] applies a new config (binding new listeners first, closing removed
+//! ones, keeping the socket of every address still configured), [`Control::Stop`] drains
+//! and stops. Generic over
 //! [`Net`]; it decides nothing itself (the balancer and the flows do), it only wires them
 //! to sockets, timers and the channel.
 //!
@@ -27,7 +28,7 @@ use crate::load::{io_message, LoadError, Loaded};
 use crate::net::Net;
 use crate::shared::Shared;
 use crate::{admin, probes};
-use lb_sans_io::spread::take_from_other;
+use lb_sans_io::spread::{take_from_other, watched_queue};
 use lb_sans_io::{Balancer, Config, FlowId, ListenerId};
 use std::fmt;
 use std::io;
@@ -370,8 +371,9 @@ struct Sockets<N: Net> {
 
 impl<N: Net> Sockets<N> {
     /// Hands `socket` (bound for listener `id`, named `name`, at its configured `addr`) to
-    /// every worker: each gets a share of its own, and a taker of every other worker's
-    /// share. Nothing is handed out unless every share and taker could be made.
+    /// every worker: each gets a share of its own, and a taker of the share of the worker
+    /// it watches (`lb_sans_io::spread::watched_queue`). Nothing is handed out unless every
+    /// share and taker could be made.
     fn open(
         &mut self,
         net: &N,
@@ -391,21 +393,19 @@ impl<N: Net> Sockets<N> {
             shares.push(net.share_listener(&socket)?);
         }
         shares.push(socket);
-        // What each worker accepts from: its own share, and a taker of each other's.
-        let mut queues: Vec<Vec<Queue<N>>> = Vec::with_capacity(shares.len());
+        // What each worker accepts from: its own share, and a taker of the share it watches.
+        let mut queues: Vec<Option<Queue<N>>> = Vec::with_capacity(shares.len());
         for to in 0..shares.len() {
-            let mut mine = Vec::with_capacity(shares.len());
-            for (from, (share, load)) in shares.iter().zip(&self.loads).enumerate() {
-                if from != to {
-                    let taker = net.taker(share)?;
-                    let load = load.clone();
-                    mine.push(Queue::Other { load, taker });
-                }
-            }
-            queues.push(mine);
+            queues.push(match watched_queue(to, shares.len()) {
+                Some(from) => Some(Queue::Other {
+                    taker: net.taker(&shares[from])?,
+                    load: self.loads[from].clone(),
+                }),
+                None => None,
+            });
         }
-        for (worker, (share, others)) in self.workers.iter().zip(shares.into_iter().zip(queues)) {
-            for queue in std::iter::once(Queue::Own(share)).chain(others) {
+        for (worker, (share, watched)) in self.workers.iter().zip(shares.into_iter().zip(queues)) {
+            for queue in std::iter::once(Queue::Own(share)).chain(watched) {
                 let _ = worker.send(Listen {
                     queue,
                     listener: listener.clone(),
@@ -629,8 +629,8 @@ enum Queue<N: Net> {
     },
 }
 
-/// One worker: an accept loop per listener (and one per other worker's share of it), and
-/// the connections they accept.
+/// One worker: an accept loop per listener (and one on the share of it that it watches),
+/// and the connections they accept.
 struct Worker<N: Net> {
     net: N,
     shared: Arc<Shared>,
