@@ -7,7 +7,6 @@
 
 use std::fmt::Write as _;
 use std::io::{self, IsTerminal, Write};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tracing::field::{Field, Visit};
@@ -538,9 +537,9 @@ impl Buffer {
 
 static BUFFER: OnceLock<Arc<Buffer>> = OnceLock::new();
 
-/// Text lines go to [`BUFFER`]: the close line may be written there directly
-/// ([`log_close`]).
-static DIRECT: AtomicBool = AtomicBool::new(false);
+/// [`BUFFER`], once `init` sends text lines there: where the close line is written
+/// directly ([`log_close`]).
+static DIRECT: OnceLock<Arc<Buffer>> = OnceLock::new();
 
 /// A writer that appends to the shared buffer.
 struct BufferWriter(Arc<Buffer>);
@@ -583,7 +582,7 @@ pub fn init(format: LogFormat) {
                 .event_format(Logfmt)
                 .with_writer(MakeBuffered(buffer.clone()))
                 .init();
-            DIRECT.store(true, Ordering::Relaxed);
+            let _ = DIRECT.set(buffer.clone());
         }
         (LogFormat::Json, true) => builder
             .json()

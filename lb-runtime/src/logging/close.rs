@@ -7,11 +7,10 @@
 //! both: the line is written only where `tracing` would write it.
 
 use super::{
-    logfmt_value, write_f64, write_now, write_thousandths, LogAddr, StackStr, BUFFER, DIRECT, LINE,
+    logfmt_value, write_f64, write_now, write_thousandths, LogAddr, StackStr, DIRECT, LINE,
 };
 use lb_sans_io::{Balancer, FlowSummary};
 use std::fmt::Write as _;
-use std::sync::atomic::Ordering;
 
 /// The module the close line is logged from, as `RUST_LOG` directives name it (the line
 /// was a `tracing` event of the flow's task before it was written here).
@@ -39,15 +38,18 @@ impl CloseNames {
             .zip(summary.backend)
             .and_then(|(p, b)| balancer.pool(p)?.backend(b))
             .map_or("-", |b| b.name.as_str());
+        CloseNames::new(listener, pool, backend)
+    }
+
+    /// These three names, copied.
+    fn new(listener: &str, pool: &str, backend: &str) -> CloseNames {
         let mut text = smallvec::SmallVec::new();
         text.extend_from_slice(listener.as_bytes());
-        let first = text.len();
         text.extend_from_slice(pool.as_bytes());
-        let second = text.len();
         text.extend_from_slice(backend.as_bytes());
         CloseNames {
             text,
-            ends: [first, second],
+            ends: [listener.len(), listener.len() + pool.len()],
         }
     }
 
@@ -173,10 +175,7 @@ impl<'a> CloseLine<'a> {
     /// Writes the line into the text log's buffer; false where there is none (JSON, a
     /// terminal, no log set up: the simulation and the tests).
     fn write_direct(&self) -> bool {
-        if !DIRECT.load(Ordering::Relaxed) {
-            return false;
-        }
-        let Some(buffer) = BUFFER.get() else {
+        let Some(buffer) = DIRECT.get() else {
             return false;
         };
         LINE.with(|line| {
@@ -284,17 +283,6 @@ mod tests {
         ]
     }
 
-    fn names(listener: &str, pool: &str, backend: &str) -> CloseNames {
-        let mut text = smallvec::SmallVec::new();
-        text.extend_from_slice(listener.as_bytes());
-        text.extend_from_slice(pool.as_bytes());
-        text.extend_from_slice(backend.as_bytes());
-        CloseNames {
-            text,
-            ends: [listener.len(), listener.len() + pool.len()],
-        }
-    }
-
     /// What the `tracing` formatter writes for `line`'s event, from its level on.
     fn through_tracing(line: &CloseLine<'_>) -> String {
         let text = super::super::logfmt_of(|| line.event());
@@ -320,10 +308,10 @@ mod tests {
     #[test]
     fn the_direct_line_is_the_line_tracing_writes() {
         let all_names = [
-            names("default", "default", "server-5001"),
-            names("web front", "pool=a", "b\"1"),
-            names("-", "-", "-"),
-            names(&"l".repeat(255), &"p".repeat(255), &"b".repeat(255)),
+            CloseNames::new("default", "default", "server-5001"),
+            CloseNames::new("web front", "pool=a", "b\"1"),
+            CloseNames::new("-", "-", "-"),
+            CloseNames::new(&"l".repeat(255), &"p".repeat(255), &"b".repeat(255)),
         ];
         for summary in summaries() {
             for names in &all_names {
@@ -354,7 +342,7 @@ mod tests {
             Ok(())
         }
         let summary = &summaries()[3];
-        let names = names("default", "default", "server-5001");
+        let names = CloseNames::new("default", "default", "server-5001");
         let line = CloseLine::new(summary, &names);
         assert!(difference(&line, without_flow).is_some());
         assert!(difference(&line, swapped).is_some());
@@ -366,7 +354,7 @@ mod tests {
     fn names_come_back_whole() {
         let long = "n".repeat(300);
         for (l, p, b) in [("a", "bb", "ccc"), ("-", "-", "-"), (&*long, "é", &*long)] {
-            let n = names(l, p, b);
+            let n = CloseNames::new(l, p, b);
             assert_eq!([n.name(0), n.name(1), n.name(2)], [l, p, b]);
         }
     }
