@@ -23,7 +23,7 @@ _loadbalancer() {
 
     case "${cmd}" in
         loadbalancer)
-            opts="-h -V --config --check --demo --seed --log-format --help --version"
+            opts="-h -V --config --check --demo --seed --log-format --no-cpu-affinity --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -4,5 +4,6 @@ complete -c loadbalancer -l log-format -d 'Log lines as logfmt text (`key=value`
 json\t'One JSON object per line'"
 complete -c loadbalancer -l check -d 'Validate the config, print a one-line summary per listener and exit (0 valid, 2 invalid)'
 complete -c loadbalancer -l demo -d 'Also start a demo backend (the `server` program) on each backend address of every pool'
+complete -c loadbalancer -l no-cpu-affinity -d 'Leave the workers to the scheduler. By default, with one worker per CPU the process may use, each worker is bound to a CPU of its own and accepts the clients whose packets that CPU handles'
 complete -c loadbalancer -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c loadbalancer -s V -l version -d 'Print version'

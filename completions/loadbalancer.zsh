@@ -21,6 +21,7 @@ _loadbalancer() {
 json\:"One JSON object per line"))' \
 '--check[Validate the config, print a one-line summary per listener and exit (0 valid, 2 invalid)]' \
 '--demo[Also start a demo backend (the \`server\` program) on each backend address of every pool]' \
+'--no-cpu-affinity[Leave the workers to the scheduler. By default, with one worker per CPU the process may use, each worker is bound to a CPU of its own and accepts the clients whose packets that CPU handles]' \
 '-h[Print help (see more with '\''--help'\'')]' \
 '--help[Print help (see more with '\''--help'\'')]' \
 '-V[Print version]' \

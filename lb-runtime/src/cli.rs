@@ -49,6 +49,11 @@ pub struct Cli {
     /// line.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, value_name = "FORMAT")]
     pub log_format: LogFormat,
+    /// Leave the workers to the scheduler. By default, with one worker per CPU the process
+    /// may use, each worker is bound to a CPU of its own and accepts the clients whose
+    /// packets that CPU handles.
+    #[arg(long)]
+    pub no_cpu_affinity: bool,
 }
 
 impl Cli {

@@ -65,9 +65,10 @@ pub trait Net: Clone + Send + Sync + 'static {
     /// current host).
     fn spawn(&self, task: impl Future<Output = ()> + Send + 'static);
     /// Starts a worker named `name` that runs `task`: with tokio, an OS thread with its own
-    /// single-threaded runtime, so a worker's connections never wake another thread; in
-    /// the simulation, one more task on the current host.
-    fn spawn_worker(&self, name: &str, task: WorkerTask) -> io::Result<()>;
+    /// single-threaded runtime, so a worker's connections never wake another thread, bound
+    /// to `cpu` when one is given, its listening sockets asking for the clients that CPU
+    /// handles; in the simulation, one more task on the current host (no CPUs there).
+    fn spawn_worker(&self, name: &str, cpu: Option<usize>, task: WorkerTask) -> io::Result<()>;
     /// Bytes written to `stream` that its peer has not received (acknowledged) yet. Networks
     /// that cannot tell report 0.
     fn unacked(&self, stream: &Self::Stream) -> io::Result<usize> {
@@ -111,6 +112,11 @@ pub trait Net: Clone + Send + Sync + 'static {
     ) -> Poll<io::Result<usize>> {
         Pin::new(stream).poll_write_vectored(cx, bufs)
     }
+}
+
+thread_local! {
+    /// The CPU this worker thread is bound to ([`Net::spawn_worker`]), if any.
+    static WORKER_CPU: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
 }
 
 /// The real network: `tokio::net`.
@@ -172,9 +178,20 @@ impl TokioListener {
         })
     }
 
-    /// The tokio listener, registered on the current runtime at the first call.
+    /// The tokio listener, registered on the current runtime at the first call. On a worker
+    /// bound to a CPU, the socket asks the kernel for the clients that CPU handles
+    /// (`SO_INCOMING_CPU`: of a `SO_REUSEPORT` group, the kernel picks the socket whose CPU
+    /// is the one a new connection's packets arrived on, else hashes as before).
     fn tokio(&self) -> io::Result<&tokio::net::TcpListener> {
-        self.socket.get(tokio::net::TcpListener::from_std)
+        self.socket.get(|std| {
+            #[cfg(target_os = "linux")]
+            if let Some(cpu) = WORKER_CPU.get() {
+                if let Err(e) = socket2::SockRef::from(&std).set_cpu_affinity(cpu) {
+                    tracing::debug!("cannot set SO_INCOMING_CPU {cpu} on {}: {e}", self.local);
+                }
+            }
+            tokio::net::TcpListener::from_std(std)
+        })
     }
 
     /// Another descriptor of the same socket.
@@ -310,13 +327,23 @@ impl Net for TokioNet {
     }
 
     #[allow(clippy::disallowed_methods)] // The `Net` implementation is where workers start.
-    fn spawn_worker(&self, name: &str, task: WorkerTask) -> io::Result<()> {
+    fn spawn_worker(&self, name: &str, cpu: Option<usize>, task: WorkerTask) -> io::Result<()> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
+        let name = name.to_string();
         std::thread::Builder::new()
-            .name(name.to_string())
-            .spawn(move || rt.block_on(task()))?;
+            .name(name.clone())
+            .spawn(move || {
+                if let Some(cpu) = cpu {
+                    match crate::sys::bind_thread_to(cpu) {
+                        Ok(()) => WORKER_CPU.set(Some(cpu)),
+                        // It still works, only unbound: say so and go on.
+                        Err(e) => tracing::warn!("{name}: cannot bind to CPU {cpu}: {e}"),
+                    }
+                }
+                rt.block_on(task())
+            })?;
         Ok(())
     }
 
@@ -553,6 +580,51 @@ fn read_slab<S: AsyncRead + Unpin>(
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    /// A worker started with a CPU runs there, and a listening socket it accepts on asks
+    /// the kernel for the clients that CPU handles (`SO_INCOMING_CPU`); one started without
+    /// runs anywhere the process may and leaves its sockets to the group's hash.
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn a_bound_worker_runs_on_its_cpu_and_its_sockets_ask_for_that_cpus_clients() {
+        let allowed = crate::sys::allowed_cpus().unwrap();
+        let cpu = *allowed.last().unwrap();
+        for bound in [Some(cpu), None] {
+            let listener = std::sync::Arc::new(
+                TokioListener::new(listen_group("127.0.0.1:0".parse().unwrap()).unwrap()).unwrap(),
+            );
+            let (tx, rx) = std::sync::mpsc::channel();
+            let l = listener.clone();
+            TokioNet
+                .spawn_worker(
+                    "test-worker",
+                    bound,
+                    Box::new(move || {
+                        Box::pin(async move {
+                            let registered = l.tokio().unwrap();
+                            let steered = socket2::SockRef::from(registered).cpu_affinity();
+                            let _ = tx.send((crate::sys::allowed_cpus().unwrap(), steered.ok()));
+                        })
+                    }),
+                )
+                .unwrap();
+            let (runs_on, steered) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+            match bound {
+                Some(cpu) => {
+                    assert_eq!(runs_on, [cpu]);
+                    assert_eq!(steered, Some(cpu));
+                }
+                None => {
+                    assert_eq!(runs_on, allowed);
+                    // The kernel reports -1 (unset).
+                    assert!(
+                        !steered.is_some_and(|c| allowed.contains(&c)),
+                        "{steered:?}"
+                    );
+                }
+            }
+        }
+    }
 
     /// Reads of every kind through the slab — small ones (copied), large ones (cut off the
     /// slab), the boundary sizes, enough to need new slabs — each keep their own bytes

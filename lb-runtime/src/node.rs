@@ -130,6 +130,9 @@ pub struct NodeOptions {
     /// `/metrics` shows this process' `process_*` figures (the binary; not the
     /// simulation, whose nodes share one test process).
     pub process_metrics: bool,
+    /// The CPU each worker is bound to, one per worker
+    /// (`lb_sans_io::spread::worker_cpus`); `None` leaves them to the scheduler.
+    pub worker_cpus: Option<Vec<usize>>,
 }
 
 impl NodeOptions {
@@ -143,6 +146,7 @@ impl NodeOptions {
             #[cfg(feature = "seams")]
             defects: lb_sans_io::defect::Defects::NONE,
             process_metrics: false,
+            worker_cpus: None,
         }
     }
 }
@@ -238,11 +242,19 @@ impl Node {
             shared.with_balancer(|b, _| b.set_bound(id, local));
             tracing::info!("listening on {local} ({line})");
         }
-        tracing::info!(
-            "config: {}; {} worker thread(s)",
-            loaded.source,
-            options.workers
-        );
+        match &options.worker_cpus {
+            Some(cpus) => tracing::info!(
+                "config: {}; {} worker thread(s), bound to CPUs {} (`--no-cpu-affinity` leaves them unbound)",
+                loaded.source,
+                options.workers,
+                cpus.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",")
+            ),
+            None => tracing::info!(
+                "config: {}; {} worker thread(s)",
+                loaded.source,
+                options.workers
+            ),
+        }
         for warning in config.warnings() {
             tracing::warn!("config: {warning}");
         }
@@ -308,8 +320,13 @@ impl Node {
                 stop: stop_rx.clone(),
                 done: done_tx.clone(),
             };
+            let cpu = options
+                .worker_cpus
+                .as_ref()
+                .and_then(|cpus| cpus.get(i).copied());
             net.spawn_worker(
                 &format!("lb-worker-{i}"),
+                cpu,
                 Box::new(move || Box::pin(worker.run())),
             )
             .map_err(StartError::Worker)?;

@@ -2,7 +2,9 @@
 //! a TCP socket its peer has not acknowledged yet (`SIOCOUTQ`, also known as `TIOCOUTQ`),
 //! which none of the crates we use exposes. A reset is passed on only once that is zero,
 //! so a reset never destroys bytes already written to the client. And, for the tests, how
-//! many segments a socket sent and received (`TCP_INFO`).
+//! many segments a socket sent and received (`TCP_INFO`). And which CPUs the process may
+//! run on, and binding a worker's thread to one of them (`sched_getaffinity`,
+//! `sched_setaffinity`), which std does not offer.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
@@ -72,6 +74,62 @@ pub struct Segments {
     pub received: u32,
 }
 
+/// The CPUs this thread may run on (its affinity set, inherited from the process: what
+/// `taskset` or a container's cpuset allows), in ascending order.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+pub fn allowed_cpus() -> io::Result<Vec<usize>> {
+    // SAFETY: `cpu_set_t` is a plain bit array, valid when zeroed.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `sched_getaffinity` writes at most the given size to `set`, which is alive
+    // and writable for the whole call; pid 0 is the calling thread.
+    let r = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let max = 8 * std::mem::size_of::<libc::cpu_set_t>();
+    // SAFETY: `CPU_ISSET` reads one bit of `set` for each `cpu` below the set's size.
+    Ok((0..max)
+        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
+        .collect())
+}
+
+/// Binds the calling thread to `cpu`: it runs there and nowhere else.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+pub fn bind_thread_to(cpu: usize) -> io::Result<()> {
+    let max = 8 * std::mem::size_of::<libc::cpu_set_t>();
+    if cpu >= max {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("CPU {cpu} is past the {max} an affinity set can name"),
+        ));
+    }
+    // SAFETY: `cpu_set_t` is a plain bit array, valid when zeroed; `CPU_SET` sets one bit
+    // of it, `cpu` being below its size (checked above).
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    // SAFETY: `sched_setaffinity` reads the given size from `set`, alive for the whole
+    // call; pid 0 is the calling thread.
+    let r = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Elsewhere nothing is known about the CPUs (so no worker is bound).
+#[cfg(not(target_os = "linux"))]
+pub fn allowed_cpus() -> io::Result<Vec<usize>> {
+    Ok(Vec::new())
+}
+
+/// Elsewhere threads are not bound.
+#[cfg(not(target_os = "linux"))]
+pub fn bind_thread_to(_cpu: usize) -> io::Result<()> {
+    Err(io::ErrorKind::Unsupported.into())
+}
+
 /// Elsewhere the count is not known: report everything delivered.
 #[cfg(not(target_os = "linux"))]
 pub fn unacked(_fd: BorrowedFd<'_>) -> io::Result<usize> {
@@ -83,6 +141,30 @@ mod tests {
     use super::*;
     use std::io::{Read, Write};
     use std::os::fd::AsFd;
+
+    /// A thread bound to one of the allowed CPUs sees only that one allowed, and runs
+    /// there; the process's other threads keep the whole set.
+    #[test]
+    #[cfg(target_os = "linux")]
+    #[allow(clippy::disallowed_methods)] // A real thread.
+    fn a_bound_thread_runs_on_its_cpu_alone() {
+        let allowed = allowed_cpus().unwrap();
+        assert!(!allowed.is_empty(), "no CPU allowed");
+        assert!(allowed.windows(2).all(|w| w[0] < w[1]), "{allowed:?}");
+        let last = *allowed.last().unwrap();
+        let seen = std::thread::spawn(move || {
+            bind_thread_to(last).unwrap();
+            // SAFETY: `sched_getcpu` takes no arguments.
+            #[allow(unsafe_code)]
+            let running_on = unsafe { libc::sched_getcpu() };
+            (allowed_cpus().unwrap(), running_on)
+        })
+        .join()
+        .unwrap();
+        assert_eq!(seen, (vec![last], last as libc::c_int));
+        assert_eq!(allowed_cpus().unwrap(), allowed);
+        assert!(bind_thread_to(1 << 20).is_err());
+    }
 
     #[test]
     #[allow(clippy::disallowed_methods)] // A test on real sockets and the real clock.

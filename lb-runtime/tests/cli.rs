@@ -225,3 +225,74 @@ fn foot_guns_are_warnings_that_say_what_to_do() {
     assert!(line.contains("level=warn"), "{line}");
     assert!(line.contains("pass --config PATH"), "{line}");
 }
+
+/// The CPUs in a `/proc` list such as `0-3,8,10-11`.
+fn cpu_list(list: &str) -> Vec<usize> {
+    let mut cpus = Vec::new();
+    for part in list.trim().split(',').filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((a, b)) => cpus.extend(a.parse::<usize>().unwrap()..=b.parse().unwrap()),
+            None => cpus.push(part.parse().unwrap()),
+        }
+    }
+    cpus
+}
+
+/// The CPUs a thread (`/proc/self/task/TID` or `/proc/PID/task/TID`) may run on.
+fn allowed_cpus(task: &std::path::Path) -> Vec<usize> {
+    let status = std::fs::read_to_string(task.join("status")).unwrap();
+    let line = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .expect("Cpus_allowed_list in /proc/.../status");
+    cpu_list(line)
+}
+
+/// The load balancer's worker threads by index, each with the CPUs it may run on.
+fn workers_cpus(pid: u32) -> Vec<Vec<usize>> {
+    let mut workers = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let task = task.unwrap().path();
+        let name = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
+        if let Some(i) = name.trim().strip_prefix("lb-worker-") {
+            workers.push((i.parse::<usize>().unwrap(), allowed_cpus(&task)));
+        }
+    }
+    workers.sort();
+    workers.into_iter().map(|(_, cpus)| cpus).collect()
+}
+
+/// With one worker per CPU the process may use, each worker runs on a CPU of its own, and
+/// the log says which; `--no-cpu-affinity` leaves every worker free to run on any of them.
+/// (With a CPU quota, fewer workers than CPUs, none is bound either way.)
+#[test]
+#[cfg(target_os = "linux")]
+fn workers_are_bound_to_a_cpu_each_unless_told_not_to() {
+    let dir = TempDir::new("affinity");
+    let p = dir.write("lb.json", &config(&[free_port()], ""));
+    let allowed = allowed_cpus(std::path::Path::new("/proc/thread-self"));
+    for unbound in [false, true] {
+        let mut args = vec!["0", "--config", p.to_str().unwrap()];
+        if unbound {
+            args.push("--no-cpu-affinity");
+        }
+        let mut lb = Proc::spawn(LB, &args, &dir.0, "lb");
+        lb.wait_lb_port();
+        let workers = workers_cpus(lb.pid());
+        let log = lb.log_text();
+        lb.kill();
+        assert!(!workers.is_empty(), "no worker threads found\n{log}");
+        if !unbound && workers.len() == allowed.len() {
+            let want: Vec<Vec<usize>> = allowed.iter().map(|&c| vec![c]).collect();
+            assert_eq!(workers, want, "{log}");
+            let named = allowed.iter().map(|c| c.to_string()).collect::<Vec<_>>();
+            assert!(
+                log.contains(&format!("bound to CPUs {}", named.join(","))),
+                "{log}"
+            );
+        } else {
+            assert!(workers.iter().all(|w| *w == allowed), "{workers:?}\n{log}");
+            assert!(!log.contains("bound to CPUs"), "{log}");
+        }
+    }
+}

@@ -8,6 +8,10 @@
 //! worker's, round the ring) and takes a waiting client from it when that worker is busier
 //! by a margin ([`take_from_other`]); the owner still accepts everything from its own
 //! queue, so no client waits unseen.
+//!
+//! Where each worker runs: one CPU of its own when there is one worker per CPU the process
+//! may use ([`worker_cpus`]), and each worker's socket of the group asks the kernel for the
+//! clients whose packets that CPU handles (`SO_INCOMING_CPU`).
 
 /// How many more open connections the owner of a queue must have than the worker that
 /// would take from it. With a margin of one, two workers whose loads differ by one would
@@ -31,9 +35,49 @@ pub fn watched_queue(worker: usize, workers: usize) -> Option<usize> {
     (workers > 1 && worker < workers).then(|| (worker + 1) % workers)
 }
 
+/// The CPU each worker is bound to, worker by worker, or `None` to leave the workers to the
+/// scheduler. Bound only when `affinity` is on and there are exactly as many workers as
+/// CPUs the process may run on (`allowed`, the process's affinity set): each worker then
+/// gets one of them, in ascending order. With fewer workers than CPUs (a CPU quota of a
+/// container, say) binding them would leave CPUs the process may use idle by choice, so
+/// they are left to move.
+///
+/// Bound, a worker stays on the CPU whose caches hold its connections, and with
+/// `SO_INCOMING_CPU` it accepts the clients whose packets that CPU handles, so a
+/// connection's kernel and user-space work run on one CPU (docs/performance.md measured
+/// about a tenth more requests per second on small requests).
+pub fn worker_cpus(affinity: bool, workers: usize, allowed: &[usize]) -> Option<Vec<usize>> {
+    let mut cpus = allowed.to_vec();
+    cpus.sort_unstable();
+    cpus.dedup();
+    (affinity && workers > 0 && cpus.len() == workers).then_some(cpus)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_worker_per_allowed_cpu_binds_each_to_its_own() {
+        assert_eq!(worker_cpus(true, 2, &[0, 1]), Some(vec![0, 1]));
+        // The affinity set as the kernel lists it need not be in order, nor start at 0.
+        assert_eq!(worker_cpus(true, 3, &[7, 3, 5]), Some(vec![3, 5, 7]));
+        assert_eq!(worker_cpus(true, 1, &[4]), Some(vec![4]));
+    }
+
+    #[test]
+    fn workers_are_left_to_the_scheduler_unless_each_has_a_cpu() {
+        // Turned off.
+        assert_eq!(worker_cpus(false, 2, &[0, 1]), None);
+        // Fewer workers than CPUs (a CPU quota): binding would leave CPUs unused.
+        assert_eq!(worker_cpus(true, 2, &[0, 1, 2, 3]), None);
+        // More workers than CPUs: two would share one.
+        assert_eq!(worker_cpus(true, 4, &[0, 1]), None);
+        assert_eq!(worker_cpus(true, 2, &[1, 1]), None);
+        // Nothing known about the CPUs.
+        assert_eq!(worker_cpus(true, 2, &[]), None);
+        assert_eq!(worker_cpus(true, 0, &[]), None);
+    }
 
     #[test]
     fn each_worker_watches_the_next_one_round_the_ring() {

@@ -512,7 +512,7 @@ impl Net for TurmoilNet {
         })
     }
 
-    fn spawn_worker(&self, _name: &str, task: WorkerTask) -> io::Result<()> {
+    fn spawn_worker(&self, _name: &str, _cpu: Option<usize>, task: WorkerTask) -> io::Result<()> {
         // One more task on this host: the accept loop; its flows are spawned (and
         // recorded) through `spawn`.
         tokio::task::spawn_local(task());

@@ -1,6 +1,7 @@
-//! `loadbalancer [PORT] [--config PATH] [--check] [--demo] [--seed N]`: the Layer-4 load
-//! balancer. This file only parses the command line, loads the config, turns signals into
-//! control messages and runs the [`Node`]; everything else is the node's.
+//! `loadbalancer [PORT] [--config PATH] [--check] [--demo] [--seed N] [--log-format FORMAT]
+//! [--no-cpu-affinity]`: the Layer-4 load balancer. This file only parses the command line,
+//! loads the config, turns signals into control messages and runs the [`Node`]; everything
+//! else is the node's.
 //!
 //! Exit codes: 0 clean shutdown, 2 usage or config error, 1 runtime failure.
 
@@ -9,6 +10,7 @@ use lb_runtime::cli::Cli;
 use lb_runtime::demo::{DemoMode, DemoServer};
 use lb_runtime::load::{io_message, ConfigSource, LoadError, Loaded};
 use lb_runtime::{Control, Net, Node, NodeOptions, TokioNet};
+use lb_sans_io::spread::worker_cpus;
 use std::hash::{BuildHasher, Hasher};
 use std::process::ExitCode;
 use tokio::sync::mpsc;
@@ -80,8 +82,12 @@ async fn run(cli: Cli, loaded: Loaded) -> ExitCode {
     }
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let seed = cli.seed.unwrap_or_else(random_seed);
+    // Where the workers run: the CPUs this process may use, and whether to bind them
+    // (`lb_sans_io::spread::worker_cpus` decides; unknown CPUs leave them unbound).
+    let allowed = lb_runtime::sys::allowed_cpus().unwrap_or_default();
     let options = NodeOptions {
         process_metrics: true,
+        worker_cpus: worker_cpus(!cli.no_cpu_affinity, workers, &allowed),
         ..NodeOptions::new(workers, seed)
     };
     let node = Node::new(loaded, options);
