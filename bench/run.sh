@@ -13,7 +13,7 @@
 #
 # usage: bench/run.sh [--lb PATH] [--rounds R] [--seconds N] [--only LIST] [--systems LIST]
 #                     [--idle-conns N] [--warmup N] [--out FILE.json] [--keep-tmp]
-#                     [--no-install] [--self-test]
+#                     [--pin-others] [--no-install] [--self-test]
 #
 #   --lb PATH       the loadbalancer binary (default: $CARGO_TARGET_DIR/release/loadbalancer,
 #                   else <repo>/target/release/loadbalancer)
@@ -27,6 +27,8 @@
 #   --warmup N      unmeasured seconds of load before a system's first round (default 1)
 #   --out FILE      also write every figure, per round, as JSON
 #   --keep-tmp      keep the temporary directory (configs, logs, per-round records)
+#   --pin-others    bind HAProxy's threads (cpu-map) and nginx's workers (worker_cpu_affinity
+#                   auto) to a CPU each, as the project binds its workers by default
 #   --no-install    never call apt-get; fail if a tool is missing
 #   --self-test     check the tool itself: bench/standin-lb.py (HAProxy under the project's
 #                   name) in place of --lb, 1 round x 2 s unless given, 500 idle connections;
@@ -44,7 +46,7 @@ LIB="$HERE/lb_bench.py"
 ALL_WL="conn keepalive latency bulk iperf idle"
 
 LB_PATH="" ROUNDS="" DUR="" ONLY="conn,keepalive,latency,bulk,iperf,idle" SYS_LIST="haproxy,nginx,project"
-IDLE_CONNS="" WARMUP=1 OUT="" KEEP=0 INSTALL=1 SELFTEST=0
+IDLE_CONNS="" WARMUP=1 OUT="" KEEP=0 INSTALL=1 SELFTEST=0 PIN_OTHERS=0
 HAPROXY=${HAPROXY:-/usr/sbin/haproxy}
 NGINX=${NGINX:-/usr/sbin/nginx}
 
@@ -64,6 +66,7 @@ while (($#)); do
     --warmup) (($# >= 2)) || uerr "--warmup needs a number"; WARMUP=$2; shift 2 ;;
     --out) (($# >= 2)) || uerr "--out needs a file"; OUT=$2; shift 2 ;;
     --keep-tmp) KEEP=1; shift ;;
+    --pin-others) PIN_OTHERS=1; shift ;;
     --no-install) INSTALL=0; shift ;;
     --self-test) SELFTEST=1; shift ;;
     -h | --help) usage; exit 0 ;;
@@ -138,6 +141,13 @@ trap 'exit 143' TERM
 START=$(date +%s)
 say() { printf '[%4ds] %s\n' $(($(date +%s) - START)) "$*" >&2; }
 NOTES=()
+# The first N CPUs this script may run on, space-separated (for HAProxy's cpu-map).
+first_cpus() { python3 -c 'import os, sys; print(" ".join(map(str, sorted(os.sched_getaffinity(0))[:int(sys.argv[1])])))' "$1"; }
+if ((PIN_OTHERS)); then
+  NOTES+=("--pin-others: HAProxy's threads (cpu-map) and nginx's workers (worker_cpu_affinity auto) bound to a CPU each, like the project's workers")
+else
+  NOTES+=("the project binds its workers to a CPU each by default (--no-cpu-affinity: not); HAProxy and nginx run unbound, their defaults (--pin-others binds them too)")
+fi
 
 # ------------------------------------------------------------------ tools
 stream_so() { # the nginx stream module to load ("" when built in); fails when there is none
@@ -224,6 +234,7 @@ printf 'ok' >"$T/www/ok"
 head -c $((16 << 20)) /dev/urandom >"$T/www/big.bin"
 cat >"$T/be/nginx.conf" <<EOF
 worker_processes 2;
+$( ((PIN_OTHERS)) && echo 'worker_cpu_affinity auto;')
 worker_rlimit_nofile $NOFILE;
 daemon off;
 pid $T/be/nginx.pid;
@@ -264,7 +275,10 @@ fi
 # ------------------------------------------------------------------ HAProxy: nbthread 2, mode tcp
 if has_sys haproxy; then
   {
-    printf 'global\n    nbthread 2\n    maxconn %s\n\ndefaults\n    mode tcp\n    maxconn %s\n' "$MAXCONN" "$MAXCONN"
+    printf 'global\n    nbthread 2\n    maxconn %s\n' "$MAXCONN"
+    # Thread 1 on the first CPU this script may use, thread 2 on the second.
+    ((PIN_OTHERS)) && printf '    cpu-map auto:1/1-2 %s\n' "$(first_cpus 2)"
+    printf '\ndefaults\n    mode tcp\n    maxconn %s\n' "$MAXCONN"
     printf '    timeout connect 1s\n    timeout client 5m\n    timeout server 5m\n    timeout check 500ms\n'
     printf '    retries 2\n    option redispatch\n\n'
     printf 'frontend web\n    bind 127.0.0.1:%s\n    default_backend web\n\n' "${PORT[haproxy]}"
@@ -283,6 +297,7 @@ if has_sys nginx; then
     [[ -z $STREAM_SO ]] || echo "load_module $STREAM_SO;"
     cat <<EOF
 worker_processes 2;
+$( ((PIN_OTHERS)) && echo 'worker_cpu_affinity auto;')
 worker_rlimit_nofile $NOFILE;
 daemon off;
 pid $T/nginx/nginx.pid;
