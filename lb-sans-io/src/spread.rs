@@ -44,8 +44,8 @@ pub fn watched_queue(worker: usize, workers: usize) -> Option<usize> {
 ///
 /// Bound, a worker stays on the CPU whose caches hold its connections, and with
 /// `SO_INCOMING_CPU` it accepts the clients whose packets that CPU handles, so a
-/// connection's kernel and user-space work run on one CPU (docs/performance.md measured
-/// about a tenth more requests per second on small requests).
+/// connection's kernel and user-space work run on one CPU (docs/performance.md measured a
+/// shorter tail on small requests, and CPU per request within the run-to-run spread).
 pub fn worker_cpus(affinity: bool, workers: usize, allowed: &[usize]) -> Option<Vec<usize>> {
     let mut cpus = allowed.to_vec();
     cpus.sort_unstable();
