@@ -5,9 +5,8 @@
 //! the probe task and the admin server, and then obeys its control channel:
 //! [`Control::Reload`] applies a new config (binding new listeners first, closing removed
 //! ones, keeping the socket of every address still configured), [`Control::Stop`] drains
-//! and stops. Generic over
-//! [`Net`]; it decides nothing itself (the balancer and the flows do), it only wires them
-//! to sockets, timers and the channel.
+//! and stops. Generic over [`Net`]; it decides nothing itself (the balancer and the flows
+//! do), it only wires them to sockets, timers and the channel.
 //!
 //! ```text
 //!   control channel ──► node (control task): reload, stop, start-up log, listener sockets
@@ -242,19 +241,18 @@ impl Node {
             shared.with_balancer(|b, _| b.set_bound(id, local));
             tracing::info!("listening on {local} ({line})");
         }
-        match &options.worker_cpus {
-            Some(cpus) => tracing::info!(
-                "config: {}; {} worker thread(s), bound to CPUs {} (`--no-cpu-affinity` leaves them unbound)",
-                loaded.source,
-                options.workers,
-                cpus.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",")
-            ),
-            None => tracing::info!(
-                "config: {}; {} worker thread(s)",
-                loaded.source,
-                options.workers
-            ),
-        }
+        let pinned = options.worker_cpus.as_ref().map_or(String::new(), |cpus| {
+            let cpus: Vec<String> = cpus.iter().map(|c| c.to_string()).collect();
+            format!(
+                ", bound to CPUs {} (`--no-cpu-affinity` leaves them unbound)",
+                cpus.join(",")
+            )
+        });
+        tracing::info!(
+            "config: {}; {} worker thread(s){pinned}",
+            loaded.source,
+            options.workers
+        );
         for warning in config.warnings() {
             tracing::warn!("config: {warning}");
         }
@@ -413,13 +411,13 @@ impl<N: Net> Sockets<N> {
         // What each worker accepts from: its own share, and a taker of the share it watches.
         let mut queues: Vec<Option<Queue<N>>> = Vec::with_capacity(shares.len());
         for to in 0..shares.len() {
-            queues.push(match watched_queue(to, shares.len()) {
-                Some(from) => Some(Queue::Other {
+            let watched = watched_queue(to, shares.len()).map(|from| {
+                Ok::<_, io::Error>(Queue::Other {
                     taker: net.taker(&shares[from])?,
                     load: self.loads[from].clone(),
-                }),
-                None => None,
+                })
             });
+            queues.push(watched.transpose()?);
         }
         for (worker, (share, watched)) in self.workers.iter().zip(shares.into_iter().zip(queues)) {
             for queue in std::iter::once(Queue::Own(share)).chain(watched) {
