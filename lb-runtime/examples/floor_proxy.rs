@@ -6,10 +6,11 @@
 //! It does only what HAProxy's `mode tcp` does on the benchmark's `conn` and `keepalive`
 //! loads, with nothing of the project's runtime: one thread per CPU, each bound to it, with
 //! its own `SO_REUSEPORT` listener and its own edge-triggered epoll (mio), no tasks, no
-//! timers, no clock, no log, no health checks; backends taken in turn; a fixed 16 KiB
-//! buffer per direction; sockets closed without an `EPOLL_CTL_DEL` (mio does not deregister
-//! on drop; the kernel removes a closed socket from the epoll set), and a direction shut
-//! down only while the other is still open (a close sends the FIN otherwise).
+//! timers, no clock, no log, no health checks; backends taken in turn; a 16 KiB buffer per
+//! direction, reused from a per-worker pool; sockets closed without an `EPOLL_CTL_DEL` (mio
+//! does not deregister on drop; the kernel removes a closed socket from the epoll set), and
+//! a direction shut down only while the other is still open (a close sends the FIN
+//! otherwise).
 //!
 //! usage: cargo run --release -p lb-runtime --example floor_proxy -- LISTEN=BACKEND[,BACKEND...]...
 //!   e.g. floor_proxy 127.0.0.1:18405=127.0.0.1:18481,127.0.0.1:18482 127.0.0.1:18415=127.0.0.1:18490
@@ -45,9 +46,10 @@ struct Dir {
 }
 
 impl Dir {
-    fn new() -> Dir {
+    /// A direction with a buffer from the worker's pool (zeroed only when first made).
+    fn new(pool: &mut Vec<Box<[u8; BUF]>>) -> Dir {
         Dir {
-            buf: Box::new([0; BUF]),
+            buf: pool.pop().unwrap_or_else(|| Box::new([0; BUF])),
             start: 0,
             end: 0,
             eof: false,
@@ -173,6 +175,7 @@ fn worker(routes: Vec<Route>, cpu: Option<usize>) -> io::Result<()> {
     let mut next_backend = vec![0usize; routes.len()];
     let mut pairs: Vec<Option<Pair>> = Vec::new();
     let mut free: Vec<usize> = Vec::new();
+    let mut buffers: Vec<Box<[u8; BUF]>> = Vec::new();
     let mut events = Events::with_capacity(256);
     loop {
         match poll.poll(&mut events, None) {
@@ -216,7 +219,7 @@ fn worker(routes: Vec<Route>, cpu: Option<usize>) -> io::Result<()> {
                     }
                     pairs[slot] = Some(Pair {
                         socks: [client, backend],
-                        dirs: [Dir::new(), Dir::new()],
+                        dirs: [Dir::new(&mut buffers), Dir::new(&mut buffers)],
                     });
                 }
                 continue;
@@ -229,7 +232,9 @@ fn worker(routes: Vec<Route>, cpu: Option<usize>) -> io::Result<()> {
             let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
             if let Pumped::Closed = pair.on_event(side, readable, ev.is_writable()) {
                 // Dropped: closed, and so out of the epoll set without a system call.
-                pairs[slot] = None;
+                if let Some(pair) = pairs[slot].take() {
+                    buffers.extend(pair.dirs.map(|d| d.buf));
+                }
                 free.push(slot);
             }
         }
