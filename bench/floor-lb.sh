@@ -6,6 +6,8 @@
 #
 # usage: bench/run.sh --lb bench/floor-lb.sh [run.sh options]
 #   (build it first: cargo build --release -p lb-runtime --example floor_proxy)
+#   FLOOR_BIN=target/release/examples/floor_tokio bench/run.sh --lb bench/floor-lb.sh ...
+#   runs the same floor on tokio (lb-runtime/examples/floor_tokio.rs): what tokio alone costs
 # It understands what run.sh passes: `--check --config FILE` (exit 0) and `PORT --config FILE`
 # (every listener of FILE, each to its pool's backends in turn; nothing else of the config).
 # environment: FLOOR_BIN (default $CARGO_TARGET_DIR/release/examples/floor_proxy, else
