@@ -18,21 +18,19 @@
 //!   environment: FLOOR_WORKERS (default: the CPUs it may use; bound one each when equal),
 //!                FLOOR_BIND=0 (never bind)
 
+#[path = "floor_common/mod.rs"]
+mod floor_common;
+
+use floor_common::Route;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr};
+use std::net::Shutdown;
+use std::sync::Arc;
 
 const BUF: usize = 16 * 1024;
 /// Listener `i`'s token is `usize::MAX - i`; a pair's sides are `2 * slot` and `2 * slot + 1`.
 const LISTENERS: usize = usize::MAX - 64;
-
-/// A listening address and the backends its clients are spread over, in turn.
-#[derive(Clone)]
-struct Route {
-    listen: SocketAddr,
-    backends: Vec<SocketAddr>,
-}
 
 /// One direction: bytes read from `src` not yet written to the other side.
 struct Dir {
@@ -70,6 +68,30 @@ enum Pumped {
     Closed,
 }
 
+impl Dir {
+    /// Writes what is pending to `to`: true when all of it went, false when the write
+    /// would block (or the destination is still connecting).
+    fn flush(&mut self, to: &mut TcpStream) -> io::Result<bool> {
+        while self.start < self.end {
+            match to.write(&self.buf[self.start..self.end]) {
+                Ok(n) => self.start += n,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::NotConnected
+                    ) =>
+                {
+                    return Ok(false)
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        self.start = 0;
+        self.end = 0;
+        Ok(true)
+    }
+}
+
 impl Pair {
     /// Moves what side `src` has sent on to the other side: writes what is pending, then
     /// reads and writes until a read comes back short or a write would block.
@@ -80,16 +102,9 @@ impl Pair {
         let other_done = self.dirs[dst].shut;
         let d = &mut self.dirs[src];
         loop {
-            while d.start < d.end {
-                match to.write(&d.buf[d.start..d.end]) {
-                    Ok(n) => d.start += n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                    Err(e) if e.kind() == io::ErrorKind::NotConnected => return Ok(()),
-                    Err(e) => return Err(e),
-                }
+            if !d.flush(to)? {
+                return Ok(());
             }
-            d.start = 0;
-            d.end = 0;
             if d.eof {
                 if !d.shut {
                     d.shut = true;
@@ -107,16 +122,7 @@ impl Pair {
                     d.end = n;
                     if n < BUF {
                         // Drained: write it, and wait for the next edge.
-                        while d.start < d.end {
-                            match to.write(&d.buf[d.start..d.end]) {
-                                Ok(n) => d.start += n,
-                                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                                Err(e) if e.kind() == io::ErrorKind::NotConnected => return Ok(()),
-                                Err(e) => return Err(e),
-                            }
-                        }
-                        d.start = 0;
-                        d.end = 0;
+                        d.flush(to)?;
                         return Ok(());
                     }
                 }
@@ -143,31 +149,11 @@ impl Pair {
     }
 }
 
-fn listener(listen: SocketAddr, cpu: Option<usize>) -> io::Result<TcpListener> {
-    let socket = socket2::Socket::new(
-        socket2::Domain::for_address(listen),
-        socket2::Type::STREAM,
-        None,
-    )?;
-    socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
-    if let Some(cpu) = cpu {
-        socket.set_cpu_affinity(cpu)?;
-    }
-    socket.set_nonblocking(true)?;
-    socket.bind(&listen.into())?;
-    socket.listen(4096)?;
-    Ok(TcpListener::from_std(socket.into()))
-}
-
-fn worker(routes: Vec<Route>, cpu: Option<usize>) -> io::Result<()> {
-    if let Some(cpu) = cpu {
-        lb_runtime::sys::bind_thread_to(cpu)?;
-    }
+fn worker(routes: Arc<Vec<Route>>, cpu: Option<usize>) -> io::Result<()> {
     let mut poll = Poll::new()?;
     let mut listeners = Vec::new();
     for (i, route) in routes.iter().enumerate() {
-        let mut l = listener(route.listen, cpu)?;
+        let mut l = TcpListener::from_std(floor_common::listener(route.listen, cpu)?);
         poll.registry()
             .register(&mut l, Token(usize::MAX - i), Interest::READABLE)?;
         listeners.push(l);
@@ -242,52 +228,10 @@ fn worker(routes: Vec<Route>, cpu: Option<usize>) -> io::Result<()> {
 }
 
 fn main() {
-    let routes: Vec<Route> = std::env::args()
-        .skip(1)
-        .map(|arg| {
-            let parse = |s: &str| -> SocketAddr {
-                s.parse().unwrap_or_else(|e| {
-                    eprintln!("floor_proxy: {arg}: {s}: {e}");
-                    std::process::exit(2)
-                })
-            };
-            let Some((listen, backends)) = arg.split_once('=') else {
-                eprintln!("floor_proxy: {arg}: expected LISTEN=BACKEND[,BACKEND...]");
-                std::process::exit(2)
-            };
-            Route {
-                listen: parse(listen),
-                backends: backends.split(',').map(parse).collect(),
-            }
-        })
-        .collect();
-    if routes.is_empty() || routes.len() > 64 {
-        eprintln!("usage: floor_proxy LISTEN=BACKEND[,BACKEND...]... (1 to 64 listeners)");
+    let routes = floor_common::routes("floor_proxy");
+    if routes.len() > 64 {
+        eprintln!("floor_proxy: at most 64 listeners");
         std::process::exit(2);
     }
-    let cpus = lb_runtime::sys::allowed_cpus().unwrap_or_default();
-    let workers = std::env::var("FLOOR_WORKERS")
-        .ok()
-        .and_then(|w| w.parse().ok())
-        .unwrap_or(cpus.len().max(1));
-    let bind = workers == cpus.len() && std::env::var("FLOOR_BIND").as_deref() != Ok("0");
-    let threads: Vec<_> = (0..workers)
-        .map(|i| {
-            let routes = routes.clone();
-            let cpu = bind.then(|| cpus[i]);
-            // Not the product: no runtime, no simulation, plain threads.
-            #[allow(clippy::disallowed_methods)]
-            std::thread::spawn(move || worker(routes, cpu))
-        })
-        .collect();
-    eprintln!(
-        "floor_proxy: {workers} worker(s){}",
-        if bind { ", bound to a CPU each" } else { "" }
-    );
-    for t in threads {
-        if let Ok(Err(e)) = t.join() {
-            eprintln!("floor_proxy: {e}");
-            std::process::exit(1);
-        }
-    }
+    floor_common::run("floor_proxy", routes, worker);
 }
