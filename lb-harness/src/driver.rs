@@ -2335,10 +2335,14 @@ impl Driver {
                 ));
             }
         }
+        // A flow passing on a reset waits for the driver to report its delivery
+        // (`AwaitDelivery`); the driver reports it right after this check, and the check
+        // after that report finds the flow closed or breaks here.
         let all_done = m.connected
             && m.eof == [true; 2]
             && m.streams.iter().all(|s| s.len == 0)
-            && m.out.iter().all(|q| q.queued == 0);
+            && m.out.iter().all(|q| q.queued == 0)
+            && m.delivery.is_none();
         if all_done && !m.tainted_counts {
             return Err(self.fail(
                 Rule::Liveness,

@@ -180,6 +180,51 @@ fn a_lost_close_is_caught() {
     );
 }
 
+/// Both sides sent FIN, the backend's bytes wait to be written, then the backend resets:
+/// the flow writes them, asks for their delivery and only then passes the reset on. The
+/// liveness check leaves a flow alone while its delivery is being reported (the fuzzer's
+/// `regressions/events/reset-after-both-fins-awaiting-delivery`), and still catches a flow
+/// that stays open after it.
+#[test]
+fn a_reset_after_both_fins_closes_once_delivered_and_a_lost_close_there_is_caught() {
+    let forced = |op| match op {
+        Op::Eof { flow, side, .. } => Op::Eof {
+            flow,
+            side,
+            force: true,
+        },
+        Op::Read {
+            flow, side, len, ..
+        } => Op::Read {
+            flow,
+            side,
+            len,
+            force: true,
+        },
+        op => op,
+    };
+    let ops = vec![
+        ACCEPT,
+        CONNECTED,
+        forced(eof(SideSel::Client)),
+        forced(read(SideSel::Backend, 500)),
+        forced(eof(SideSel::Backend)),
+        Op::Reset {
+            flow: 0,
+            side: SideSel::Backend,
+        },
+    ];
+    let scenario = Scenario {
+        config: ConfigSpec::simple(1),
+        ops: ops.clone(),
+    };
+    run(&scenario).unwrap();
+    assert_eq!(
+        mutated(Mutation::DropClose, ConfigSpec::simple(1), ops),
+        Rule::Liveness
+    );
+}
+
 #[test]
 fn a_lost_resume_is_caught() {
     // 150 bytes pass the high watermark of 101; writing them all must resume reading.
