@@ -12,6 +12,9 @@ pub enum Defect {
     WeightIgnored,
     /// A reload forgets the health of the backends it keeps: they start down again.
     ReloadForgetsHealth,
+    /// A reload restarts the selector's turns (round robin begins again at the first
+    /// backend), so frequent reloads starve the last backends.
+    ReloadRestartsTurns,
     /// A reload leaves the backends it removes in rotation.
     ReloadKeepsRemoved,
     /// `allow` is not enforced.

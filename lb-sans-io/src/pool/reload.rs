@@ -41,8 +41,11 @@ impl Pool {
     /// - A new backend starts as one does at startup (down until its first probe passes,
     ///   unless `start_up`), probed within a tenth of the interval.
     /// - Algorithm, health check settings, `retries`, the connect timeout and `slow_start`
-    ///   apply from now on (open flows keep the settings they started with). The selector
-    ///   is rebuilt, so round-robin order and latency averages start over.
+    ///   apply from now on (open flows keep the settings they started with). With the same
+    ///   algorithm the selector carries over (round-robin turns go on where they were,
+    ///   latency averages are kept): a reload, however frequent, does not send the next
+    ///   connections to the first backends. A new algorithm starts afresh, and `hash`
+    ///   rebuilds its table from the backends as they now are.
     ///
     /// With `discover`: the backends discovered so far stay (the same question keeps what
     /// it knows; another is asked at once and its answer applied when it comes).
@@ -148,6 +151,12 @@ impl Pool {
                 newly_removed.push((i, before));
             }
         }
+        // The same algorithm keeps its selector (round-robin turns, latency averages: ids
+        // are stable, and selectors grow with the backend list); `hash` rebuilds its
+        // table from the backends as they now are.
+        let keep_selector = self.algorithm == config.algorithm
+            && config.algorithm != Algorithm::Hash
+            && !self.defects.has(Defect::ReloadRestartsTurns);
         self.algorithm = config.algorithm;
         self.checks = CheckSettings {
             check: hc.clone(),
@@ -158,7 +167,9 @@ impl Pool {
         self.slow_start = config.slow_start.map(|d| d.0).filter(|d| !d.is_zero());
         self.on_backend_down = config.on_backend_down;
         self.limits = PoolLimits::from_pool(config);
-        self.selector = build_selector(self.algorithm, &self.backends, self.defects);
+        if !keep_selector {
+            self.selector = build_selector(self.algorithm, &self.backends, self.defects);
+        }
         if self.slow_start.is_none() {
             for &i in &self.ramping {
                 self.backends[i].ramp_since = None;

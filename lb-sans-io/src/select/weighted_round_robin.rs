@@ -25,7 +25,8 @@ impl WeightedRoundRobin {
 impl Selector for WeightedRoundRobin {
     fn select(&mut self, ctx: SelectCtx<'_>) -> Option<BackendId> {
         if self.current.len() != ctx.len() {
-            self.current = vec![0; ctx.len()];
+            // A reload that added backends: the others keep their place in the cycle.
+            self.current.resize(ctx.len(), 0);
         }
         let mut total: i64 = 0;
         let mut best: Option<(usize, i64)> = None;
