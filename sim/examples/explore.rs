@@ -1,5 +1,6 @@
 //! Runs many seeds of every scenario and prints each failing run's violations (without
-//! stopping at the first), e.g. `cargo run --release -p sim --example explore 200`.
+//! stopping at the first), e.g. `cargo run --release -p sim --example explore 200`
+//! (count, first seed, and optionally one scenario by name: `explore 3000 0 fleet`).
 use sim::{run, Mutation, Plan, Scenario};
 fn main() {
     let n: u64 = std::env::args()
@@ -10,7 +11,11 @@ fn main() {
         .nth(2)
         .and_then(|a| a.parse().ok())
         .unwrap_or(0);
-    for scenario in Scenario::ALL {
+    let only = std::env::args().nth(3);
+    for scenario in Scenario::ALL
+        .into_iter()
+        .filter(|s| only.as_deref().is_none_or(|o| o == s.name()))
+    {
         let mut failed = 0;
         for seed in first..first + n {
             let out = run(Plan::new(scenario, seed, Mutation::None));

@@ -110,3 +110,27 @@ fn services() {
 fn fleet() {
     check_sweep("fleet", Scenario::Fleet, 30);
 }
+
+/// Seeds outside the default sweeps that a wide sweep (`cargo run --release -p sim
+/// --example explore 3000`) once failed, replayed every time: `services` 1571, 1706, 1939,
+/// 2064, 2194 and 2894 (a refusal by a listener a reload was removing, counted against it),
+/// 2944 (reloads started round robin's turns over: a backend starved) and `operate` 506
+/// (two reloads 6 ms apart, their log lines counted twice).
+#[test]
+fn seeds_wide_sweeps_found() {
+    for (scenario, seed) in [
+        (Scenario::Services, 1571),
+        (Scenario::Services, 1706),
+        (Scenario::Services, 1939),
+        (Scenario::Services, 2064),
+        (Scenario::Services, 2194),
+        (Scenario::Services, 2894),
+        (Scenario::Services, 2944),
+        (Scenario::Operate, 506),
+    ] {
+        let out = sim::run(sim::Plan::new(scenario, seed, sim::Mutation::None));
+        if !out.violations.is_empty() {
+            panic!("{}", sim::sweep::report(scenario.name(), &out));
+        }
+    }
+}

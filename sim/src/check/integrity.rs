@@ -230,6 +230,12 @@ pub fn check(obs: &Observations, flows: &Flows, out: &mut Vec<Violation>) {
         if super::services::listener_state(obs, s.listener, s.start) != Some(true) {
             continue;
         }
+        // A connection attempt under way while a reload removed its listener is refused.
+        if s.outcome == Outcome::ConnectFailed
+            && super::services::listener_state_over(obs, s.listener, s.start, s.end) != Some(true)
+        {
+            continue;
+        }
         let pool_mask = pools[pool].mask();
         // A close with no cause of its own while a reload was applied is the reload's.
         let cause_check = if obs.ops.iter().any(|o| {

@@ -15,7 +15,8 @@
 //!   timeout: the faults of other pools do not disturb it.
 //! - `listeners`: a listener a reload removed accepts nothing from then on (until a reload
 //!   adds it back), and a configured listener refuses nothing, during reloads included.
-//!   (A reload is applied at the node's next step: the few ticks after it are not judged.)
+//!   (A reload is applied at the node's next step: the few ticks after it are not judged;
+//!   nor is a connection attempt under way while a reload removed its listener.)
 
 use super::flows::Flows;
 use super::{secs, violation, violation_at, Violation};
@@ -49,6 +50,29 @@ pub fn listener_state(obs: &Observations, listener: usize, t: Duration) -> Optio
         }
     }
     Some(live)
+}
+
+/// Whether listener `listener` was configured from `from` to `to` alike: `None` when a
+/// reload that adds or removes it was applied (or applying) in between. A connection
+/// attempt spans its whole connect: its SYN may arrive after a reload the client started
+/// before (seeds 1571, 1706, 1939, 2064, 2194 and 2894 of `services` once counted such a
+/// refusal against a listener that was being removed).
+pub fn listener_state_over(
+    obs: &Observations,
+    listener: usize,
+    from: Duration,
+    to: Duration,
+) -> Option<bool> {
+    let first = listener_state(obs, listener, from)?;
+    let last = listener_state(obs, listener, to.max(from))?;
+    let swapped = obs.ops.iter().any(|op| {
+        op.valid
+            && op.action == OpAction::Reload(ReloadChange::SwapListeners)
+            && op.sent > from
+            && op.sent <= to
+            && (listener == OLD || listener == NEW)
+    });
+    (first == last && !swapped).then_some(first)
 }
 
 /// Runs the checks of this module.
@@ -354,7 +378,7 @@ fn listeners(obs: &Observations, flows: &Flows, out: &mut Vec<Violation>) {
         if s.outcome != Outcome::ConnectFailed || s.start >= stop {
             continue;
         }
-        if listener_state(obs, s.listener, s.start) == Some(true) {
+        if listener_state_over(obs, s.listener, s.start, s.end) == Some(true) {
             let reload = obs
                 .ops
                 .iter()
