@@ -383,7 +383,8 @@ fn listeners(obs: &Observations, flows: &Flows, out: &mut Vec<Violation>) {
                 .ops
                 .iter()
                 .filter(|o| matches!(o.action, OpAction::Reload(_)))
-                .find(|o| o.sent + Duration::from_secs(1) >= s.start && o.sent <= s.end)
+                .filter(|o| o.sent + Duration::from_secs(1) >= s.start && o.sent <= s.end)
+                .min_by_key(|o| o.sent.abs_diff(s.start))
                 .map_or(String::new(), |o| {
                     format!(" (during {} at {})", o.action, secs(o.sent))
                 });
